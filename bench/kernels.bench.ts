@@ -1,0 +1,55 @@
+/**
+ * npm run bench: one table of every kernel, WASM-SIMD / WASM / JS side by
+ * side with the ratio to JS, plus the same numbers as JSON in bench/results/.
+ * VNETKIT_BENCH_MS sets the time per cell (default 300 ms);
+ * VNETKIT_BENCH_FILTER=substring runs only matching rows.
+ */
+import os from 'node:os';
+import { writeFileSync, mkdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+import { measureRow, sink, type Row, type RowSpec } from './lib.js';
+import { rows as checksumRows } from './suites/checksum.js';
+import { rows as classifyRows } from './suites/classify.js';
+import { rows as flowRows } from './suites/flow.js';
+import { rows as reasmRows } from './suites/reasm.js';
+
+const filter = process.env.VNETKIT_BENCH_FILTER ?? '';
+const specs: RowSpec[] = [...checksumRows(), ...classifyRows(), ...flowRows(), ...reasmRows()].filter(
+  (s) => !filter || `${s.group} ${s.name}`.includes(filter),
+);
+
+const results: Row[] = [];
+for (const spec of specs) {
+  const row = await measureRow(spec);
+  results.push(row);
+  process.stderr.write(`  measured ${row.group} ${row.name}\n`);
+}
+
+const fmt = (v: number | undefined) => (v === undefined ? '-' : v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2));
+const ratio = (a: number | undefined, b: number | undefined) => (a && b ? `${(a / b).toFixed(2)}×` : '-');
+const header = ['kernel', 'case', 'unit', 'WASM-SIMD', 'WASM', 'JS', 'SIMD/JS', 'WASM/JS'];
+const lines = results.map((r) => [
+  r.group, r.name, r.unit,
+  fmt(r.values['wasm-simd']), fmt(r.values.wasm), fmt(r.values.js),
+  ratio(r.values['wasm-simd'], r.values.js), ratio(r.values.wasm, r.values.js),
+]);
+const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
+const pad = (cells: string[]) => '| ' + cells.map((c, i) => c.padEnd(widths[i])).join(' | ') + ' |';
+const env = {
+  node: process.versions.node,
+  v8: process.versions.v8,
+  cpu: os.cpus()[0]?.model ?? 'unknown',
+  cores: os.cpus().length,
+  platform: `${os.platform()} ${os.arch()}`,
+  date: new Date().toISOString(),
+};
+console.log(`vnetkit kernels — Node ${env.node}, V8 ${env.v8}, ${env.cpu} (${env.cores} cores), ${env.platform}`);
+console.log(pad(header));
+console.log('|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|');
+for (const l of lines) console.log(pad(l));
+console.log(`(sink ${sink.value >>> 0}: results folded so no work is elided)`);
+
+const dir = join(dirname(fileURLToPath(import.meta.url)), 'results');
+mkdirSync(dir, { recursive: true });
+writeFileSync(join(dir, 'kernels.json'), JSON.stringify({ env, rows: results }, null, 2) + '\n');
