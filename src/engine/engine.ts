@@ -1,0 +1,525 @@
+/**
+ * The engine: the VMs' switch, gateway, DHCP and DNS server, and the NAT
+ * that turns their flows into host sockets.
+ *
+ * Frames from every VM link are copied into the RX batch; once per turn the
+ * batch is classified by one kernel call, then each descriptor is switched
+ * (learning L2 switch between VMs) or handled locally (ARP, ICMP, DHCP, DNS,
+ * UDP NAT, TCP). Outbound segments are built by one kernel call per turn.
+ */
+import { EventEmitter } from 'node:events';
+import type { Duplex, Readable, Writable } from 'node:stream';
+import { createKernels, type Kernels } from '../kernels/index.js';
+import {
+  D_KIND, D_REASON, D_SRC_IP, D_DST_IP, D_SRC_PORT, D_DST_PORT, D_PAYLOAD_OFF, D_PAYLOAD_LEN,
+  D_L3_OFF, D_ICMP_TYPE,
+  KIND_INVALID, KIND_ARP, KIND_ICMP, KIND_UDP, KIND_TCP, KIND_FRAGMENT, KIND_IPV6, KIND_OTHER,
+  CF_INSERT_TCP_SYN,
+} from '../../assembly/layout.js';
+import { resolveConfig, type EngineConfig, type EngineOptions } from './config.js';
+import { RxBatch } from './rx-batch.js';
+import { TxBatch, type TxSink } from './tx-batch.js';
+import { MacTable, macKey } from './switch.js';
+import { UdpNat, type UdpBinding } from './udp-nat.js';
+import { reasonName } from './reasons.js';
+import { VpnkitUuids } from './vpnkit-uuids.js';
+import { buildArpReply, buildIcmpEchoReply, buildUdpFragments, readArp } from './replies.js';
+import { DhcpServer } from '../services/dhcp.js';
+import { DnsServer } from '../services/dns.js';
+import { attachStream, listen as listenTransport, type VmLink, type Framing, type Listener } from '../transport/index.js';
+import { nullLogger, type Logger } from '../log.js';
+import { formatIPv4, formatMac, inSubnet, parseIPv4 } from '../wire/addr.js';
+
+export type { EngineOptions } from './config.js';
+
+const BROADCAST_MAC = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+
+/** One VM connection: a link plus what the switch learned about it. */
+export interface VmPort {
+  readonly id: number;
+  readonly link: VmLink;
+  readonly connectedAt: number;
+  /** The first MAC seen from (or assigned to) this VM. */
+  mac?: Uint8Array;
+  ips: Set<number>;
+  uuid?: string;
+}
+
+export interface VmInfo {
+  id: number;
+  framing: Framing;
+  peer: string;
+  mac?: string;
+  uuid?: string;
+  ips: string[];
+}
+
+export interface EngineStats {
+  backend: string;
+  vms: number;
+  rx: { frames: number; bytes: number; batches: number };
+  tx: { frames: number; bytes: number };
+  drops: Record<string, number>;
+  switch: { macs: number; forwarded: number; flooded: number; unknownUnicast: number; macsRefused: number };
+  udp: { flows: number } & Record<string, number>;
+  icmp: { echoReplies: number };
+  dhcp: Record<string, number>;
+  dns: Record<string, number>;
+}
+
+export interface AttachOptions {
+  framing: Framing;
+}
+
+export class Engine extends EventEmitter {
+  readonly config: EngineConfig;
+  readonly kernels: Kernels;
+  readonly log: Logger;
+  readonly dhcp: DhcpServer;
+  readonly dns: DnsServer;
+  private readonly ports = new Map<number, VmPort>();
+  private readonly macs: MacTable<VmPort>;
+  /** Guest IPv4 → the port and MAC it was last seen with. */
+  private readonly guests = new Map<number, { port: VmPort; mac: Uint8Array }>();
+  private readonly rx: RxBatch;
+  private readonly tx: TxBatch;
+  private readonly udp: UdpNat<VmPort>;
+  private readonly uuids: VpnkitUuids;
+  private readonly vmListeners = new Set<Listener>();
+  private readonly flowTable: number;
+  private readonly gatewayMacKey: number;
+  private rxScheduled = false;
+  private txScheduled = false;
+  private closed = false;
+  private readonly t0 = performance.now();
+  private readonly counters = {
+    rxFrames: 0, rxBytes: 0, rxBatches: 0, txFrames: 0, txBytes: 0,
+    forwarded: 0, flooded: 0, unknownUnicast: 0, echoReplies: 0,
+  };
+  private readonly drops = new Map<string, number>();
+
+  constructor(options: EngineOptions = {}) {
+    super();
+    this.config = resolveConfig(options);
+    this.log = options.log ?? nullLogger;
+    const cfg = this.config;
+    this.kernels = createKernels({ backend: options.backend, memoryBytes: options.memoryBytes ?? 64 * 1024 * 1024 });
+    const k = this.kernels;
+    const maxTcpFlows = 16384;
+    this.flowTable = k.alloc(k.k.flowTableBytes(maxTcpFlows), 64);
+    k.k.flowInit(this.flowTable, maxTcpFlows, (Math.random() * 0x100000000) >>> 0);
+    this.macs = new MacTable<VmPort>(cfg.maxMacs);
+    this.gatewayMacKey = macKey(cfg.gatewayMac, 0);
+    const classify = (table: number, n: number, descs: number) => {
+      k.k.classify(table, n, descs, this.flowTable, this.now(), CF_INSERT_TCP_SYN);
+    };
+    this.rx = new RxBatch(k, { maxFrames: 256, arenaBytes: 2 * 1024 * 1024 }, classify,
+      (i, portId, ptr, len, d) => this.handleFrame(portId, ptr, len, d),
+      () => this.afterBatch());
+    this.tx = new TxBatch(k, 1024, 4 * 1024 * 1024, cfg.gatewayMac);
+    this.uuids = new VpnkitUuids(cfg);
+    this.dhcp = new DhcpServer({
+      serverIp: cfg.gatewayIp,
+      prefix: cfg.prefix,
+      router: cfg.gatewayIp,
+      dnsServers: [cfg.gatewayIp],
+      domainName: cfg.domainName,
+      searchDomains: cfg.searchDomains,
+      mtu: cfg.mtu,
+      leaseSeconds: cfg.leaseSeconds,
+      poolStart: cfg.dhcpStart,
+      poolEnd: cfg.dhcpEnd,
+      staticLeases: cfg.staticLeases,
+      log: this.log.child({ svc: 'dhcp' }),
+    });
+    const names: Record<string, number> = {
+      'host.docker.internal': cfg.hostIp,
+      'gateway.docker.internal': cfg.gatewayIp,
+      'host.containers.internal': cfg.hostIp,
+      'gateway.containers.internal': cfg.gatewayIp,
+    };
+    for (const [n, ip] of Object.entries(options.dns?.names ?? {})) names[n] = parseIPv4(ip);
+    this.dns = new DnsServer({
+      upstreams: options.dns?.upstreams?.map((u) => ({ host: u.host, port: u.port ?? 53 })),
+      builtins: names,
+      zones: options.dns?.zones,
+      hostsFile: options.dns?.hostsFile,
+      log: this.log.child({ svc: 'dns' }),
+    });
+    this.udp = new UdpNat<VmPort>({
+      idleMs: cfg.udpIdleMs,
+      maxFlows: cfg.maxUdpFlows,
+      hostIp: cfg.hostIp,
+      log: this.log.child({ svc: 'udp' }),
+      now: () => this.now(),
+      deliver: (b, srcIp, srcPort, data) => this.udpToGuest(b.port, b.guestMac, srcIp, srcPort, b.guestIp, b.guestPort, data),
+    });
+  }
+
+  /** Milliseconds since the engine started (the kernels' clock; u32 wrap is handled by the kernels). */
+  now(): number {
+    return Math.floor(performance.now() - this.t0);
+  }
+
+  // ---- VM connections -----------------------------------------------------
+
+  /** Attach a VM over any duplex stream (stdio, a socket, a vsock proxy). */
+  attach(stream: Duplex | { readable: Readable; writable: Writable }, options: AttachOptions): VmInfo {
+    const link = attachStream(stream, this.linkOptions(options.framing));
+    return this.addLink(link);
+  }
+
+  /** Listen for VMs: unix:///path, tcp://127.0.0.1:port, udp://127.0.0.1:port (framing 'dgram'). */
+  async listen(url: string, options: AttachOptions & { allowNonLoopback?: boolean }): Promise<Listener> {
+    const l = await listenTransport(url, { ...this.linkOptions(options.framing), allowNonLoopback: options.allowNonLoopback },
+      (link) => this.addLink(link));
+    this.vmListeners.add(l);
+    return {
+      url: l.url,
+      address: l.address,
+      close: async () => {
+        this.vmListeners.delete(l);
+        await l.close();
+      },
+    };
+  }
+
+  private linkOptions(framing: Framing) {
+    return {
+      framing,
+      mtu: this.config.mtu,
+      log: this.log.child({ svc: 'transport' }),
+      vpnkit: {
+        negotiate: (req: { uuid: string; preferredIp?: number }) => this.uuids.negotiate(req, this.dhcp),
+      },
+    };
+  }
+
+  private addLink(link: VmLink): VmInfo {
+    const port: VmPort = { id: link.id, link, connectedAt: Date.now(), ips: new Set() };
+    if (link.vpnkit) {
+      port.uuid = link.vpnkit.uuid;
+      port.mac = link.vpnkit.mac;
+    }
+    if (this.closed) {
+      link.close('engine closed');
+      return this.info(port);
+    }
+    this.ports.set(port.id, port);
+    link.onFrame = (buf, off, len) => {
+      this.counters.rxFrames++;
+      this.counters.rxBytes += len;
+      this.rx.push(port.id, buf, off, len);
+      this.scheduleRx();
+    };
+    link.onClose = (err) => this.removePort(port, err);
+    link.onDrain = () => {};
+    const info = this.info(port);
+    this.log.info('vm connected', { vm: port.id, framing: link.framing, peer: link.peer, uuid: port.uuid });
+    this.emit('vm-connected', info);
+    return info;
+  }
+
+  private removePort(port: VmPort, err?: Error): void {
+    if (!this.ports.delete(port.id)) return;
+    // Frames of this port still in the RX batch are ignored: handleFrame finds no port.
+    this.macs.purge(port);
+    for (const [ip, g] of this.guests) if (g.port === port) this.guests.delete(ip);
+    this.udp.purge(port);
+    if (port.mac && !port.uuid) this.dhcp.release(formatMac(port.mac));
+    const info = this.info(port);
+    if (err) this.log.warn('vm disconnected', { vm: port.id, peer: port.link.peer, error: err.message, code: (err as { code?: string }).code });
+    else this.log.info('vm disconnected', { vm: port.id, peer: port.link.peer });
+    this.emit('vm-disconnected', info);
+  }
+
+  private info(port: VmPort): VmInfo {
+    return {
+      id: port.id,
+      framing: port.link.framing,
+      peer: port.link.peer,
+      mac: port.mac ? formatMac(port.mac) : undefined,
+      uuid: port.uuid,
+      ips: [...port.ips].map(formatIPv4),
+    };
+  }
+
+  vms(): VmInfo[] {
+    return [...this.ports.values()].map((p) => this.info(p));
+  }
+
+  // ---- batch pipeline -----------------------------------------------------
+
+  private scheduleRx(): void {
+    if (this.rxScheduled) return;
+    this.rxScheduled = true;
+    setImmediate(() => {
+      this.rxScheduled = false;
+      this.rx.flush();
+    });
+  }
+
+  /** Outbound frames produced outside an RX batch (host sockets, DNS answers) go out at the end of the turn. */
+  private scheduleTx(): void {
+    if (this.txScheduled) return;
+    this.txScheduled = true;
+    setImmediate(() => {
+      this.txScheduled = false;
+      this.flushTx();
+    });
+  }
+
+  private afterBatch(): void {
+    this.counters.rxBatches++;
+    this.flushTx();
+  }
+
+  private flushTx(): void {
+    this.tx.flush();
+    for (const p of this.ports.values()) p.link.flush();
+  }
+
+  private drop(reason: string): void {
+    this.drops.set(reason, (this.drops.get(reason) ?? 0) + 1);
+  }
+
+  private handleFrame(portId: number, ptr: number, len: number, d: number): void {
+    const port = this.ports.get(portId);
+    if (port === undefined) return;
+    const u8 = this.kernels.u8;
+    if (len < 14) {
+      this.drop('short-frame');
+      return;
+    }
+    const src = macKey(u8, ptr + 6);
+    if ((u8[ptr + 6] & 1) === 0) {
+      if (port.mac === undefined) port.mac = u8.slice(ptr + 6, ptr + 12);
+      this.macs.learn(src, port);
+    }
+    if (u8[ptr] & 1) {
+      // Broadcast/multicast: every other VM gets it, and so does the gateway.
+      for (const other of this.ports.values()) {
+        if (other !== port) {
+          other.link.send(u8, ptr, len);
+          this.counters.flooded++;
+        }
+      }
+      this.local(port, ptr, len, d);
+      return;
+    }
+    const dst = macKey(u8, ptr);
+    if (dst === this.gatewayMacKey) {
+      this.local(port, ptr, len, d);
+      return;
+    }
+    const target = this.macs.lookup(dst);
+    if (target !== undefined && target !== port) {
+      target.link.send(u8, ptr, len);
+      this.counters.forwarded++;
+    } else {
+      this.counters.unknownUnicast++;
+      this.drop('unknown-unicast');
+    }
+  }
+
+  /** A frame addressed to the gateway (or broadcast). */
+  private local(port: VmPort, ptr: number, len: number, d: number): void {
+    const u8 = this.kernels.u8;
+    const dv = this.kernels.dv;
+    const kind = u8[d + D_KIND];
+    if (kind === KIND_INVALID) {
+      const reason = reasonName(u8[d + D_REASON]);
+      this.drop(reason);
+      this.log.limited(`drop-${reason}`, 'debug', 'dropped malformed frame', { vm: port.id, reason });
+      return;
+    }
+    if (kind === KIND_ARP) return this.arp(port, ptr, len);
+    if (kind === KIND_IPV6) return this.drop('ipv6');
+    if (kind === KIND_OTHER) return this.drop('unsupported-protocol');
+    const srcIp = dv.getUint32(d + D_SRC_IP, true);
+    if (!this.learnGuestIp(port, srcIp, ptr)) return;
+    switch (kind) {
+      case KIND_UDP:
+        return this.udpFromGuest(port, ptr, d);
+      case KIND_ICMP:
+        return this.icmpFromGuest(port, ptr, len, d);
+      case KIND_TCP:
+        return this.tcpFromGuest(port, ptr, len, d);
+      case KIND_FRAGMENT:
+        return this.drop('ipv4-fragment');
+    }
+  }
+
+  /** Track which guest owns which IP; refuse spoofed engine addresses. */
+  private learnGuestIp(port: VmPort, srcIp: number, ptr: number): boolean {
+    const cfg = this.config;
+    if (srcIp === cfg.gatewayIp || srcIp === cfg.hostIp) {
+      this.drop('spoofed-source');
+      return false;
+    }
+    if (srcIp !== 0 && inSubnet(srcIp, cfg.network, cfg.prefix) && srcIp !== cfg.broadcast) {
+      const g = this.guests.get(srcIp);
+      if (g === undefined || g.port !== port) {
+        if (g === undefined && this.guests.size >= cfg.maxMacs) {
+          this.drop('guest-table-full');
+          return false;
+        }
+        this.guests.set(srcIp, { port, mac: this.kernels.u8.slice(ptr + 6, ptr + 12) });
+        port.ips.add(srcIp);
+      }
+    }
+    return true;
+  }
+
+  private arp(port: VmPort, ptr: number, len: number): void {
+    const cfg = this.config;
+    const a = readArp(this.kernels.u8, ptr, len);
+    if (a === null) return this.drop('bad-arp');
+    if (a.senderIp !== 0 && inSubnet(a.senderIp, cfg.network, cfg.prefix) && a.senderIp !== cfg.gatewayIp && a.senderIp !== cfg.hostIp) {
+      const g = this.guests.get(a.senderIp);
+      if ((g === undefined && this.guests.size < cfg.maxMacs) || (g !== undefined && g.port === port)) {
+        this.guests.set(a.senderIp, { port, mac: a.senderMac });
+        port.ips.add(a.senderIp);
+      }
+    }
+    if (a.op !== 1) return;
+    if (a.targetIp === cfg.gatewayIp || a.targetIp === cfg.hostIp) {
+      const reply = buildArpReply(cfg.gatewayMac, a.targetIp, a.senderMac, a.senderIp);
+      port.link.send(reply, 0, reply.length);
+    }
+  }
+
+  private icmpFromGuest(port: VmPort, ptr: number, len: number, d: number): void {
+    const cfg = this.config;
+    const u8 = this.kernels.u8;
+    const dv = this.kernels.dv;
+    if (u8[d + D_ICMP_TYPE] !== 8) return this.drop('icmp-not-echo');
+    const dstIp = dv.getUint32(d + D_DST_IP, true);
+    if (dstIp === cfg.gatewayIp || (dstIp === cfg.hostIp && cfg.hostLoopback)) {
+      const reply = buildIcmpEchoReply(u8, ptr, len, dv.getUint16(d + D_L3_OFF, true), cfg.gatewayMac);
+      if (reply === null) return this.drop('bad-icmp');
+      port.link.send(reply, 0, reply.length);
+      this.counters.echoReplies++;
+      return;
+    }
+    // Echo to anywhere else would need a real ICMP socket; without one we
+    // stay silent rather than forge a reply for an address not reached.
+    this.drop('icmp-unreachable-destination');
+  }
+
+  private udpFromGuest(port: VmPort, ptr: number, d: number): void {
+    const cfg = this.config;
+    const u8 = this.kernels.u8;
+    const dv = this.kernels.dv;
+    const srcIp = dv.getUint32(d + D_SRC_IP, true);
+    const dstIp = dv.getUint32(d + D_DST_IP, true);
+    const srcPort = dv.getUint16(d + D_SRC_PORT, true);
+    const dstPort = dv.getUint16(d + D_DST_PORT, true);
+    const pOff = ptr + dv.getUint32(d + D_PAYLOAD_OFF, true);
+    const pLen = dv.getUint32(d + D_PAYLOAD_LEN, true);
+    if (dstPort === 67 && (dstIp === 0xffffffff || dstIp === cfg.gatewayIp || dstIp === cfg.broadcast)) {
+      return this.dhcpFromGuest(port, ptr, u8.subarray(pOff, pOff + pLen));
+    }
+    if (dstIp === cfg.gatewayIp) {
+      if (dstPort === 53) return this.dnsFromGuest(port, ptr, srcIp, srcPort, u8.slice(pOff, pOff + pLen));
+      return this.drop('udp-gateway-port-closed');
+    }
+    if (dstIp === 0xffffffff || dstIp === cfg.broadcast || dstIp >>> 28 === 0xe) return this.drop('udp-broadcast');
+    let hostDst = dstIp;
+    if (dstIp === cfg.hostIp) {
+      if (!cfg.hostLoopback) return this.drop('host-loopback-disabled');
+      hostDst = 0x7f000001;
+    } else if (this.blocked(dstIp)) {
+      return this.drop('blocked-destination');
+    }
+    const g = this.guests.get(srcIp);
+    if (g === undefined) return this.drop('udp-unknown-source');
+    this.udp.send(port, g.mac, srcIp, srcPort, hostDst, dstPort, u8, pOff, pLen);
+  }
+
+  private blocked(ip: number): boolean {
+    const cfg = this.config;
+    if (inSubnet(ip, cfg.network, cfg.prefix)) return true;
+    if (ip >>> 24 === 127 || ip >>> 24 === 0) return true;
+    for (const b of cfg.blocked) if (inSubnet(ip, b.network, b.prefix)) return true;
+    return false;
+  }
+
+  private dhcpFromGuest(port: VmPort, ptr: number, payload: Uint8Array): void {
+    const mac = this.kernels.u8.slice(ptr + 6, ptr + 12);
+    const reserved = port.uuid !== undefined ? this.uuids.ipOf(port.uuid) : undefined;
+    const r = this.dhcp.handle(payload, mac, Date.now(), reserved);
+    if (r === null) return;
+    const dstMac = r.broadcast ? BROADCAST_MAC : mac;
+    const dstIp = r.broadcast ? 0xffffffff : r.yiaddr;
+    this.udpToGuest(port, dstMac, this.config.gatewayIp, 67, dstIp, 68, r.reply);
+  }
+
+  private dnsFromGuest(port: VmPort, ptr: number, srcIp: number, srcPort: number, query: Uint8Array): void {
+    const mac = this.kernels.u8.slice(ptr + 6, ptr + 12);
+    this.dns.query(query, 'udp').then(
+      (answer) => {
+        if (answer === null || !this.ports.has(port.id)) return;
+        this.udpToGuest(port, mac, this.config.gatewayIp, 53, srcIp, srcPort, answer);
+        this.scheduleTx();
+      },
+      (err: Error) => this.log.limited('dns-error', 'warn', 'dns query failed', { error: err.message }),
+    );
+  }
+
+  /** A UDP datagram to a guest: through the TX batch, or as IPv4 fragments when it exceeds the MTU. */
+  private udpToGuest(port: VmPort, dstMac: Uint8Array, srcIp: number, srcPort: number, dstIp: number, dstPort: number, data: Uint8Array): void {
+    const link: TxSink = port.link;
+    if (28 + data.length <= this.config.mtu) {
+      this.tx.udp(link, dstMac, srcIp, srcPort, dstIp, dstPort, data);
+    } else {
+      for (const f of buildUdpFragments(this.config.gatewayMac, dstMac, srcIp, srcPort, dstIp, dstPort, data, this.config.mtu)) {
+        port.link.send(f, 0, f.length);
+      }
+    }
+    this.scheduleTx();
+  }
+
+  private tcpFromGuest(port: VmPort, ptr: number, len: number, d: number): void {
+    this.drop('tcp-not-implemented');
+  }
+
+  // ---- introspection and shutdown ----------------------------------------
+
+  stats(): EngineStats {
+    const c = this.counters;
+    let txFrames = 0;
+    let txBytes = 0;
+    for (const p of this.ports.values()) {
+      const s = p.link.stats();
+      txFrames += s.txFrames;
+      txBytes += s.txBytes;
+    }
+    return {
+      backend: this.kernels.backend,
+      vms: this.ports.size,
+      rx: { frames: c.rxFrames, bytes: c.rxBytes, batches: c.rxBatches },
+      tx: { frames: txFrames, bytes: txBytes },
+      drops: Object.fromEntries(this.drops),
+      switch: { macs: this.macs.size, forwarded: c.forwarded, flooded: c.flooded, unknownUnicast: c.unknownUnicast, macsRefused: this.macs.refused },
+      udp: { flows: this.udp.size, ...this.udp.counters },
+      icmp: { echoReplies: c.echoReplies },
+      dhcp: this.dhcp.stats(),
+      dns: this.dns.stats(),
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all([...this.vmListeners].map((l) => l.close()));
+    this.vmListeners.clear();
+    for (const p of [...this.ports.values()]) p.link.close('engine closed');
+    this.udp.close();
+    this.dns.close();
+  }
+}
+
+export function createEngine(options: EngineOptions = {}): Engine {
+  return new Engine(options);
+}

@@ -1,0 +1,93 @@
+/**
+ * The receive side of the batch boundary. Transports hand frames over one at
+ * a time (views into their read chunks); each is copied once into an arena
+ * in kernel memory and listed in the frame table. At the end of the turn, or
+ * when the arena or table is full, the whole batch is classified with ONE
+ * kernel call and handed to the engine descriptor by descriptor.
+ */
+import type { Kernels } from '../kernels/index.js';
+import { FRAME_ENTRY_SIZE, DESC_SIZE } from '../../assembly/layout.js';
+
+export interface RxBatchOptions {
+  /** Frames per classify call at most. */
+  maxFrames: number;
+  /** Bytes of frame data per batch at most (must hold one maximal frame). */
+  arenaBytes: number;
+}
+
+export type BatchHandler = (
+  index: number,
+  portId: number,
+  framePtr: number,
+  frameLen: number,
+  descPtr: number,
+) => void;
+
+export class RxBatch {
+  readonly table: number;
+  readonly descs: number;
+  readonly arena: number;
+  private readonly arenaEnd: number;
+  private readonly maxFrames: number;
+  private readonly ports: Int32Array;
+  private count = 0;
+  private next: number;
+  private processing = false;
+
+  constructor(
+    private readonly kern: Kernels,
+    opts: RxBatchOptions,
+    /** Classify the current batch; returns nothing, fills the descriptors. */
+    private readonly classify: (table: number, count: number, descs: number) => void,
+    private readonly handler: BatchHandler,
+    /** Called after every batch is handled (the engine flushes TX here). */
+    private readonly afterBatch: () => void,
+  ) {
+    this.maxFrames = opts.maxFrames;
+    this.table = kern.alloc(opts.maxFrames * FRAME_ENTRY_SIZE, 16);
+    this.descs = kern.alloc(opts.maxFrames * DESC_SIZE, 64);
+    this.arena = kern.alloc(opts.arenaBytes, 64);
+    this.arenaEnd = this.arena + opts.arenaBytes;
+    this.next = this.arena;
+    this.ports = new Int32Array(opts.maxFrames);
+  }
+
+  get pending(): number {
+    return this.count;
+  }
+
+  /** Copy one frame in. Processes the batch first if it has no room. */
+  push(portId: number, buf: Uint8Array, off: number, len: number): void {
+    if (this.count === this.maxFrames || this.next + len > this.arenaEnd) this.flush();
+    const ptr = this.next;
+    this.kern.u8.set(len === buf.length && off === 0 ? buf : buf.subarray(off, off + len), ptr);
+    const e = this.table + this.count * FRAME_ENTRY_SIZE;
+    const dv = this.kern.dv;
+    dv.setUint32(e, ptr, true);
+    dv.setUint32(e + 4, len, true);
+    this.ports[this.count] = portId;
+    this.count++;
+    // Keep frame starts 4-byte aligned so header loads in the kernel are aligned.
+    this.next = (ptr + len + 3) & ~3;
+  }
+
+  /** Classify and handle everything queued. Re-entrant pushes (a handler that loops a frame back) start a new batch afterwards. */
+  flush(): void {
+    if (this.count === 0 || this.processing) return;
+    this.processing = true;
+    const n = this.count;
+    try {
+      this.classify(this.table, n, this.descs);
+      const dv = this.kern.dv;
+      for (let i = 0; i < n; i++) {
+        const e = this.table + i * FRAME_ENTRY_SIZE;
+        this.handler(i, this.ports[i], dv.getUint32(e, true), dv.getUint32(e + 4, true), this.descs + i * DESC_SIZE);
+      }
+    } finally {
+      this.count = 0;
+      this.next = this.arena;
+      this.processing = false;
+    }
+    this.afterBatch();
+  }
+}

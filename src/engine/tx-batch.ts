@@ -1,0 +1,163 @@
+/**
+ * The transmit side of the batch boundary. Outbound TCP/UDP segments for all
+ * VMs are described by TX descriptors during a turn (payload copied once into
+ * kernel memory); flush() builds every frame — headers, options, checksums —
+ * with ONE buildFrames call, hands each to its VM link, and flushes each
+ * touched link once, so a VM gets one socket write per turn.
+ */
+import type { Kernels } from '../kernels/index.js';
+import {
+  TX_SIZE, FRAME_ENTRY_SIZE, T_PROTO, T_TCP_FLAGS, T_OPT_FLAGS, T_WSCALE, T_SRC_IP, T_DST_IP,
+  T_SRC_PORT, T_DST_PORT, T_SEQ, T_ACK, T_WINDOW, T_MSS, T_TS_VAL, T_TS_ECR, T_PAYLOAD_PTR,
+  T_PAYLOAD_LEN, T_IP_ID, T_TTL, T_DST_MAC, T_SRC_MAC,
+} from '../../assembly/layout.js';
+
+/** Where built frames go: the engine's VM port. */
+export interface TxSink {
+  send(buf: Uint8Array, off: number, len: number): void;
+  flush(): void;
+}
+
+export interface TcpSegment {
+  srcIp: number;
+  srcPort: number;
+  dstIp: number;
+  dstPort: number;
+  seq: number;
+  ack: number;
+  flags: number;
+  window: number;
+  optFlags?: number;
+  mss?: number;
+  wscale?: number;
+  tsVal?: number;
+  tsEcr?: number;
+}
+
+export class TxBatch {
+  private readonly descs: number;
+  private readonly table: number;
+  private readonly payload: number;
+  private readonly payloadEnd: number;
+  private readonly out: number;
+  private readonly outCap: number;
+  private readonly sinks: (TxSink | undefined)[];
+  private count = 0;
+  private nextPayload: number;
+  private ipId = 1;
+  /** Frames built in total (for stats). */
+  framesBuilt = 0;
+
+  constructor(
+    private readonly kern: Kernels,
+    private readonly maxFrames: number,
+    payloadBytes: number,
+    private readonly srcMac: Uint8Array,
+  ) {
+    this.descs = kern.alloc(maxFrames * TX_SIZE, 64);
+    this.table = kern.alloc(maxFrames * FRAME_ENTRY_SIZE, 16);
+    this.payload = kern.alloc(payloadBytes, 64);
+    this.payloadEnd = this.payload + payloadBytes;
+    this.nextPayload = this.payload;
+    // Headers are at most 14 + 60 + 60 bytes; 4-byte alignment padding per frame.
+    this.outCap = payloadBytes + maxFrames * 140;
+    this.out = kern.alloc(this.outCap, 64);
+    this.sinks = new Array(maxFrames);
+  }
+
+  get pending(): number {
+    return this.count;
+  }
+
+  /** Reserve `len` payload bytes for the next descriptor; flushes first when full. Returns the pointer to copy into. */
+  private reserve(len: number): number {
+    if (this.count === this.maxFrames || this.nextPayload + len > this.payloadEnd) this.flush();
+    const ptr = this.nextPayload;
+    this.nextPayload = (ptr + len + 7) & ~7;
+    return ptr;
+  }
+
+  private header(sink: TxSink, dstMac: Uint8Array, proto: number, payloadPtr: number, payloadLen: number): number {
+    const d = this.descs + this.count * TX_SIZE;
+    const u8 = this.kern.u8;
+    u8.fill(0, d, d + TX_SIZE);
+    const dv = this.kern.dv;
+    dv.setUint8(d + T_PROTO, proto);
+    dv.setUint32(d + T_PAYLOAD_PTR, payloadPtr, true);
+    dv.setUint32(d + T_PAYLOAD_LEN, payloadLen, true);
+    dv.setUint16(d + T_IP_ID, this.ipId, true);
+    this.ipId = (this.ipId + 1) & 0xffff;
+    dv.setUint8(d + T_TTL, 64);
+    u8.set(dstMac, d + T_DST_MAC);
+    u8.set(this.srcMac, d + T_SRC_MAC);
+    this.sinks[this.count] = sink;
+    this.count++;
+    return d;
+  }
+
+  /** Queue one UDP datagram (payload copied now). Caller keeps it within the link MTU. */
+  udp(sink: TxSink, dstMac: Uint8Array, srcIp: number, srcPort: number, dstIp: number, dstPort: number,
+    data: Uint8Array, off = 0, len = data.length - off): void {
+    const ptr = this.reserve(len);
+    this.kern.u8.set(data.subarray(off, off + len), ptr);
+    const d = this.header(sink, dstMac, 17, ptr, len);
+    const dv = this.kern.dv;
+    dv.setUint32(d + T_SRC_IP, srcIp, true);
+    dv.setUint32(d + T_DST_IP, dstIp, true);
+    dv.setUint16(d + T_SRC_PORT, srcPort, true);
+    dv.setUint16(d + T_DST_PORT, dstPort, true);
+  }
+
+  /**
+   * Queue one TCP segment. The payload is given as a pointer already in
+   * kernel memory (a flow's send buffer) or copied from `data`.
+   */
+  tcp(sink: TxSink, dstMac: Uint8Array, s: TcpSegment, data?: Uint8Array, off = 0, len = 0): void {
+    let ptr = 0;
+    if (len > 0 && data) {
+      ptr = this.reserve(len);
+      this.kern.u8.set(data.subarray(off, off + len), ptr);
+    } else if (this.count === this.maxFrames) {
+      this.flush();
+    }
+    const d = this.header(sink, dstMac, 6, ptr, len);
+    const dv = this.kern.dv;
+    dv.setUint8(d + T_TCP_FLAGS, s.flags);
+    dv.setUint8(d + T_OPT_FLAGS, s.optFlags ?? 0);
+    dv.setUint8(d + T_WSCALE, s.wscale ?? 0);
+    dv.setUint32(d + T_SRC_IP, s.srcIp, true);
+    dv.setUint32(d + T_DST_IP, s.dstIp, true);
+    dv.setUint16(d + T_SRC_PORT, s.srcPort, true);
+    dv.setUint16(d + T_DST_PORT, s.dstPort, true);
+    dv.setUint32(d + T_SEQ, s.seq >>> 0, true);
+    dv.setUint32(d + T_ACK, s.ack >>> 0, true);
+    dv.setUint16(d + T_WINDOW, s.window, true);
+    dv.setUint16(d + T_MSS, s.mss ?? 0, true);
+    dv.setUint32(d + T_TS_VAL, (s.tsVal ?? 0) >>> 0, true);
+    dv.setUint32(d + T_TS_ECR, (s.tsEcr ?? 0) >>> 0, true);
+  }
+
+  /** Build everything queued in one kernel call and hand the frames to their links. */
+  flush(): void {
+    const n = this.count;
+    if (n === 0) return;
+    const built = this.kern.k.buildFrames(this.descs, n, this.out, this.outCap, this.table);
+    const dv = this.kern.dv;
+    const u8 = this.kern.u8;
+    const touched = new Set<TxSink>();
+    for (let i = 0; i < built; i++) {
+      const e = this.table + i * FRAME_ENTRY_SIZE;
+      const len = dv.getUint32(e + 4, true);
+      const sink = this.sinks[i]!;
+      if (len > 0) {
+        sink.send(u8, dv.getUint32(e, true), len);
+        touched.add(sink);
+      }
+      this.sinks[i] = undefined;
+    }
+    this.framesBuilt += built;
+    this.count = 0;
+    this.nextPayload = this.payload;
+    for (const s of touched) s.flush();
+  }
+}

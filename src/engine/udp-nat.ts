@@ -1,0 +1,161 @@
+/**
+ * UDP NAT with endpoint-independent mapping: one host socket per guest
+ * (ip, port), whatever the destination, so a guest's STUN-style traversal
+ * sees one external port. Replies are accepted only from remotes the guest
+ * has sent to (address-and-port-dependent filtering), so the host socket is
+ * not an open door. Replies keep the true remote address and port; the host's
+ * 127.0.0.1 appears to the guest as the host alias.
+ *
+ * Bounded: at most `maxFlows` bindings; a new binding beyond that evicts the
+ * least recently active one (counted). Idle bindings expire after `idleMs`.
+ */
+import dgram from 'node:dgram';
+import { formatIPv4 } from '../wire/addr.js';
+import type { Logger } from '../log.js';
+
+const LOOPBACK = 0x7f000001;
+/** Remotes remembered per binding for filtering; the oldest is forgotten past this. */
+const MAX_PEERS = 256;
+
+export interface UdpBinding<P> {
+  readonly guestIp: number;
+  readonly guestPort: number;
+  readonly port: P;
+  readonly guestMac: Uint8Array;
+  socket: dgram.Socket;
+  lastActive: number;
+  peers: Set<number>;
+  txPackets: number;
+  rxPackets: number;
+  txBytes: number;
+  rxBytes: number;
+  createdAt: number;
+}
+
+export interface UdpNatOptions<P> {
+  idleMs: number;
+  maxFlows: number;
+  hostIp: number;
+  log: Logger;
+  now: () => number;
+  /** A datagram from `srcIp:srcPort` (already translated to guest-visible addresses) for a binding's guest. */
+  deliver(b: UdpBinding<P>, srcIp: number, srcPort: number, data: Buffer): void;
+}
+
+export class UdpNat<P> {
+  private readonly bindings = new Map<number, UdpBinding<P>>();
+  private readonly timer: NodeJS.Timeout;
+  readonly counters = { created: 0, evicted: 0, expired: 0, filtered: 0, sendErrors: 0, tx: 0, rx: 0 };
+
+  constructor(private readonly o: UdpNatOptions<P>) {
+    this.timer = setInterval(() => this.expire(), Math.min(10_000, Math.max(250, o.idleMs / 4)));
+    this.timer.unref();
+  }
+
+  get size(): number {
+    return this.bindings.size;
+  }
+
+  list(): UdpBinding<P>[] {
+    return [...this.bindings.values()];
+  }
+
+  /**
+   * Send a guest datagram to `hostIp:dstPort` (hostIp already rewritten to
+   * 127.0.0.1 for the host alias by the caller's policy). `data` is copied.
+   */
+  send(port: P, guestMac: Uint8Array, guestIp: number, guestPort: number, dstIp: number, dstPort: number,
+    data: Uint8Array, off: number, len: number): void {
+    const key = guestIp * 65536 + guestPort;
+    let b = this.bindings.get(key);
+    if (b === undefined) {
+      b = this.create(port, guestMac, guestIp, guestPort, key);
+    } else {
+      // Map order doubles as LRU order for eviction.
+      this.bindings.delete(key);
+      this.bindings.set(key, b);
+    }
+    b.lastActive = this.o.now();
+    const peer = dstIp * 65536 + dstPort;
+    if (!b.peers.has(peer)) {
+      if (b.peers.size >= MAX_PEERS) b.peers.delete(b.peers.values().next().value as number);
+      b.peers.add(peer);
+    }
+    b.txPackets++;
+    b.txBytes += len;
+    this.counters.tx++;
+    const copy = Buffer.from(data.subarray(off, off + len));
+    b.socket.send(copy, dstPort, formatIPv4(dstIp), (err) => {
+      if (err) {
+        this.counters.sendErrors++;
+        this.o.log.limited('udp-send', 'debug', 'udp send failed', { dst: `${formatIPv4(dstIp)}:${dstPort}`, error: err.message });
+      }
+    });
+  }
+
+  private create(port: P, guestMac: Uint8Array, guestIp: number, guestPort: number, key: number): UdpBinding<P> {
+    if (this.bindings.size >= this.o.maxFlows) {
+      const oldest = this.bindings.keys().next().value as number;
+      this.remove(oldest);
+      this.counters.evicted++;
+      this.o.log.limited('udp-evict', 'warn', 'UDP flow table full: evicted the least recently active binding', { max: this.o.maxFlows });
+    }
+    const socket = dgram.createSocket({ type: 'udp4' });
+    const b: UdpBinding<P> = {
+      guestIp, guestPort, port, guestMac: guestMac.slice(), socket, lastActive: this.o.now(),
+      peers: new Set(), txPackets: 0, rxPackets: 0, txBytes: 0, rxBytes: 0, createdAt: Date.now(),
+    };
+    socket.on('message', (msg, rinfo) => {
+      if (rinfo.family !== 'IPv4') return;
+      const p = rinfo.address.split('.');
+      const src = ((+p[0] << 24) | (+p[1] << 16) | (+p[2] << 8) | +p[3]) >>> 0;
+      if (!b.peers.has(src * 65536 + rinfo.port)) {
+        this.counters.filtered++;
+        return;
+      }
+      b.lastActive = this.o.now();
+      b.rxPackets++;
+      b.rxBytes += msg.length;
+      this.counters.rx++;
+      this.o.deliver(b, src === LOOPBACK ? this.o.hostIp : src, rinfo.port, msg);
+    });
+    socket.on('error', (err) => {
+      this.o.log.limited('udp-socket', 'debug', 'udp socket error', { error: err.message });
+    });
+    socket.bind(0);
+    this.bindings.set(key, b);
+    this.counters.created++;
+    return b;
+  }
+
+  private remove(key: number): void {
+    const b = this.bindings.get(key);
+    if (!b) return;
+    this.bindings.delete(key);
+    try {
+      b.socket.close();
+    } catch {
+      // already closed
+    }
+  }
+
+  expire(): void {
+    const now = this.o.now();
+    for (const [key, b] of this.bindings) {
+      if (now - b.lastActive > this.o.idleMs) {
+        this.remove(key);
+        this.counters.expired++;
+      }
+    }
+  }
+
+  /** Drop every binding of a port (its VM disconnected). */
+  purge(port: P): void {
+    for (const [key, b] of this.bindings) if (b.port === port) this.remove(key);
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+    for (const key of [...this.bindings.keys()]) this.remove(key);
+  }
+}
