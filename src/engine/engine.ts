@@ -23,26 +23,39 @@ import { MacTable, macKey } from './switch.js';
 import { UdpNat, type UdpBinding } from './udp-nat.js';
 import { reasonName } from './reasons.js';
 import { VpnkitUuids } from './vpnkit-uuids.js';
-import { buildArpReply, buildIcmpEchoReply, buildUdpFragments, readArp } from './replies.js';
+import { buildArpReply, buildIcmpEchoReply, buildPortUnreachable, buildUdpFragments, readArp } from './replies.js';
 import { DhcpServer } from '../services/dhcp.js';
 import { DnsServer } from '../services/dns.js';
 import { attachStream, listen as listenTransport, type VmLink, type Framing, type Listener } from '../transport/index.js';
 import { nullLogger, type Logger } from '../log.js';
+import { PcapWriter } from '../wire/pcap.js';
 import { formatIPv4, formatMac, inSubnet, parseIPv4 } from '../wire/addr.js';
 
 export type { EngineOptions } from './config.js';
 
 const BROADCAST_MAC = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
 
-/** One VM connection: a link plus what the switch learned about it. */
-export interface VmPort {
-  readonly id: number;
-  readonly link: VmLink;
-  readonly connectedAt: number;
+/** Where every frame crossing the switch is shown (pcap capture). */
+export type FrameTap = (buf: Uint8Array, off: number, len: number) => void;
+
+/** One VM connection: a link plus what the switch learned about it. All output to the VM goes through send(). */
+export class VmPort implements TxSink {
   /** The first MAC seen from (or assigned to) this VM. */
   mac?: Uint8Array;
-  ips: Set<number>;
+  ips = new Set<number>();
   uuid?: string;
+  readonly connectedAt = Date.now();
+
+  constructor(readonly id: number, readonly link: VmLink, private readonly tap: { fn?: FrameTap }) {}
+
+  send(buf: Uint8Array, off: number, len: number): void {
+    this.tap.fn?.(buf, off, len);
+    this.link.send(buf, off, len);
+  }
+
+  flush(): void {
+    this.link.flush();
+  }
 }
 
 export interface VmInfo {
@@ -88,6 +101,9 @@ export class Engine extends EventEmitter {
   private readonly vmListeners = new Set<Listener>();
   private readonly flowTable: number;
   private readonly gatewayMacKey: number;
+  /** The capture tap, shared by every port (set while a pcap capture runs). */
+  private readonly tap: { fn?: FrameTap } = {};
+  private capture?: { writer: PcapWriter; stream: Writable };
   private rxScheduled = false;
   private txScheduled = false;
   private closed = false;
@@ -196,7 +212,7 @@ export class Engine extends EventEmitter {
   }
 
   private addLink(link: VmLink): VmInfo {
-    const port: VmPort = { id: link.id, link, connectedAt: Date.now(), ips: new Set() };
+    const port = new VmPort(link.id, link, this.tap);
     if (link.vpnkit) {
       port.uuid = link.vpnkit.uuid;
       port.mac = link.vpnkit.mac;
@@ -287,6 +303,7 @@ export class Engine extends EventEmitter {
     const port = this.ports.get(portId);
     if (port === undefined) return;
     const u8 = this.kernels.u8;
+    this.tap.fn?.(u8, ptr, len);
     if (len < 14) {
       this.drop('short-frame');
       return;
@@ -300,7 +317,7 @@ export class Engine extends EventEmitter {
       // Broadcast/multicast: every other VM gets it, and so does the gateway.
       for (const other of this.ports.values()) {
         if (other !== port) {
-          other.link.send(u8, ptr, len);
+          other.send(u8, ptr, len);
           this.counters.flooded++;
         }
       }
@@ -314,7 +331,7 @@ export class Engine extends EventEmitter {
     }
     const target = this.macs.lookup(dst);
     if (target !== undefined && target !== port) {
-      target.link.send(u8, ptr, len);
+      target.send(u8, ptr, len);
       this.counters.forwarded++;
     } else {
       this.counters.unknownUnicast++;
@@ -340,7 +357,7 @@ export class Engine extends EventEmitter {
     if (!this.learnGuestIp(port, srcIp, ptr)) return;
     switch (kind) {
       case KIND_UDP:
-        return this.udpFromGuest(port, ptr, d);
+        return this.udpFromGuest(port, ptr, len, d);
       case KIND_ICMP:
         return this.icmpFromGuest(port, ptr, len, d);
       case KIND_TCP:
@@ -385,7 +402,7 @@ export class Engine extends EventEmitter {
     if (a.op !== 1) return;
     if (a.targetIp === cfg.gatewayIp || a.targetIp === cfg.hostIp) {
       const reply = buildArpReply(cfg.gatewayMac, a.targetIp, a.senderMac, a.senderIp);
-      port.link.send(reply, 0, reply.length);
+      port.send(reply, 0, reply.length);
     }
   }
 
@@ -398,7 +415,7 @@ export class Engine extends EventEmitter {
     if (dstIp === cfg.gatewayIp || (dstIp === cfg.hostIp && cfg.hostLoopback)) {
       const reply = buildIcmpEchoReply(u8, ptr, len, dv.getUint16(d + D_L3_OFF, true), cfg.gatewayMac);
       if (reply === null) return this.drop('bad-icmp');
-      port.link.send(reply, 0, reply.length);
+      port.send(reply, 0, reply.length);
       this.counters.echoReplies++;
       return;
     }
@@ -407,7 +424,7 @@ export class Engine extends EventEmitter {
     this.drop('icmp-unreachable-destination');
   }
 
-  private udpFromGuest(port: VmPort, ptr: number, d: number): void {
+  private udpFromGuest(port: VmPort, ptr: number, len: number, d: number): void {
     const cfg = this.config;
     const u8 = this.kernels.u8;
     const dv = this.kernels.dv;
@@ -422,6 +439,9 @@ export class Engine extends EventEmitter {
     }
     if (dstIp === cfg.gatewayIp) {
       if (dstPort === 53) return this.dnsFromGuest(port, ptr, srcIp, srcPort, u8.slice(pOff, pOff + pLen));
+      // Nothing listens there: say so at once, as a real host would.
+      const f = buildPortUnreachable(u8, ptr, len, dv.getUint16(d + D_L3_OFF, true), cfg.gatewayMac, dstIp);
+      if (f !== null) port.send(f, 0, f.length);
       return this.drop('udp-gateway-port-closed');
     }
     if (dstIp === 0xffffffff || dstIp === cfg.broadcast || dstIp >>> 28 === 0xe) return this.drop('udp-broadcast');
@@ -469,12 +489,11 @@ export class Engine extends EventEmitter {
 
   /** A UDP datagram to a guest: through the TX batch, or as IPv4 fragments when it exceeds the MTU. */
   private udpToGuest(port: VmPort, dstMac: Uint8Array, srcIp: number, srcPort: number, dstIp: number, dstPort: number, data: Uint8Array): void {
-    const link: TxSink = port.link;
     if (28 + data.length <= this.config.mtu) {
-      this.tx.udp(link, dstMac, srcIp, srcPort, dstIp, dstPort, data);
+      this.tx.udp(port, dstMac, srcIp, srcPort, dstIp, dstPort, data);
     } else {
       for (const f of buildUdpFragments(this.config.gatewayMac, dstMac, srcIp, srcPort, dstIp, dstPort, data, this.config.mtu)) {
-        port.link.send(f, 0, f.length);
+        port.send(f, 0, f.length);
       }
     }
     this.scheduleTx();
@@ -482,6 +501,32 @@ export class Engine extends EventEmitter {
 
   private tcpFromGuest(port: VmPort, ptr: number, len: number, d: number): void {
     this.drop('tcp-not-implemented');
+  }
+
+  // ---- capture ------------------------------------------------------------
+
+  /**
+   * Write every frame crossing the switch (both directions, VM to VM
+   * included) to `out` as a classic pcap, cut to `snaplen` bytes. One capture
+   * at a time; a new one replaces the old.
+   */
+  startCapture(out: Writable, options: { snaplen?: number } = {}): void {
+    this.stopCapture();
+    const writer = new PcapWriter((chunk) => {
+      out.write(chunk);
+    }, { snaplen: options.snaplen });
+    this.capture = { writer, stream: out };
+    this.tap.fn = (buf, off, len) => writer.write(buf.subarray(off, off + len));
+  }
+
+  /** Stop capturing; resolves when everything written so far is flushed to the stream's destination. */
+  async stopCapture(): Promise<{ frames: number; bytes: number } | undefined> {
+    const c = this.capture;
+    if (!c) return undefined;
+    this.capture = undefined;
+    this.tap.fn = undefined;
+    await new Promise<void>((resolve) => c.stream.end(resolve));
+    return { frames: c.writer.frames, bytes: c.writer.bytes };
   }
 
   // ---- introspection and shutdown ----------------------------------------
@@ -515,6 +560,7 @@ export class Engine extends EventEmitter {
     await Promise.all([...this.vmListeners].map((l) => l.close()));
     this.vmListeners.clear();
     for (const p of [...this.ports.values()]) p.link.close('engine closed');
+    await this.stopCapture();
     this.udp.close();
     this.dns.close();
   }

@@ -6,7 +6,9 @@
 import { ArpPacket, parseArp, emitArp, ARP_LEN, ARP_OP_REPLY, type ArpRepr } from '../wire/arp.js';
 import { emitEthernet, EthernetPacket, ETHERTYPE_ARP, ETHERTYPE_IPV4 } from '../wire/ethernet.js';
 import { emitIpv4, Ipv4Packet, IP_PROTO_ICMP, IP_PROTO_UDP, put16 } from '../wire/ipv4.js';
-import { sumBytes, pseudoHeader, finish, update16 } from '../wire/checksum.js';
+import { update16 } from '../wire/checksum.js';
+import { emitUdp } from '../wire/udp.js';
+import { emitIcmp, quoteDatagram, ICMP_DEST_UNREACHABLE, UNREACH_PORT } from '../wire/icmp.js';
 
 /** The ARP message of a frame, or null when it is not a well-formed Ethernet/IPv4 ARP. */
 export function readArp(buf: Uint8Array, ptr: number, len: number): ArpRepr | null {
@@ -57,13 +59,7 @@ export function buildUdpFragments(srcMac: Uint8Array, dstMac: Uint8Array, srcIp:
   dstIp: number, dstPort: number, data: Uint8Array, mtu: number): Uint8Array[] {
   const udpLen = 8 + data.length;
   const dgram = new Uint8Array(udpLen);
-  put16(dgram, 0, srcPort);
-  put16(dgram, 2, dstPort);
-  put16(dgram, 4, udpLen);
-  dgram.set(data, 8);
-  let ck = finish(sumBytes(dgram, 0, udpLen, pseudoHeader(srcIp, dstIp, IP_PROTO_UDP, udpLen)));
-  if (ck === 0) ck = 0xffff;
-  put16(dgram, 6, ck);
+  emitUdp({ srcPort, dstPort, payload: data }, dgram, 0, srcIp, dstIp);
   const per = (mtu - 20) & ~7;
   const ident = ipIdent++ & 0xffff;
   const frames: Uint8Array[] = [];
@@ -76,4 +72,21 @@ export function buildUdpFragments(srcMac: Uint8Array, dstMac: Uint8Array, srcIp:
     frames.push(f);
   }
   return frames;
+}
+
+/**
+ * ICMP port unreachable for the datagram whose IPv4 header is at
+ * `buf[ptr + l3Off]`, from `fromIp` (the address the guest tried to reach).
+ */
+export function buildPortUnreachable(buf: Uint8Array, ptr: number, len: number, l3Off: number, ourMac: Uint8Array, fromIp: number): Uint8Array | null {
+  const ip = new Ipv4Packet(buf, ptr + l3Off, len - l3Off);
+  if (ip.check() !== 0) return null;
+  const quoted = quoteDatagram(buf.subarray(ptr + l3Off, ptr + l3Off + ip.totalLength));
+  const repr = { kind: 'destUnreachable' as const, code: UNREACH_PORT, nextHopMtu: 0, quoted, original: null };
+  const icmpLen = 8 + quoted.length;
+  const f = new Uint8Array(14 + 20 + icmpLen);
+  let o = emitEthernet({ dst: buf.subarray(ptr + 6, ptr + 12), src: ourMac, ethertype: ETHERTYPE_IPV4 }, f, 0);
+  o += emitIpv4({ src: fromIp, dst: ip.src, protocol: IP_PROTO_ICMP, payloadLen: icmpLen, ttl: 64, ident: ipIdent++ & 0xffff }, f, o);
+  emitIcmp(repr, f, o);
+  return f;
 }

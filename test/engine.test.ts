@@ -1,0 +1,159 @@
+import { describe, it, expect, beforeEach, afterEach } from 'vitest';
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import dnsPacket from 'dns-packet';
+import { createEngine, type Engine } from '../src/engine/engine.js';
+import { GuestClient, ethType, ipProto, ipSrc, ipDst, udpPorts } from './support/guest-client.js';
+import { parseIPv4 } from '../src/wire/addr.js';
+
+const GW = parseIPv4('192.168.65.1');
+const HOST = parseIPv4('192.168.65.2');
+const GW_MAC = new Uint8Array([0xf6, 0x16, 0x36, 0xbc, 0xf9, 0xc6]);
+const BCAST = new Uint8Array(6).fill(0xff);
+const macA = new Uint8Array([0x52, 0x54, 0, 0x12, 0x34, 0x56]);
+const macB = new Uint8Array([0x52, 0x54, 0, 0x12, 0x34, 0x57]);
+
+function dhcpDiscover(mac: Uint8Array, xid: number): Uint8Array {
+  const m = new Uint8Array(300);
+  m[0] = 1; m[1] = 1; m[2] = 6;
+  new DataView(m.buffer).setUint32(4, xid);
+  m.set(mac, 28);
+  m.set([0x63, 0x82, 0x53, 0x63], 236);
+  m.set([53, 1, 1, 55, 4, 1, 3, 6, 26, 255], 240);
+  return m;
+}
+
+function dhcpOption(reply: Uint8Array, code: number): Uint8Array | undefined {
+  let i = 240;
+  while (i < reply.length && reply[i] !== 255) {
+    if (reply[i] === 0) { i++; continue; }
+    const len = reply[i + 1];
+    if (reply[i] === code) return reply.subarray(i + 2, i + 2 + len);
+    i += 2 + len;
+  }
+  return undefined;
+}
+
+describe.each(['wasm-simd', 'js'] as const)('engine (%s backend)', (backend) => {
+  let engine: Engine;
+  let sock: string;
+  const clients: GuestClient[] = [];
+  const guest = async (mac: Uint8Array) => {
+    const c = await GuestClient.connect(sock, mac);
+    clients.push(c);
+    return c;
+  };
+
+  beforeEach(async () => {
+    sock = join(mkdtempSync(join(tmpdir(), 'vnk-')), 'e.sock');
+    engine = createEngine({ backend, domainName: 'vnetkit.test', searchDomains: ['vnetkit.test'], dns: { upstreams: [{ host: '127.0.0.1', port: 9 }], hostsFile: null } });
+    await engine.listen(`unix://${sock}`, { framing: 'qemu' });
+  });
+  afterEach(async () => {
+    for (const c of clients.splice(0)) c.close();
+    await engine.close();
+  });
+
+  it('answers ARP for the gateway and the host alias with the gateway MAC', async () => {
+    const g = await guest(macA);
+    for (const target of [GW, HOST]) {
+      g.send(g.arpRequest(parseIPv4('192.168.65.3'), target));
+      const r = await g.next((f) => ethType(f) === 0x0806);
+      expect([...r.subarray(0, 6)]).toEqual([...macA]);
+      expect(r[21]).toBe(2); // reply
+      expect([...r.subarray(22, 28)]).toEqual([...GW_MAC]);
+      expect(((r[28] << 24) | (r[29] << 16) | (r[30] << 8) | r[31]) >>> 0).toBe(target);
+    }
+  });
+
+  it('offers the first pool address over DHCP with router, DNS, MTU and domain', async () => {
+    const g = await guest(macA);
+    g.send(g.udpFrame(BCAST, 0, 68, 0xffffffff, 67, dhcpDiscover(macA, 0x1234)));
+    const r = await g.next((f) => ethType(f) === 0x0800 && ipProto(f) === 17 && udpPorts(f).src === 67);
+    const { payload } = udpPorts(r);
+    expect(new DataView(payload.buffer, payload.byteOffset).getUint32(4)).toBe(0x1234);
+    expect([...payload.subarray(16, 20)]).toEqual([192, 168, 65, 3]);
+    expect([...dhcpOption(payload, 53)!]).toEqual([2]);
+    expect([...dhcpOption(payload, 3)!]).toEqual([192, 168, 65, 1]);
+    expect([...dhcpOption(payload, 6)!]).toEqual([192, 168, 65, 1]);
+    expect([...dhcpOption(payload, 26)!]).toEqual([0x05, 0xdc]);
+    expect(Buffer.from(dhcpOption(payload, 15)!).toString()).toBe('vnetkit.test');
+  });
+
+  it('answers ICMP echo to the gateway with the same id, sequence and data', async () => {
+    const g = await guest(macA);
+    const data = new Uint8Array(56).map((_, i) => i);
+    g.send(g.echoFrame(GW_MAC, parseIPv4('192.168.65.3'), GW, 0x77, 5, data));
+    const r = await g.next((f) => ethType(f) === 0x0800 && ipProto(f) === 1);
+    expect(ipSrc(r)).toBe(GW);
+    expect(r[34]).toBe(0);
+    expect((r[38] << 8) | r[39]).toBe(0x77);
+    expect((r[40] << 8) | r[41]).toBe(5);
+    expect([...r.subarray(42)]).toEqual([...data]);
+  });
+
+  it('relays UDP to a host server on 127.0.0.1 through the host alias, and the reply back', async () => {
+    const server = dgram.createSocket('udp4');
+    await new Promise<void>((r) => server.bind(0, '127.0.0.1', () => r()));
+    server.on('message', (m, rinfo) => server.send(Buffer.concat([Buffer.from('echo:'), m]), rinfo.port, rinfo.address));
+    const port = server.address().port;
+    try {
+      const g = await guest(macA);
+      const me = parseIPv4('192.168.65.3');
+      g.send(g.udpFrame(GW_MAC, me, 40000, HOST, port, new TextEncoder().encode('ping')));
+      const r = await g.next((f) => ethType(f) === 0x0800 && ipProto(f) === 17);
+      expect(ipSrc(r)).toBe(HOST);
+      expect(ipDst(r)).toBe(me);
+      const u = udpPorts(r);
+      expect(u.src).toBe(port);
+      expect(u.dst).toBe(40000);
+      expect(Buffer.from(u.payload).toString()).toBe('echo:ping');
+    } finally {
+      server.close();
+    }
+  });
+
+  it('answers DNS for host.docker.internal with the host alias', async () => {
+    const g = await guest(macA);
+    const me = parseIPv4('192.168.65.3');
+    const q = dnsPacket.encode({ type: 'query', id: 99, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name: 'host.docker.internal' }] });
+    g.send(g.udpFrame(GW_MAC, me, 5353, GW, 53, q));
+    const r = await g.next((f) => ethType(f) === 0x0800 && ipProto(f) === 17 && udpPorts(f).src === 53);
+    const ans = dnsPacket.decode(Buffer.from(udpPorts(r).payload));
+    expect(ans.id).toBe(99);
+    expect(ans.answers?.[0]).toMatchObject({ type: 'A', data: '192.168.65.2' });
+  });
+
+  it('switches between two VMs: broadcast flooded, unicast forwarded after learning', async () => {
+    const a = await guest(macA);
+    const b = await guest(macB);
+    await new Promise((r) => setTimeout(r, 50));
+    a.send(a.arpRequest(parseIPv4('192.168.65.3'), parseIPv4('192.168.65.4')));
+    const seen = await b.next((f) => ethType(f) === 0x0806);
+    expect([...seen.subarray(6, 12)]).toEqual([...macA]);
+    const data = new Uint8Array([1, 2, 3]);
+    b.send(b.echoFrame(macA, parseIPv4('192.168.65.4'), parseIPv4('192.168.65.3'), 1, 1, data));
+    const got = await a.next((f) => ethType(f) === 0x0800 && ipProto(f) === 1);
+    expect([...got.subarray(6, 12)]).toEqual([...macB]);
+    expect(engine.stats().switch.forwarded).toBeGreaterThanOrEqual(1);
+  });
+
+  it('counts malformed frames by reason and survives a broken stream on another connection', async () => {
+    const a = await guest(macA);
+    const bad = a.echoFrame(GW_MAC, parseIPv4('192.168.65.3'), GW, 1, 1, new Uint8Array(8));
+    bad[24] ^= 0xff; // IPv4 header checksum
+    a.send(bad);
+    const evil = await guest(macB);
+    evil.send(new Uint8Array(20).fill(0xaa));
+    evil.sendRaw(new Uint8Array([0xff, 0xff, 0xff, 0xff, 1, 2, 3]));
+    await evil.waitClosed();
+    a.send(a.echoFrame(GW_MAC, parseIPv4('192.168.65.3'), GW, 9, 9, new Uint8Array(8)));
+    await a.next((f) => ethType(f) === 0x0800 && ipProto(f) === 1);
+    const s = engine.stats();
+    expect(s.drops['bad-ip-checksum']).toBe(1);
+    expect(s.vms).toBe(1);
+  });
+});
