@@ -1,0 +1,538 @@
+/**
+ * A VM link over a byte stream (unix/TCP socket, stdio pipes): the 'qemu',
+ * 'le16' and 'vpnkit' framings.
+ *
+ * Receive: socket chunks go through FrameDecoder; onFrame sees views into the
+ * chunk. pause() stops mid-chunk; the rest of the chunk is held (one chunk,
+ * so bounded) and replayed on resume() before the socket reads again, so
+ * frame order is kept.
+ *
+ * Send: send() copies the framed frame into the current output segment; one
+ * flush per turn writes every filled segment (cork/uncork → one writev when
+ * there is more than one). Bytes queued by us plus the socket's own buffer
+ * are capped at txQueueLimit: past it frames are dropped and counted, so a VM
+ * that stops reading costs bounded memory.
+ */
+import type { Duplex, Readable, Writable } from 'node:stream';
+import { VnetkitError } from '../errors.js';
+import { nullLogger, type Logger } from '../log.js';
+import { DEC_EMPTY, DEC_OK, FrameDecoder, HDR_BE32, HDR_LE16 } from './decoder.js';
+import { TransportErrorCodes as E, transportError } from './errors.js';
+import { SEG_SIZE, takeSegment, type Segment } from './segments.js';
+import type { Framing, LinkOptions, LinkStats, VmLink, VpnkitNegotiator } from './types.js';
+import {
+  VPNKIT_COMMAND_LEN,
+  VPNKIT_INIT_LEN,
+  VPNKIT_MAX_MTU,
+  VPNKIT_VERSION,
+  VpnkitReasons,
+  createSimpleNegotiator,
+  encodeDisconnect,
+  encodeInit,
+  encodeVif,
+  parseCommand,
+  parseInit,
+} from './vpnkit.js';
+
+export const DEFAULT_MAX_FRAME = 65550;
+export const DEFAULT_MTU = 1500;
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+export const DEFAULT_TX_QUEUE_LIMIT = 4 * 1024 * 1024;
+/** Ethernet header without FCS or VLAN tag: the engine's frames are at most MTU + 14. */
+export const ETH_HLEN = 14;
+
+let nextLinkId = 1;
+export function allocLinkId(): number {
+  return nextLinkId++;
+}
+
+const noop = (): void => {};
+
+/** Largest frame send() accepts for an MTU, bounded by what a segment and the header can carry. */
+export function maxFrameOutFor(mtu: number, hdrLen: number): number {
+  const cap = hdrLen === HDR_LE16 ? 0xffff : SEG_SIZE - hdrLen;
+  return Math.max(ETH_HLEN, Math.min(cap, Math.floor(mtu) + ETH_HLEN));
+}
+
+const PH_INIT = 0;
+const PH_COMMAND = 1;
+const PH_DATA = 2;
+const PH_CLOSED = 3;
+
+export interface StreamPair {
+  readable: Readable;
+  writable: Writable;
+}
+
+export class StreamLink implements VmLink {
+  readonly id = allocLinkId();
+  readonly framing: Framing;
+  readonly peer: string;
+  vpnkit?: { uuid: string; mac: Uint8Array; ip?: number };
+  readonly maxFrameIn: number;
+  maxFrameOut: number;
+  onFrame: (buf: Uint8Array, off: number, len: number) => void = noop;
+  onClose: (err?: VnetkitError) => void = noop;
+  onDrain: () => void = noop;
+
+  private readonly r: Readable;
+  private readonly w: Writable;
+  private readonly log: Logger;
+  private readonly hdrLen: number;
+  private readonly decoder: FrameDecoder;
+  private readonly txLimit: number;
+  private readonly negotiator?: VpnkitNegotiator;
+
+  private phase: number;
+  private hs?: Buffer;
+  private hsHave = 0;
+  private hsTimer?: NodeJS.Timeout;
+  /** Called once when the data phase starts (listener uses it to defer onLink until after the vpnkit handshake). */
+  private readyCb?: (link: StreamLink) => void;
+  private failCb?: (err: VnetkitError) => void;
+
+  private paused = false;
+  private stash?: Buffer;
+  private stashOff = 0;
+  private replayScheduled = false;
+
+  private cur: Segment | null = null;
+  private readonly sealed: Segment[] = [];
+  private queuedBytes = 0;
+  private flushScheduled = false;
+  private congestedFlag = false;
+
+  private txFrames = 0;
+  private txBytes = 0;
+  private droppedFrames = 0;
+
+  constructor(r: Readable, w: Writable, peer: string, opts: LinkOptions) {
+    if (opts.framing === 'dgram') throw new VnetkitError('ERR_VNETKIT_BAD_OPTION', "framing 'dgram' needs a datagram socket: use listen('udp://…')");
+    this.r = r;
+    this.w = w;
+    this.peer = peer;
+    this.framing = opts.framing;
+    this.hdrLen = opts.framing === 'qemu' ? HDR_BE32 : HDR_LE16;
+    this.log = (opts.log ?? nullLogger).child({ link: this.id, framing: opts.framing, peer });
+    this.txLimit = Math.max(SEG_SIZE, opts.txQueueLimit ?? DEFAULT_TX_QUEUE_LIMIT);
+    this.decoder = new FrameDecoder(this.hdrLen as 4 | 2, opts.maxFrame ?? DEFAULT_MAX_FRAME, this.deliver);
+    this.maxFrameIn = this.hdrLen === HDR_LE16 ? Math.min(opts.maxFrame ?? DEFAULT_MAX_FRAME, 0xffff) : (opts.maxFrame ?? DEFAULT_MAX_FRAME);
+    this.maxFrameOut = maxFrameOutFor(opts.mtu ?? DEFAULT_MTU, this.hdrLen);
+
+    if (opts.framing === 'vpnkit') {
+      this.phase = PH_INIT;
+      this.negotiator = opts.vpnkit ?? createSimpleNegotiator({ mtu: opts.mtu ?? DEFAULT_MTU });
+      this.hs = Buffer.alloc(VPNKIT_INIT_LEN);
+      const ms = opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+      this.hsTimer = setTimeout(this.onHandshakeTimeout, ms);
+      this.hsTimer.unref?.();
+    } else {
+      this.phase = PH_DATA;
+    }
+
+    r.on('data', this.onData);
+    r.on('end', this.onEnd);
+    r.on('error', this.onError);
+    r.on('close', this.onStreamClose);
+    if (w !== (r as unknown)) {
+      w.on('error', this.onError);
+      w.on('close', this.onStreamClose);
+    }
+    w.on('drain', this.onWritableDrain);
+  }
+
+  get congested(): boolean {
+    return this.congestedFlag;
+  }
+
+  get closed(): boolean {
+    return this.phase === PH_CLOSED;
+  }
+
+  /** True once frames flow (immediately for framings without a handshake). */
+  get ready(): boolean {
+    return this.phase === PH_DATA;
+  }
+
+  /** @internal Listener hook: `ready` once the data phase starts, `fail` if the link dies first. */
+  whenReady(ready: (link: StreamLink) => void, fail: (err: VnetkitError) => void): void {
+    if (this.phase === PH_DATA) {
+      ready(this);
+      return;
+    }
+    this.readyCb = ready;
+    this.failCb = fail;
+  }
+
+  stats(): LinkStats {
+    return { rxFrames: this.decoder.frames, rxBytes: this.decoder.bytes, txFrames: this.txFrames, txBytes: this.txBytes, dropped: this.droppedFrames };
+  }
+
+  // ---- send path ------------------------------------------------------------
+
+  send(buf: Uint8Array, off: number, len: number): void {
+    if (this.phase === PH_CLOSED || len <= 0 || len > this.maxFrameOut || off < 0 || off + len > buf.length) {
+      this.droppedFrames++;
+      return;
+    }
+    const need = this.hdrLen + len;
+    if (this.queuedBytes + this.w.writableLength + need > this.txLimit) {
+      this.droppedFrames++;
+      if (this.droppedFrames === 1 || (this.droppedFrames & 1023) === 0) {
+        this.log.limited(`tx-cap:${this.id}`, 'warn', 'VM is not reading: dropping frames over the transmit queue cap', { dropped: this.droppedFrames, limit: this.txLimit });
+      }
+      return;
+    }
+    let seg = this.cur;
+    if (seg === null || SEG_SIZE - seg.used < need) {
+      if (seg !== null) this.sealed.push(seg);
+      seg = takeSegment();
+      this.cur = seg;
+    }
+    const b = seg.buf;
+    let p = seg.used;
+    if (this.hdrLen === HDR_BE32) {
+      b[p] = len >>> 24;
+      b[p + 1] = (len >>> 16) & 255;
+      b[p + 2] = (len >>> 8) & 255;
+      b[p + 3] = len & 255;
+      p += 4;
+    } else {
+      b[p] = len & 255;
+      b[p + 1] = len >>> 8;
+      p += 2;
+    }
+    b.set(off === 0 && len === buf.length ? buf : buf.subarray(off, off + len), p);
+    seg.used = p + len;
+    this.queuedBytes += need;
+    this.txFrames++;
+    this.txBytes += len;
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.autoFlush);
+    }
+  }
+
+  private readonly autoFlush = (): void => {
+    this.flushScheduled = false;
+    this.flush();
+  };
+
+  flush(): void {
+    // Before the vpnkit Vif response is out, frames must wait: the client
+    // reads a fixed 258-byte response first.
+    if (this.phase !== PH_DATA) return;
+    const seg = this.cur;
+    if (seg === null || seg.used === 0) return;
+    this.cur = null;
+    const w = this.w;
+    let ok: boolean;
+    if (this.sealed.length === 0) {
+      seg.inflight = 1;
+      ok = w.write(seg.buf.subarray(0, seg.used), seg.done);
+    } else {
+      this.sealed.push(seg);
+      w.cork();
+      ok = true;
+      for (let i = 0; i < this.sealed.length; i++) {
+        const s = this.sealed[i];
+        s.inflight = 1;
+        ok = w.write(s.buf.subarray(0, s.used), s.done) && ok;
+      }
+      this.sealed.length = 0;
+      w.uncork();
+    }
+    this.queuedBytes = 0;
+    if (!ok) this.congestedFlag = true;
+  }
+
+  private readonly onWritableDrain = (): void => {
+    if (!this.congestedFlag || this.phase === PH_CLOSED) return;
+    this.congestedFlag = false;
+    this.onDrain();
+  };
+
+  // ---- receive path ---------------------------------------------------------
+
+  private readonly deliver = (buf: Uint8Array, off: number, len: number): void => {
+    this.onFrame(buf, off, len);
+  };
+
+  private readonly onData = (chunk: Buffer | string): void => {
+    if (this.phase === PH_CLOSED) return;
+    if (typeof chunk === 'string') {
+      this.fail(transportError(E.BAD_CHUNK, 'VM stream delivered text, not bytes (setEncoding was called on it)'));
+      return;
+    }
+    let off = 0;
+    if (this.phase !== PH_DATA) {
+      off = this.handshake(chunk);
+      // Frames pipelined behind the Command fall through to the decoder: the
+      // ready callback has already run synchronously, so onFrame is installed.
+      if (this.phase !== PH_DATA) return;
+    }
+    this.consume(chunk, off);
+  };
+
+  /** Feed buf[off..] to the decoder; hold the remainder if paused mid-chunk. */
+  private consume(chunk: Buffer, off: number): void {
+    const end = chunk.length;
+    const p = this.decoder.push(chunk, off, end);
+    if (this.decoder.error !== DEC_OK) {
+      this.onBadHeader();
+      return;
+    }
+    if (p < end && this.phase !== PH_CLOSED) this.holdFrom(chunk, p);
+  }
+
+  private holdFrom(chunk: Buffer, p: number): void {
+    this.stash = chunk;
+    this.stashOff = p;
+    this.r.pause();
+  }
+
+  private scheduleReplay(): void {
+    if (this.replayScheduled) return;
+    this.replayScheduled = true;
+    setImmediate(this.replay);
+  }
+
+  private readonly replay = (): void => {
+    this.replayScheduled = false;
+    if (this.phase === PH_CLOSED || this.paused) return;
+    const s = this.stash;
+    if (s !== undefined) {
+      this.stash = undefined;
+      this.consume(s, this.stashOff);
+      if (this.stash !== undefined || this.paused || this.phase === PH_CLOSED) return;
+    }
+    this.r.resume();
+  };
+
+  pause(): void {
+    if (this.phase === PH_CLOSED) return;
+    this.paused = true;
+    this.decoder.stop = true;
+    this.r.pause();
+  }
+
+  resume(): void {
+    if (this.phase === PH_CLOSED || !this.paused) return;
+    this.paused = false;
+    this.decoder.stop = false;
+    // Replay held bytes on a later tick (not inside resume(), which the engine
+    // may call from its own callbacks) and only then let the socket read, so
+    // frames stay in order.
+    this.scheduleReplay();
+  }
+
+  private onBadHeader(): void {
+    const d = this.decoder;
+    const err =
+      d.error === DEC_EMPTY
+        ? transportError(E.FRAME_EMPTY, `VM sent a frame header with length 0 (stream out of sync?) on link ${this.id}`)
+        : transportError(E.FRAME_TOO_LARGE, `VM sent a frame of ${d.badLength} bytes, above the limit of ${this.maxFrameIn}, on link ${this.id}`);
+    this.log.limited('bad-frame-length', 'warn', 'closing VM link: bad frame length', { length: d.badLength, max: this.maxFrameIn, code: err.code });
+    this.fail(err);
+  }
+
+  // ---- vpnkit handshake -----------------------------------------------------
+
+  /** Consumes handshake bytes from `chunk`; returns the offset of the first byte after them. */
+  private handshake(chunk: Buffer): number {
+    let p = 0;
+    while (p < chunk.length && (this.phase === PH_INIT || this.phase === PH_COMMAND)) {
+      const hs = this.hs!;
+      const want = (this.phase === PH_INIT ? VPNKIT_INIT_LEN : VPNKIT_COMMAND_LEN) - this.hsHave;
+      const take = Math.min(want, chunk.length - p);
+      chunk.copy(hs, this.hsHave, p, p + take);
+      this.hsHave += take;
+      p += take;
+      if (take < want) break;
+      this.hsHave = 0;
+      if (this.phase === PH_INIT) this.onInit(hs);
+      else this.onCommand(hs);
+    }
+    return p;
+  }
+
+  private onInit(hs: Buffer): void {
+    const init = parseInit(hs);
+    if (init.version !== VPNKIT_VERSION) {
+      // vpnkit answers with its own Init so the client can report both
+      // versions, then closes without a Disconnect.
+      this.log.limited('vpnkit-version', 'warn', 'closing vpnkit link: unsupported protocol version', { version: init.version, want: VPNKIT_VERSION });
+      this.fail(transportError(E.HANDSHAKE_VERSION, `vpnkit client protocol version ${init.version}, expected ${VPNKIT_VERSION}`), encodeInit());
+      return;
+    }
+    if (!init.magicOk) this.log.debug('vpnkit Init without the VMN3T magic (accepted, like vpnkit)');
+    this.w.write(encodeInit());
+    this.phase = PH_COMMAND;
+  }
+
+  private onCommand(hs: Buffer): void {
+    const cmd = parseCommand(hs);
+    if (!cmd.ok) {
+      this.log.limited('vpnkit-command', 'warn', `closing vpnkit link: ${cmd.error}`);
+      this.fail(transportError(E.HANDSHAKE, `vpnkit handshake: ${cmd.error}`));
+      return;
+    }
+    if (cmd.command === 'bind-ipv4') {
+      this.log.limited('vpnkit-command', 'warn', `closing vpnkit link: ${VpnkitReasons.BIND_UNSUPPORTED}`);
+      this.fail(transportError(E.HANDSHAKE, `vpnkit handshake: ${VpnkitReasons.BIND_UNSUPPORTED}`));
+      return;
+    }
+    if (cmd.generated) this.log.info('Generated UUID on behalf of client', { uuid: cmd.uuid });
+    let decision;
+    try {
+      decision = this.negotiator!.negotiate({ uuid: cmd.uuid, preferredIp: cmd.preferredIp, command: cmd.command, generated: cmd.generated });
+    } catch (e) {
+      // A throwing negotiator is a bug in the embedder; it must not take the
+      // process down from a socket callback.
+      this.log.error('vpnkit negotiator threw', { error: e as Error });
+      this.fail(transportError(E.HANDSHAKE, 'vpnkit negotiator failed', e), encodeDisconnect(VpnkitReasons.NO_ADDRESSES));
+      return;
+    }
+    if ('reason' in decision) {
+      this.log.limited('vpnkit-refused', 'warn', 'vpnkit client refused', { uuid: cmd.uuid, reason: decision.reason });
+      this.fail(transportError(E.HANDSHAKE, `vpnkit client refused: ${decision.reason}`), encodeDisconnect(decision.reason));
+      return;
+    }
+    const mtu = Math.floor(decision.mtu);
+    if (!(mtu >= 68 && mtu <= VPNKIT_MAX_MTU) || decision.mac.length < 6) {
+      this.log.error('vpnkit negotiator returned an invalid MTU or MAC', { mtu: decision.mtu });
+      this.fail(transportError(E.HANDSHAKE, `vpnkit negotiator returned MTU ${decision.mtu}`), encodeDisconnect(VpnkitReasons.NO_ADDRESSES));
+      return;
+    }
+    const mac = Uint8Array.from(decision.mac.subarray(0, 6));
+    this.w.write(encodeVif(mtu, mac));
+    this.vpnkit = decision.ip === undefined ? { uuid: cmd.uuid, mac } : { uuid: cmd.uuid, mac, ip: decision.ip >>> 0 };
+    this.maxFrameOut = maxFrameOutFor(mtu, HDR_LE16);
+    this.hs = undefined;
+    clearTimeout(this.hsTimer);
+    this.hsTimer = undefined;
+    this.phase = PH_DATA;
+    this.log.debug('vpnkit handshake done', { uuid: cmd.uuid, mtu });
+    const cb = this.readyCb;
+    this.readyCb = undefined;
+    this.failCb = undefined;
+    if (cb !== undefined) cb(this);
+    // Frames the engine queued during the handshake can go now.
+    this.flush();
+  }
+
+  private readonly onHandshakeTimeout = (): void => {
+    this.hsTimer = undefined;
+    if (this.phase !== PH_INIT && this.phase !== PH_COMMAND) return;
+    this.log.limited('vpnkit-timeout', 'warn', 'closing vpnkit link: handshake timed out', { phase: this.phase === PH_INIT ? 'init' : 'command' });
+    this.fail(transportError(E.HANDSHAKE_TIMEOUT, `vpnkit handshake did not complete in time on link ${this.id}`));
+  };
+
+  // ---- teardown -------------------------------------------------------------
+
+  private readonly onEnd = (): void => {
+    if (this.phase === PH_INIT || this.phase === PH_COMMAND) {
+      this.fail(transportError(E.HANDSHAKE_EOF, 'VM stream ended during the vpnkit handshake'));
+      return;
+    }
+    if (this.decoder.buffered > 0) this.log.debug('VM stream ended inside a frame', { buffered: this.decoder.buffered });
+    this.close('peer closed');
+  };
+
+  private readonly onError = (e: Error): void => {
+    if (this.phase === PH_CLOSED) return;
+    this.log.limited('transport-error', 'warn', 'closing VM link: transport error', { error: e.message, errno: (e as NodeJS.ErrnoException).code });
+    this.fail(transportError(E.TRANSPORT, `VM transport error: ${e.message}`, e));
+  };
+
+  private readonly onStreamClose = (): void => {
+    if (this.phase === PH_CLOSED) return;
+    if (this.phase === PH_INIT || this.phase === PH_COMMAND) {
+      this.fail(transportError(E.HANDSHAKE_EOF, 'VM stream closed during the vpnkit handshake'));
+      return;
+    }
+    this.close('stream closed');
+  };
+
+  close(reason?: string): void {
+    if (this.phase === PH_CLOSED) return;
+    const wasData = this.phase === PH_DATA;
+    if (wasData) this.flush();
+    this.log.debug('VM link closed', { reason: reason ?? 'closed' });
+    this.teardown(undefined);
+    endGracefully(this.r, this.w);
+    this.emitClose(undefined);
+  }
+
+  /** Close on bad input or transport failure, optionally writing `last` first. */
+  private fail(err: VnetkitError, last?: Buffer): void {
+    if (this.phase === PH_CLOSED) return;
+    this.teardown(err);
+    if (last !== undefined) endGracefully(this.r, this.w, last);
+    else destroyBoth(this.r, this.w);
+    this.emitClose(err);
+  }
+
+  private teardown(err: VnetkitError | undefined): void {
+    this.phase = PH_CLOSED;
+    this.decoder.stop = true;
+    this.stash = undefined;
+    this.cur = null;
+    this.sealed.length = 0;
+    this.queuedBytes = 0;
+    if (this.hsTimer !== undefined) clearTimeout(this.hsTimer);
+    this.hsTimer = undefined;
+    this.r.off('data', this.onData);
+    const fcb = this.failCb;
+    this.readyCb = undefined;
+    this.failCb = undefined;
+    if (fcb !== undefined) fcb(err ?? transportError(E.HANDSHAKE_EOF, 'link closed during the vpnkit handshake'));
+  }
+
+  /** @internal Owner bookkeeping (the listener's link set); runs before onClose. */
+  closeHook?: () => void;
+
+  private emitClose(err: VnetkitError | undefined): void {
+    const hook = this.closeHook;
+    this.closeHook = undefined;
+    if (hook !== undefined) hook();
+    const cb = this.onClose;
+    this.onClose = noop;
+    cb(err);
+  }
+}
+
+function endGracefully(r: Readable, w: Writable, last?: Buffer): void {
+  // Ending our side flushes what is queued; once the socket has finished
+  // writing there is nothing left to wait for, so release it fully.
+  const done = (): void => destroyBoth(r, w);
+  try {
+    if (w.writableEnded || w.destroyed) {
+      destroyBoth(r, w);
+    } else if (last !== undefined) {
+      w.end(last, done);
+    } else {
+      w.end(done);
+    }
+  } catch {
+    destroyBoth(r, w);
+  }
+}
+
+function destroyBoth(r: Readable, w: Writable): void {
+  if (!r.destroyed) r.destroy();
+  if ((w as unknown) !== r && !w.destroyed) w.destroy();
+}
+
+export function attachStreamLink(stream: Duplex | StreamPair, opts: LinkOptions, peer?: string): StreamLink {
+  const r: Readable = 'readable' in stream && typeof (stream as StreamPair).readable === 'object' ? (stream as StreamPair).readable : (stream as Duplex);
+  const w: Writable = 'writable' in stream && typeof (stream as StreamPair).writable === 'object' ? (stream as StreamPair).writable : (stream as Duplex);
+  return new StreamLink(r, w, peer ?? describePeer(stream), opts);
+}
+
+function describePeer(stream: unknown): string {
+  const s = stream as { remoteAddress?: string; remotePort?: number; localAddress?: string; _pipeName?: string };
+  if (s.remoteAddress) return s.remotePort !== undefined ? `${s.remoteAddress}:${s.remotePort}` : s.remoteAddress;
+  if (s._pipeName) return s._pipeName;
+  return 'stream';
+}

@@ -1,0 +1,85 @@
+import type { VnetkitError } from '../errors.js';
+import type { Logger } from '../log.js';
+
+/**
+ * How Ethernet frames are delimited on a VM transport:
+ * - 'qemu'   4-byte big-endian length + frame (qemu -netdev stream / socket)
+ * - 'le16'   2-byte little-endian length + frame (gvisor-tap-vsock stdio and /connect, vpnkit data phase)
+ * - 'vpnkit' vpnkit's Init/Command/Response handshake, then 'le16'
+ * - 'dgram'  one frame per datagram (qemu -netdev dgram over UDP)
+ */
+export type Framing = 'qemu' | 'vpnkit' | 'le16' | 'dgram';
+
+export interface LinkStats {
+  rxFrames: number;
+  rxBytes: number;
+  txFrames: number;
+  txBytes: number;
+  /** Frames dropped in either direction: oversize or over the queue cap on send, datagrams while paused or malformed on receive. */
+  dropped: number;
+}
+
+export interface VmLink {
+  /** Unique per process. */
+  readonly id: number;
+  readonly framing: Framing;
+  /** Human-readable remote (socket path, addr:port). */
+  readonly peer: string;
+  /** Set once a vpnkit handshake has completed. */
+  readonly vpnkit?: { uuid: string; mac: Uint8Array; ip?: number };
+  /** Largest frame accepted from the VM. */
+  readonly maxFrameIn: number;
+  /** Largest frame send() accepts (MTU + 14; the negotiated MTU for vpnkit). */
+  readonly maxFrameOut: number;
+  /** Set by the engine. Called per received frame; (buf, off, len) is valid only during the call. */
+  onFrame: (buf: Uint8Array, off: number, len: number) => void;
+  /** Set by the engine. Called exactly once when the link ends; `err` is set when it ended on bad input or a transport error. */
+  onClose: (err?: VnetkitError) => void;
+  /** Set by the engine. Called when a congested link has drained. */
+  onDrain: () => void;
+  /** Queue one frame (copied now). Everything queued in one event-loop turn leaves in one socket write. Oversize frames, and frames over the queue cap, are dropped and counted. */
+  send(buf: Uint8Array, off: number, len: number): void;
+  /** Write out everything queued now (a setImmediate flush is the fallback). */
+  flush(): void;
+  /** True while the socket is above its high-water mark. */
+  readonly congested: boolean;
+  /** Stop / restart delivering frames from the VM. Frames after the one during which pause() was called are held, not lost. */
+  pause(): void;
+  resume(): void;
+  readonly closed: boolean;
+  stats(): LinkStats;
+  /** End the link: queued frames are flushed, the socket is ended, onClose() fires without an error. */
+  close(reason?: string): void;
+}
+
+export interface VpnkitRequest {
+  /** The client's UUID, lower-cased; a generated v4 UUID if the client sent 36 NULs. */
+  uuid: string;
+  /** Host-order IPv4 for a Preferred_ipv4 command. */
+  preferredIp?: number;
+  command: 'ethernet' | 'preferred-ipv4';
+  /** True when `uuid` was generated on the client's behalf. */
+  generated?: boolean;
+}
+
+export type VpnkitDecision = { mac: Uint8Array; mtu: number; ip?: number } | { reason: string };
+
+export interface VpnkitNegotiator {
+  /** Decide a client's MAC/MTU/IP, or return a Disconnect reason (use vpnkit's texts, see VpnkitReasons). */
+  negotiate(req: VpnkitRequest): VpnkitDecision;
+}
+
+export interface LinkOptions {
+  framing: Framing;
+  /** Largest frame accepted from the VM (default 65550; 'le16'/'vpnkit' cannot exceed 65535). */
+  maxFrame?: number;
+  /** MTU toward the VM: send() drops frames above mtu + 14 (default 1500; vpnkit uses the negotiated MTU). */
+  mtu?: number;
+  /** Required for framing 'vpnkit' (a createSimpleNegotiator() is used if absent). */
+  vpnkit?: VpnkitNegotiator;
+  log?: Logger;
+  /** vpnkit handshake deadline (default 10 000 ms). */
+  handshakeTimeoutMs?: number;
+  /** Hard cap on bytes queued toward the VM (ours plus the socket's buffer), default 4 MiB; frames beyond it are dropped and counted. */
+  txQueueLimit?: number;
+}
