@@ -136,6 +136,101 @@ const SIMD_BLOCK_ITERS: usize = 8192;
 }
 
 /**
+ * Copy `n` bytes from `src` to `dst` and return their little-endian-domain
+ * sum added to `acc` (unfolded), touching each byte once instead of twice as
+ * memory.copy followed by sumLE would. The caller guarantees the ranges do
+ * not overlap and lie inside memory. Shared with emit.ts for payloads.
+ */
+export function copySumLE(dst: usize, src: usize, n: usize, acc: u64): u64 {
+  if (ASC_FEATURE_SIMD) {
+    while (n >= 64) {
+      let iters = n >> 6;
+      if (iters > SIMD_BLOCK_ITERS) iters = SIMD_BLOCK_ITERS;
+      n -= iters << 6;
+      let a = i32x4.splat(0);
+      let b = i32x4.splat(0);
+      do {
+        const v0 = v128.load(src);
+        const v1 = v128.load(src, 16);
+        const v2 = v128.load(src, 32);
+        const v3 = v128.load(src, 48);
+        v128.store(dst, v0);
+        v128.store(dst, v1, 16);
+        v128.store(dst, v2, 32);
+        v128.store(dst, v3, 48);
+        a = i32x4.add(a, i32x4.extadd_pairwise_i16x8_u(v0));
+        b = i32x4.add(b, i32x4.extadd_pairwise_i16x8_u(v1));
+        a = i32x4.add(a, i32x4.extadd_pairwise_i16x8_u(v2));
+        b = i32x4.add(b, i32x4.extadd_pairwise_i16x8_u(v3));
+        src += 64;
+        dst += 64;
+      } while (--iters);
+      acc += lanes64(a) + lanes64(b);
+    }
+    if (n >= 16) {
+      let a = i32x4.splat(0);
+      do {
+        const v = v128.load(src);
+        v128.store(dst, v);
+        a = i32x4.add(a, i32x4.extadd_pairwise_i16x8_u(v));
+        src += 16;
+        dst += 16;
+        n -= 16;
+      } while (n >= 16);
+      acc += lanes64(a);
+    }
+  } else {
+    let acc1: u64 = 0;
+    while (n >= 32) {
+      const v0 = load<u64>(src);
+      const v1 = load<u64>(src, 8);
+      const v2 = load<u64>(src, 16);
+      const v3 = load<u64>(src, 24);
+      store<u64>(dst, v0);
+      store<u64>(dst, v1, 8);
+      store<u64>(dst, v2, 16);
+      store<u64>(dst, v3, 24);
+      acc += (v0 & 0xffffffff) + (v0 >> 32) + (v1 & 0xffffffff) + (v1 >> 32);
+      acc1 += (v2 & 0xffffffff) + (v2 >> 32) + (v3 & 0xffffffff) + (v3 >> 32);
+      src += 32;
+      dst += 32;
+      n -= 32;
+    }
+    acc += acc1;
+  }
+  while (n >= 8) {
+    const v = load<u64>(src);
+    store<u64>(dst, v);
+    acc += (v & 0xffffffff) + (v >> 32);
+    src += 8;
+    dst += 8;
+    n -= 8;
+  }
+  if (n >= 4) {
+    const v = load<u32>(src);
+    store<u32>(dst, v);
+    acc += <u64>v;
+    src += 4;
+    dst += 4;
+    n -= 4;
+  }
+  if (n >= 2) {
+    const v = load<u16>(src);
+    store<u16>(dst, v);
+    acc += <u64>v;
+    src += 2;
+    dst += 2;
+    n -= 2;
+  }
+  if (n != 0) {
+    const v = load<u8>(src);
+    store<u8>(dst, v);
+    acc += <u64>v;
+  }
+  return acc;
+}
+
+/**
  * RFC 1071 sum of `len` bytes at `ptr`, read as big-endian 16-bit words from
  * `ptr`, added to the partial `sum`; returns the folded, uncomplemented sum.
  * A range running past the end of memory is clamped to it (bytes that do not

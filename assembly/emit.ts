@@ -27,7 +27,7 @@ import {
   T_DST_MAC, T_SRC_MAC, T_FRAME_LEN, FRAME_ENTRY_SIZE, FE_PTR, FE_LEN,
   OPT_MSS, OPT_WSCALE, OPT_SACK_PERM, OPT_TS,
 } from './layout';
-import { memBytes, fold64, sumLE } from './checksum';
+import { memBytes, fold64, sumLE, copySumLE } from './checksum';
 
 const ETH_HDR: u32 = 14;
 const IP_HDR: u32 = 20;
@@ -175,13 +175,23 @@ export function buildFrames(txs: usize, count: u32, out: usize, outCap: u32, tab
       csumOff = 6;
     }
 
-    memory.copy(l4 + l4Hdr, <usize>payloadPtr, payloadLen);
-
-    // L4 checksum over pseudo-header + header + payload, summed from the
-    // frame itself (so an overlapping payload source cannot skew it), in the
-    // little-endian domain like csumPartial.
+    // L4 checksum over pseudo-header + header + payload, in the
+    // little-endian domain like csumPartial. The header is even-sized, so the
+    // payload's words line up with the segment's.
     const pseudo = fold32(addrSum + proto + l4Len);
-    let s = swap16(fold64(sumLE(l4, <usize>l4Len, <u64>swap16(pseudo))));
+    let acc = sumLE(l4, <usize>l4Hdr, <u64>swap16(pseudo));
+    const dst = l4 + <usize>l4Hdr;
+    const src = <usize>payloadPtr;
+    if (<u64>src + <u64>payloadLen <= <u64>dst || <u64>dst + <u64>payloadLen <= <u64>src) {
+      // The common case: read each payload byte once, copying and summing.
+      acc = copySumLE(dst, src, <usize>payloadLen, acc);
+    } else {
+      // Overlapping source: memmove semantics first, then sum what landed,
+      // so the result matches the JS twin's copyWithin + csumPartial.
+      memory.copy(dst, src, <usize>payloadLen);
+      acc = sumLE(dst, <usize>payloadLen, acc);
+    }
+    const s = swap16(fold64(acc));
     let ck = ~s & 0xffff;
     // UDP reserves 0 for "no checksum"; 0xffff is the same value in one's complement.
     if (proto == 17 && ck == 0) ck = 0xffff;
