@@ -22,7 +22,7 @@ export interface PcapRecord {
   tsSec: number;
   /** Sub-second part in nanoseconds (exact, whatever the file's resolution). */
   tsNsec: number;
-  /** The captured bytes (a view into the input buffer, not a copy). */
+  /** The captured bytes: a plain Uint8Array view into the input (even when it is a Buffer), not a copy. */
   data: Uint8Array;
   /** Length of the frame on the wire (> data.length when the snaplen cut it). */
   origLen: number;
@@ -89,7 +89,7 @@ export function readPcap(buf: Uint8Array): PcapFile {
       break;
     }
     const tsNsec = out.nanos ? frac : frac * 1000;
-    out.records.push({ ts: tsSec + tsNsec / 1e9, tsSec, tsNsec, data: buf.subarray(start, start + incl), origLen: orig });
+    out.records.push({ ts: tsSec + tsNsec / 1e9, tsSec, tsNsec, data: new Uint8Array(buf.buffer, buf.byteOffset + start, incl), origLen: orig });
     off = start + incl;
   }
   return out;
