@@ -43,7 +43,7 @@ export class StreamVmPeer {
   rxBytes = 0;
   response?: ParsedResponse;
   serverInit?: Buffer;
-  private buf = Buffer.alloc(0);
+  private buf: Buffer = Buffer.alloc(0);
   private readonly hdr: number;
   private waiters: Array<() => void> = [];
   closed = false;
@@ -154,7 +154,7 @@ export function rawConnect(target: Target): Promise<net.Socket> {
 
 /** Reads exact byte counts from a socket; detach() returns what was read beyond. For byte-exact handshake tests. */
 export class ExactReader {
-  private buf = Buffer.alloc(0);
+  private buf: Buffer = Buffer.alloc(0);
   private ended = false;
   private wake?: () => void;
   private readonly onData = (d: Buffer): void => {
