@@ -256,8 +256,12 @@ describe('vpnkit handshake over a unix socket', () => {
     const net = await import('node:net');
     const sockPath = path.join(dir, 'attach.sock');
     let link: ReturnType<typeof attachStream> | undefined;
+    const readyUuids: Array<string | undefined> = [];
+    let readyAtAttach: boolean | undefined;
     const server = net.createServer((c) => {
       link = attachStream(c, { framing: 'vpnkit', vpnkit: createSimpleNegotiator() });
+      readyAtAttach = link.ready;
+      link.whenReady((l) => readyUuids.push(l.vpnkit?.uuid));
       link.send(testFrame(5), 0, 60);
       link.flush();
     });
@@ -268,6 +272,9 @@ describe('vpnkit handshake over a unix socket', () => {
       const frames = await peer.waitFrames(1);
       expect(frames[0]).toEqual(testFrame(5));
       expect(link!.vpnkit?.uuid).toBe(UUID);
+      expect(readyAtAttach).toBe(false);
+      expect(readyUuids).toEqual([UUID]);
+      expect(link!.ready).toBe(true);
       peer.close();
     } finally {
       server.close();
@@ -279,9 +286,14 @@ describe('vpnkit handshake over a unix socket', () => {
     const net = await import('node:net');
     const sockPath = path.join(dir, 'attach2.sock');
     const errs: Array<VnetkitError | undefined> = [];
+    const failCodes: string[] = [];
     const server = net.createServer((c) => {
       const l = attachStream(c, { framing: 'vpnkit' });
       l.onClose = (e) => errs.push(e);
+      l.whenReady(
+        () => failCodes.push('ready?!'),
+        (e) => failCodes.push(e.code),
+      );
     });
     await new Promise<void>((res) => server.listen(sockPath, () => res()));
     try {
@@ -297,6 +309,7 @@ describe('vpnkit handshake over a unix socket', () => {
       expect(errs.map((e) => e?.code).sort()).toEqual(
         [TransportErrorCodes.HANDSHAKE_VERSION, TransportErrorCodes.HANDSHAKE, TransportErrorCodes.HANDSHAKE_EOF].sort(),
       );
+      expect(failCodes.sort()).toEqual(errs.map((e) => e?.code).sort());
     } finally {
       server.close();
     }

@@ -81,6 +81,16 @@ export class DgramLink implements VmLink {
     return this.isClosed;
   }
 
+  /** No handshake: ready from the first datagram. */
+  get ready(): boolean {
+    return !this.isClosed;
+  }
+
+  whenReady(ready: (link: VmLink) => void, fail?: (err: VnetkitError) => void): void {
+    if (this.isClosed) fail?.(transportError(E.TRANSPORT, 'link closed'));
+    else ready(this);
+  }
+
   stats(): LinkStats {
     return { rxFrames: this.rxFrames, rxBytes: this.rxBytes, txFrames: this.txFrames, txBytes: this.txBytes, dropped: this.droppedFrames };
   }

@@ -88,8 +88,8 @@ export class StreamLink implements VmLink {
   private hsHave = 0;
   private hsTimer?: NodeJS.Timeout;
   /** Called once when the data phase starts (listener uses it to defer onLink until after the vpnkit handshake). */
-  private readyCb?: (link: StreamLink) => void;
-  private failCb?: (err: VnetkitError) => void;
+  private readyCbs: Array<(link: StreamLink) => void> = [];
+  private failCbs: Array<(err: VnetkitError) => void> = [];
 
   private paused = false;
   private stash?: Buffer;
@@ -154,14 +154,17 @@ export class StreamLink implements VmLink {
     return this.phase === PH_DATA;
   }
 
-  /** @internal Listener hook: `ready` once the data phase starts, `fail` if the link dies first. */
-  whenReady(ready: (link: StreamLink) => void, fail: (err: VnetkitError) => void): void {
+  whenReady(ready: (link: StreamLink) => void, fail?: (err: VnetkitError) => void): void {
     if (this.phase === PH_DATA) {
       ready(this);
       return;
     }
-    this.readyCb = ready;
-    this.failCb = fail;
+    if (this.phase === PH_CLOSED) {
+      fail?.(transportError(E.HANDSHAKE_EOF, 'link closed before it was ready'));
+      return;
+    }
+    this.readyCbs.push(ready);
+    if (fail !== undefined) this.failCbs.push(fail);
   }
 
   stats(): LinkStats {
@@ -413,10 +416,10 @@ export class StreamLink implements VmLink {
     this.hsTimer = undefined;
     this.phase = PH_DATA;
     this.log.debug('vpnkit handshake done', { uuid: cmd.uuid, mtu });
-    const cb = this.readyCb;
-    this.readyCb = undefined;
-    this.failCb = undefined;
-    if (cb !== undefined) cb(this);
+    const cbs = this.readyCbs;
+    this.readyCbs = [];
+    this.failCbs = [];
+    for (const cb of cbs) cb(this);
     // Frames the engine queued during the handshake can go now.
     this.flush();
   }
@@ -483,10 +486,13 @@ export class StreamLink implements VmLink {
     if (this.hsTimer !== undefined) clearTimeout(this.hsTimer);
     this.hsTimer = undefined;
     this.r.off('data', this.onData);
-    const fcb = this.failCb;
-    this.readyCb = undefined;
-    this.failCb = undefined;
-    if (fcb !== undefined) fcb(err ?? transportError(E.HANDSHAKE_EOF, 'link closed during the vpnkit handshake'));
+    const fcbs = this.failCbs;
+    this.readyCbs = [];
+    this.failCbs = [];
+    if (fcbs.length > 0) {
+      const e = err ?? transportError(E.HANDSHAKE_EOF, 'link closed during the vpnkit handshake');
+      for (const cb of fcbs) cb(e);
+    }
   }
 
   /** @internal Owner bookkeeping (the listener's link set); runs before onClose. */

@@ -47,6 +47,14 @@ export interface VmLink {
   pause(): void;
   resume(): void;
   readonly closed: boolean;
+  /** True once frames flow: immediately for framings without a handshake, after the Vif for 'vpnkit'. */
+  readonly ready: boolean;
+  /**
+   * Run `ready` when the data phase starts (at once if it has), or `fail` if
+   * the link dies first. Only attachStream(…, {framing: 'vpnkit'}) links can
+   * be not-yet-ready: listen() hands out vpnkit links after the handshake.
+   */
+  whenReady(ready: (link: VmLink) => void, fail?: (err: VnetkitError) => void): void;
   stats(): LinkStats;
   /** End the link: queued frames are flushed, the socket is ended, onClose() fires without an error. */
   close(reason?: string): void;
