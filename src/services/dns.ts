@@ -426,7 +426,9 @@ export class DnsServer {
   private async forward(msg: Uint8Array, l: MsgLayout, transport: 'udp' | 'tcp', limit: number): Promise<Uint8Array> {
     const clientId = be16(msg, 0);
     // Our own copy: new id per upstream attempt, trailing junk dropped.
-    const out = msg.slice(0, l.arEnd);
+    // (Not msg.slice: on a Buffer that is a view and would rewrite the caller's bytes.)
+    const out = new Uint8Array(l.arEnd);
+    out.set(msg.subarray(0, l.arEnd));
     if (transport === 'udp' && l.optOff >= 0) {
       // Ask upstream for no more than we will pass on, so it truncates, not us.
       const sizeAt = l.optOff + 1 + 2; // root name, TYPE, then CLASS = UDP size
