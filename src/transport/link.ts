@@ -176,14 +176,15 @@ export class StreamLink implements VmLink {
   send(buf: Uint8Array, off: number, len: number): void {
     if (this.phase === PH_CLOSED || len <= 0 || len > this.maxFrameOut || off < 0 || off + len > buf.length) {
       this.droppedFrames++;
+      if (len > this.maxFrameOut && this.phase !== PH_CLOSED) {
+        this.log.limited('tx-oversize', 'warn', 'Dropping over-large ethernet frame', { len, max: this.maxFrameOut });
+      }
       return;
     }
     const need = this.hdrLen + len;
     if (this.queuedBytes + this.w.writableLength + need > this.txLimit) {
       this.droppedFrames++;
-      if (this.droppedFrames === 1 || (this.droppedFrames & 1023) === 0) {
-        this.log.limited(`tx-cap:${this.id}`, 'warn', 'VM is not reading: dropping frames over the transmit queue cap', { dropped: this.droppedFrames, limit: this.txLimit });
-      }
+      this.log.limited('tx-cap', 'warn', 'VM is not reading: dropping frames over the transmit queue cap', { dropped: this.droppedFrames, limit: this.txLimit });
       return;
     }
     let seg = this.cur;
