@@ -217,9 +217,17 @@ export const arbValidFrame: fc.Arbitrary<FrameCase> = fc.oneof(
 export interface ClassifyHarness {
   readonly kernels: Kernels;
   /** Copies `frames` into kernel memory, runs classify once, returns the descriptors (a copy). */
-  run(frames: readonly Uint8Array[], opts?: { flowTable?: number; now?: number; flags?: number }): Uint8Array;
+  run(frames: readonly Uint8Array[], opts?: ClassifyRunOptions): Uint8Array;
   /** A fresh flow table (capacity entries, fixed seed) in this backend's memory. */
   newFlowTable(capacity: number, seed?: number): number;
+}
+
+export interface ClassifyRunOptions {
+  flowTable?: number;
+  now?: number;
+  flags?: number;
+  /** Follow each frame with 64 bytes of this value (to prove nothing past a frame's length is read). */
+  tailFill?: number;
 }
 
 export const MAX_BATCH = 512;
@@ -237,11 +245,15 @@ export function classifyHarness(backend: BackendName, memoryBytes = 16 * 1024 * 
       let at = area;
       frames.forEach((f, i) => {
         // Frames sit back to back at odd and even addresses alike, like a real ring.
-        if (at + f.length > area + FRAME_AREA) throw new Error('frame area full');
+        if (at + f.length + 64 > area + FRAME_AREA) throw new Error('frame area full');
         kernels.u8.set(f, at);
         kernels.dv.setUint32(table + i * FRAME_ENTRY_SIZE, at, true);
         kernels.dv.setUint32(table + i * FRAME_ENTRY_SIZE + 4, f.length, true);
         at += f.length;
+        if (opts.tailFill !== undefined) {
+          kernels.u8.fill(opts.tailFill, at, at + 64);
+          at += 64;
+        }
       });
       // Poison descriptors so a field classify forgets to write shows up.
       kernels.u8.fill(0xa5, descs, descs + frames.length * DESC_SIZE);
