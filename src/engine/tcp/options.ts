@@ -1,0 +1,65 @@
+/**
+ * TCP stack tunables and their defaults. Every per-flow bound lives here so
+ * memory per flow is a known function of the configuration:
+ *   guest→host bytes buffered ≤ rcvBufBytes (Node socket's writable buffer)
+ *   host→guest bytes buffered ≤ sndBufBytes + one socket read (~64 KiB)
+ *   out-of-order bytes held: only in the shared reasm pool (reasmSlots × rcvBufBytes of kernel memory).
+ */
+import type net from 'node:net';
+
+export interface TcpOptions {
+  /** A SYN's host connect() that has not completed by then is answered with RST (default 10 000 ms, like a short Linux connect timeout; vpnkit waits indefinitely). */
+  connectTimeoutMs?: number;
+  /** Host connects in progress at once; SYNs beyond are answered with RST and counted (default 1024). */
+  maxPendingConnects?: number;
+  /** Receive window per flow and the cap on guest bytes queued toward the host socket (default 1 MiB). */
+  rcvBufBytes?: number;
+  /** Host bytes read but not yet acknowledged by the guest, per flow; the host socket is paused above it (default 1 MiB). */
+  sndBufBytes?: number;
+  /** Reassembly buffers (rcvBufBytes each, in kernel memory) shared by all flows; a flow takes one on its first out-of-order segment (default 8). */
+  reasmSlots?: number;
+  /** Holes tracked per reassembly buffer (default 16). */
+  reasmMaxHoles?: number;
+  /** RFC 6298 bounds. The RFC's 1 s minimum is for the Internet; a VM link has sub-ms RTT, so the default is Linux's 200 ms. */
+  minRtoMs?: number;
+  maxRtoMs?: number;
+  initialRtoMs?: number;
+  /** Retransmissions of the same data without progress before the flow is reset (default 15, like Linux tcp_retries2). A flow that is merely idle never times out. */
+  maxRetries?: number;
+  /** SYN-ACK / SYN retransmissions before a half-open flow is dropped (default 6). */
+  maxSynRetries?: number;
+  /** Bytes one flow may send per event-loop turn before yielding to the others (default 1 MiB). */
+  burstBytes?: number;
+  /** RFC 5961 challenge ACKs per second across the stack (default 1000). */
+  challengeAcksPerSecond?: number;
+  /** Period of the shared timer that runs only while some flow has a deadline (default 10 ms). */
+  tickMs?: number;
+  /** Tests: no interval timer; the caller drives tick(now). */
+  manualTimers?: boolean;
+  /** Tests: how to open the host socket (default net.connect with allowHalfOpen). */
+  connect?: (host: string, port: number) => net.Socket;
+}
+
+export type ResolvedTcpOptions = Required<Omit<TcpOptions, 'connect'>> & Pick<TcpOptions, 'connect'>;
+
+export function resolveTcpOptions(o: TcpOptions = {}): ResolvedTcpOptions {
+  const pos = (v: number | undefined, def: number, min = 1) => (v === undefined || !(v >= min) ? def : Math.floor(v));
+  return {
+    connectTimeoutMs: pos(o.connectTimeoutMs, 10_000),
+    maxPendingConnects: pos(o.maxPendingConnects, 1024),
+    rcvBufBytes: Math.min(pos(o.rcvBufBytes, 1 << 20, 4096), 1 << 24),
+    sndBufBytes: pos(o.sndBufBytes, 1 << 20, 4096),
+    reasmSlots: pos(o.reasmSlots, 8, 0),
+    reasmMaxHoles: pos(o.reasmMaxHoles, 16),
+    minRtoMs: pos(o.minRtoMs, 200),
+    maxRtoMs: pos(o.maxRtoMs, 60_000),
+    initialRtoMs: pos(o.initialRtoMs, 1000),
+    maxRetries: pos(o.maxRetries, 15),
+    maxSynRetries: pos(o.maxSynRetries, 6),
+    burstBytes: pos(o.burstBytes, 1 << 20, 1),
+    challengeAcksPerSecond: pos(o.challengeAcksPerSecond, 1000, 0),
+    tickMs: pos(o.tickMs, 10),
+    manualTimers: o.manualTimers ?? false,
+    connect: o.connect,
+  };
+}

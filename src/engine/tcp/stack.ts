@@ -1,0 +1,1129 @@
+/**
+ * The engine's TCP: guest connections terminate here and continue as host
+ * sockets (like vpnkit's slirp Endpoint and gvisor-tap-vsock's forwarder).
+ *
+ * - Setup: a guest SYN first connect()s the host socket; success → SYN-ACK,
+ *   refusal or timeout → RST, so the guest sees ECONNREFUSED / a timeout as
+ *   it would against the real destination.
+ * - Guest → host: in-order payload is copied once from the RX arena into a
+ *   socket write (corked per turn, so one writev per flow per turn).
+ *   Out-of-order segments go to a reassembly buffer from a shared pool in
+ *   kernel memory. The advertised window is what the socket's buffer can
+ *   still take (rcvBufBytes − writableLength), so a slow host socket shrinks
+ *   the guest's window instead of growing memory.
+ * - Host → guest: socket reads are queued by reference; segments are sent
+ *   within the guest's window and a Reno congestion window, retransmitted on
+ *   RTO (RFC 6298) and on three duplicate ACKs (NewReno recovery). A queue
+ *   above sndBufBytes pauses the socket.
+ * - All segments go through the engine's TxBatch; ACKs are sent once per
+ *   flow per turn from flush() (the engine calls it before building frames),
+ *   so a batch of N guest segments costs one ACK, not N/2.
+ * - Timers: one deadline per flow, checked by a single shared interval that
+ *   exists only while some flow has a deadline. No idle timer exists: an idle
+ *   established flow has no deadline at all.
+ * - We decline SACK and timestamps (never offered in our SYN/SYN-ACK), so the
+ *   guest sends neither; window scaling is used both ways when the guest offers it.
+ */
+import net from 'node:net';
+import type { Kernels } from '../../kernels/index.js';
+import type { Logger } from '../../log.js';
+import type { TxBatch, TcpSegment, TxSink } from '../tx-batch.js';
+import {
+  D_TCP_FLAGS, D_FLOW_STATUS, D_FLOW_ID, D_OPT_FLAGS, D_WSCALE, D_PAYLOAD_OFF, D_PAYLOAD_LEN,
+  D_SRC_IP, D_DST_IP, D_SRC_PORT, D_DST_PORT, D_SEQ, D_ACK, D_WINDOW, D_MSS,
+  FLOW_FOUND, FLOW_NEW, FLOW_FULL, OPT_MSS, OPT_WSCALE, FT_FULL, FT_EXISTS,
+} from '../../../assembly/layout.js';
+import { formatIPv4 } from '../../wire/addr.js';
+import { Conn, St, Timer, type TcpPort } from './conn.js';
+import { resolveTcpOptions, type ResolvedTcpOptions, type TcpOptions } from './options.js';
+import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt } from './seq.js';
+
+export type { TcpOptions } from './options.js';
+export type { TcpPort } from './conn.js';
+
+const FIN = 1;
+const SYN = 2;
+const RST = 4;
+const PSH = 8;
+const ACK = 16;
+const PROTO_TCP = 6;
+/** RFC 1122 default when the guest sends no MSS option. */
+const DEFAULT_MSS = 536;
+/** Floor for a guest-announced MSS, so a lying tiny MSS cannot make us send 1-byte segments (Linux: tcp_min_snd_mss). */
+const MIN_MSS = 88;
+const MAX_CWND = 64 << 20;
+
+export interface TcpHost {
+  kernels: Kernels;
+  flowTable: number;
+  tx: TxBatch;
+  /** Ask for flush() + a TX build at the end of this turn (for work that starts outside an RX batch). */
+  scheduleTx(): void;
+  now(): number;
+  log: Logger;
+  mtu: number;
+  /** Policy-checked destination: the host address to connect to (127.0.0.1 for the host alias), or null to refuse (RST). */
+  resolveDestination(dstIp: number, dstPort: number): string | null;
+}
+
+export interface TcpFlowInfo {
+  proto: 'tcp';
+  guest: string;
+  remote: string;
+  state: string;
+  bytesIn: number;
+  bytesOut: number;
+  ageMs: number;
+}
+
+const COUNTER_NAMES = [
+  'synReceived', 'established', 'refused', 'policyRefused', 'connectTimeouts', 'synOverCap', 'flowTableFull',
+  'dupSyn', 'rstSent', 'rstReceived', 'challengeAcks', 'challengeAcksSuppressed', 'outOfWindow', 'badFlags',
+  'badOptions', 'noFlow', 'retransmits', 'fastRetransmits', 'rtoTimeouts', 'oooSegments', 'oooNoBuffer',
+  'oooTooManyHoles', 'dupSegments', 'zeroWindowProbesSent', 'windowUpdates', 'hostErrors', 'closed',
+  'aborted', 'guestFins', 'hostFins', 'forwardsOpened', 'forwardsRefused', 'gaveUp', 'segmentsIn', 'segmentsOut',
+] as const;
+type CounterName = (typeof COUNTER_NAMES)[number];
+
+export class TcpStack {
+  readonly o: ResolvedTcpOptions;
+  private readonly conns: (Conn | undefined)[] = [];
+  private readonly all = new Set<Conn>();
+  private readonly dirty = new Set<Conn>();
+  private readonly timed = new Set<Conn>();
+  /** Flows whose advertised window is below half: re-checked each tick for a window update. */
+  private readonly starved = new Set<Conn>();
+  private readonly corked: Conn[] = [];
+  private readonly reasmPtrs: number[] = [];
+  private readonly reasmFree: number[] = [];
+  private readonly seg: Required<TcpSegment>;
+  private readonly scratch: Uint8Array;
+  private readonly ourMss: number;
+  private readonly ourShift: number;
+  private pending = 0;
+  private interval: NodeJS.Timeout | null = null;
+  private challengeTokens: number;
+  private challengeRefillAt = 0;
+  private closedDown = false;
+  readonly counters: Record<CounterName, number>;
+
+  constructor(private readonly host: TcpHost, opts?: TcpOptions) {
+    this.o = resolveTcpOptions(opts);
+    this.counters = Object.fromEntries(COUNTER_NAMES.map((n) => [n, 0])) as Record<CounterName, number>;
+    this.ourMss = Math.max(MIN_MSS, Math.min(65535, host.mtu - 40));
+    let shift = 0;
+    while (this.o.rcvBufBytes >> shift > 65535 && shift < 14) shift++;
+    this.ourShift = shift;
+    this.scratch = new Uint8Array(Math.max(this.ourMss, 65535));
+    this.seg = {
+      srcIp: 0, srcPort: 0, dstIp: 0, dstPort: 0, seq: 0, ack: 0, flags: 0, window: 0,
+      optFlags: 0, mss: 0, wscale: 0, tsVal: 0, tsEcr: 0,
+    };
+    const k = host.kernels;
+    if (this.o.reasmSlots > 0) {
+      const each = k.k.reasmBytes(this.o.rcvBufBytes, this.o.reasmMaxHoles);
+      const base = k.alloc(each * this.o.reasmSlots, 64);
+      for (let i = 0; i < this.o.reasmSlots; i++) {
+        this.reasmPtrs.push(base + i * each);
+        this.reasmFree.push(i);
+      }
+    }
+    this.challengeTokens = this.o.challengeAcksPerSecond;
+  }
+
+  get size(): number {
+    return this.all.size;
+  }
+
+  // ---- input: one guest segment --------------------------------------------
+
+  /**
+   * A classified TCP frame from the guest on `port` (the descriptor at `d`
+   * says KIND_TCP and carries the flow-table outcome). Never throws.
+   */
+  input(port: TcpPort, ptr: number, len: number, d: number): void {
+    const k = this.host.kernels;
+    const u8 = k.u8;
+    const dv = k.dv;
+    this.counters.segmentsIn++;
+    const flags = u8[d + D_TCP_FLAGS];
+    const status = u8[d + D_FLOW_STATUS];
+    if ((flags & SYN) !== 0 && (flags & (FIN | RST)) !== 0) {
+      // classify already refuses these; counted here too in case a frame takes another path.
+      this.counters.badFlags++;
+      return;
+    }
+    if (status === FLOW_NEW) {
+      this.newFromGuest(port, ptr, d, dv.getInt32(d + D_FLOW_ID, true));
+      return;
+    }
+    if (status === FLOW_FOUND) {
+      const id = dv.getInt32(d + D_FLOW_ID, true);
+      const c = id >= 0 ? this.conns[id] : undefined;
+      if (c !== undefined && c.port.id === port.id) {
+        this.segment(c, ptr, d, flags);
+        return;
+      }
+      if (c === undefined && (flags & (SYN | ACK)) === SYN && id >= 0) {
+        // A table entry with no connection (should not happen): adopt it as a new flow.
+        this.newFromGuest(port, ptr, d, id);
+        return;
+      }
+    }
+    if (status === FLOW_FULL) this.counters.flowTableFull++;
+    else this.counters.noFlow++;
+    if ((flags & RST) === 0) this.rstForSegment(port, ptr, d, flags);
+  }
+
+  private newFromGuest(port: TcpPort, ptr: number, d: number, id: number): void {
+    const k = this.host.kernels;
+    const dv = k.dv;
+    const guestIp = dv.getUint32(d + D_SRC_IP, true);
+    const guestPort = dv.getUint16(d + D_SRC_PORT, true);
+    const dstIp = dv.getUint32(d + D_DST_IP, true);
+    const dstPort = dv.getUint16(d + D_DST_PORT, true);
+    this.counters.synReceived++;
+    if (this.closedDown) {
+      k.k.flowRemove(this.host.flowTable, PROTO_TCP, guestIp, guestPort, dstIp, dstPort);
+      return;
+    }
+    if (this.pending >= this.o.maxPendingConnects) {
+      this.counters.synOverCap++;
+      k.k.flowRemove(this.host.flowTable, PROTO_TCP, guestIp, guestPort, dstIp, dstPort);
+      this.rstForSegment(port, ptr, d, SYN);
+      this.host.log.limited('tcp-syn-cap', 'warn', 'too many TCP connects in progress: SYN refused', { max: this.o.maxPendingConnects });
+      return;
+    }
+    const target = this.host.resolveDestination(dstIp, dstPort);
+    if (target === null) {
+      this.counters.policyRefused++;
+      k.k.flowRemove(this.host.flowTable, PROTO_TCP, guestIp, guestPort, dstIp, dstPort);
+      this.rstForSegment(port, ptr, d, SYN);
+      return;
+    }
+    const now = this.host.now();
+    const c = new Conn(id, port, k.u8.slice(ptr + 6, ptr + 12), guestIp, guestPort, dstIp, dstPort, now);
+    this.readSynOptions(c, d);
+    c.irs = dv.getUint32(d + D_SEQ, true);
+    c.rcvNxt = seqAdd(c.irs, 1);
+    c.iss = (Math.random() * 0x100000000) >>> 0;
+    c.sndUna = c.iss;
+    c.sndNxt = c.iss;
+    c.sndMax = c.iss;
+    c.rto = this.o.initialRtoMs;
+    c.state = St.Connecting;
+    this.conns[id] = c;
+    this.all.add(c);
+    this.pending++;
+    this.arm(c, Timer.Connect, now + this.o.connectTimeoutMs);
+    const socket = this.o.connect ? this.o.connect(target, dstPort) : net.connect({ host: target, port: dstPort, allowHalfOpen: true });
+    c.socket = socket;
+    socket.once('connect', () => this.onConnected(c));
+    this.attachSocket(c, socket);
+  }
+
+  private readSynOptions(c: Conn, d: number): void {
+    const u8 = this.host.kernels.u8;
+    const dv = this.host.kernels.dv;
+    const opt = u8[d + D_OPT_FLAGS];
+    let mss = DEFAULT_MSS;
+    if (opt & OPT_MSS) {
+      mss = dv.getUint16(d + D_MSS, true);
+      if (mss < MIN_MSS) {
+        this.counters.badOptions++;
+        mss = MIN_MSS;
+      }
+    }
+    c.mss = Math.min(mss, this.ourMss);
+    c.wsOk = (opt & OPT_WSCALE) !== 0;
+    if (c.wsOk) {
+      let ws = u8[d + D_WSCALE];
+      if (ws > 14) {
+        // RFC 7323 §2.3: treat a larger shift as 14.
+        this.counters.badOptions++;
+        ws = 14;
+      }
+      c.sndShift = ws;
+      c.rcvShift = this.ourShift;
+    } else {
+      c.sndShift = 0;
+      c.rcvShift = 0;
+    }
+    c.sndWnd = dv.getUint16(d + D_WINDOW, true); // a SYN's window is never scaled
+    c.cwnd = Math.min(10 * c.mss, MAX_CWND);
+  }
+
+  private attachSocket(c: Conn, socket: net.Socket): void {
+    socket.on('data', (b: Buffer) => this.onHostData(c, b));
+    socket.on('end', () => this.onHostEnd(c));
+    socket.on('drain', () => this.onHostDrain(c));
+    socket.on('error', (err: Error) => this.onHostError(c, err));
+    socket.on('close', () => this.onHostClose(c));
+  }
+
+  private onConnected(c: Conn): void {
+    if (c.state !== St.Connecting) return;
+    this.pending--;
+    c.socket!.setNoDelay(true);
+    c.state = St.SynRcvd;
+    c.retries = 0;
+    this.sendSynAck(c);
+    this.arm(c, Timer.Rto, this.host.now() + c.rto);
+    this.host.scheduleTx();
+  }
+
+  private sendSynAck(c: Conn): void {
+    const s = this.seg;
+    this.fill(c, SYN | ACK, c.iss);
+    s.window = Math.min(this.o.rcvBufBytes, 65535);
+    s.optFlags = OPT_MSS | (c.wsOk ? OPT_WSCALE : 0);
+    s.mss = this.ourMss;
+    s.wscale = c.rcvShift;
+    c.rcvAdv = seqAdd(c.rcvNxt, s.window);
+    this.out(c, undefined, 0, 0);
+    c.sndNxt = seqAdd(c.iss, 1);
+    c.sndMax = c.sndNxt;
+  }
+
+  // ---- input: established and half-open flows ----------------------------
+
+  private segment(c: Conn, ptr: number, d: number, flags: number): void {
+    const k = this.host.kernels;
+    const dv = k.dv;
+    const seq = dv.getUint32(d + D_SEQ, true);
+    const ack = dv.getUint32(d + D_ACK, true);
+    const win = dv.getUint16(d + D_WINDOW, true);
+    const pLen = dv.getUint32(d + D_PAYLOAD_LEN, true);
+
+    if (c.state === St.Connecting) {
+      // Only a retransmitted SYN can arrive before we answered; absorb it.
+      if ((flags & SYN) !== 0 && seq === c.irs) this.counters.dupSyn++;
+      else if ((flags & RST) !== 0 && seq === c.rcvNxt) this.abort(c, 'guest reset while connecting');
+      else this.counters.badFlags++;
+      return;
+    }
+    if (c.state === St.SynSent) return this.synSentInput(c, d, flags, seq, ack);
+    if (c.state === St.SynRcvd && (flags & (SYN | ACK)) === SYN) {
+      if (seq === c.irs) {
+        this.counters.dupSyn++;
+        this.sendSynAck(c);
+      } else this.counters.badFlags++;
+      return;
+    }
+
+    // RFC 793 §3.9 "SEGMENT ARRIVES", synchronized states.
+    const segLen = pLen + (flags & SYN ? 1 : 0) + (flags & FIN ? 1 : 0);
+    const wnd = this.acceptWindow(c);
+    let acceptable: boolean;
+    if (segLen === 0) {
+      acceptable = wnd === 0 ? seq === c.rcvNxt : seqGe(seq, c.rcvNxt) && seqLt(seq, seqAdd(c.rcvNxt, wnd));
+    } else if (wnd === 0) {
+      // A FIN (or the first byte) exactly at rcv.nxt is taken even with a closed window, like Linux.
+      acceptable = seq === c.rcvNxt && pLen === 0;
+    } else {
+      acceptable = seqLt(seq, seqAdd(c.rcvNxt, wnd)) && seqGt(seqAdd(seq, segLen), c.rcvNxt);
+    }
+    if (!acceptable) {
+      if (flags & RST) {
+        this.counters.outOfWindow++;
+        return;
+      }
+      // Old duplicates, keepalive probes (seq = rcv.nxt − 1) and zero-window
+      // probes all land here: the answer is an ACK with the current state.
+      if (seqLe(seqAdd(seq, segLen), c.rcvNxt)) this.counters.dupSegments++;
+      else this.counters.outOfWindow++;
+      this.queueAck(c);
+      return;
+    }
+    if (flags & RST) {
+      // RFC 5961 §3.2: only an RST exactly at rcv.nxt resets; others in the window get a challenge ACK.
+      if (seq === c.rcvNxt) {
+        this.counters.rstReceived++;
+        this.abort(c, 'guest reset');
+      } else this.challengeAck(c);
+      return;
+    }
+    if (flags & SYN) {
+      // RFC 5961 §4.2: a SYN on a synchronized flow gets a challenge ACK.
+      this.challengeAck(c);
+      return;
+    }
+    if ((flags & ACK) === 0) {
+      this.counters.badFlags++;
+      return;
+    }
+    if (c.state === St.SynRcvd) {
+      if (ack !== c.sndNxt) {
+        this.rstFromConn(c, ack);
+        return;
+      }
+      c.state = St.Established;
+      this.counters.established++;
+      c.sndUna = ack;
+      c.sndWnd = win << c.sndShift;
+      c.sndWl1 = seq;
+      c.sndWl2 = ack;
+      c.retries = 0;
+      this.disarm(c);
+      if (c.q.length > 0 || c.hostEnded) this.markDirty(c);
+    } else if (!this.processAck(c, seq, ack, win, pLen, flags)) {
+      return;
+    }
+
+    if (pLen > 0) this.receiveData(c, ptr + dv.getUint32(d + D_PAYLOAD_OFF, true), seq, pLen);
+    if (flags & FIN) {
+      const finSeq = seqAdd(seq, pLen);
+      if (finSeq === c.rcvNxt) this.guestFin(c);
+      else if (seqGt(finSeq, c.rcvNxt)) c.finPending = finSeq;
+    }
+    if (c.state !== St.Closed) this.maybeFinished(c);
+  }
+
+  /** Window within which guest segments are accepted: what we advertised, or more if buffer space opened since. */
+  private acceptWindow(c: Conn): number {
+    if (c.finRcvd) return 0;
+    const adv = seqDiff(c.rcvAdv, c.rcvNxt);
+    const budget = this.rcvBudget(c);
+    return Math.max(adv, budget, 0);
+  }
+
+  private rcvBudget(c: Conn): number {
+    const queued = c.socket !== null ? c.socket.writableLength : 0;
+    let held = 0;
+    if (c.reasmSlot >= 0) held = this.host.kernels.k.reasmHeld(this.reasmPtrs[c.reasmSlot]);
+    return Math.max(0, this.rcvLimit(c) - queued - held);
+  }
+
+  /** Without window scaling the guest cannot be offered more than 64 KiB. */
+  private rcvLimit(c: Conn): number {
+    return c.rcvShift === 0 ? Math.min(this.o.rcvBufBytes, 65535) : this.o.rcvBufBytes;
+  }
+
+  /** RFC 793 ACK processing. Returns false when the segment must be dropped. */
+  private processAck(c: Conn, seq: number, ack: number, win: number, pLen: number, flags: number): boolean {
+    if (seqGt(ack, c.sndMax)) {
+      // Acknowledges something never sent: answer with an ACK and drop (RFC 793; RFC 5961 §5).
+      this.counters.outOfWindow++;
+      this.queueAck(c);
+      return false;
+    }
+    const now = this.host.now();
+    if (seqGt(ack, c.sndUna)) {
+      const acked = seqDiff(ack, c.sndUna);
+      const dataAcked = Math.min(acked, c.q.length);
+      c.q.consume(dataAcked);
+      c.sndUna = ack;
+      if (seqLt(c.sndNxt, ack)) c.sndNxt = ack;
+      if (c.finSent && ack === c.sndMax) c.finAcked = true;
+      c.retries = 0;
+      c.dupAcks = 0;
+      if (c.rttSeq !== -1 && seqGe(ack, c.rttSeq)) {
+        this.rttSample(c, now - c.rttTime);
+        c.rttSeq = -1;
+      }
+      if (c.inRecovery) {
+        if (seqGe(ack, c.recover)) {
+          c.inRecovery = false;
+          c.cwnd = c.ssthresh;
+        } else {
+          // NewReno partial ACK: the next hole is at the new snd.una.
+          this.retransmitOne(c);
+          c.cwnd = Math.max(c.mss, c.cwnd - dataAcked + c.mss);
+        }
+      } else if (c.cwnd < c.ssthresh) {
+        c.cwnd = Math.min(c.cwnd + dataAcked, MAX_CWND);
+      } else {
+        c.cwnd = Math.min(c.cwnd + Math.max(1, Math.floor((c.mss * dataAcked) / c.cwnd)), MAX_CWND);
+      }
+      if (c.sndUna === c.sndMax) this.disarm(c);
+      else this.arm(c, Timer.Rto, now + c.rto);
+      if (c.paused && c.q.length <= this.o.sndBufBytes >> 1) {
+        c.paused = false;
+        c.socket?.resume();
+      }
+      this.markDirty(c);
+    } else if (ack === c.sndUna && pLen === 0 && (flags & FIN) === 0 && c.sndMax !== c.sndUna &&
+      (win << c.sndShift) === c.sndWnd) {
+      c.dupAcks++;
+      if (c.dupAcks === 3 && !c.inRecovery) {
+        this.counters.fastRetransmits++;
+        const flight = seqDiff(c.sndMax, c.sndUna);
+        c.ssthresh = Math.max(flight >> 1, 2 * c.mss);
+        c.cwnd = c.ssthresh + 3 * c.mss;
+        c.inRecovery = true;
+        c.recover = c.sndMax;
+        c.rttSeq = -1;
+        this.retransmitOne(c);
+      } else if (c.dupAcks > 3 && c.inRecovery) {
+        c.cwnd = Math.min(c.cwnd + c.mss, MAX_CWND);
+        this.markDirty(c);
+      }
+    }
+    // RFC 793 window update rule: only a segment newer than the last update moves the window.
+    if (seqLt(c.sndWl1, seq) || (c.sndWl1 === seq && seqLe(c.sndWl2, ack))) {
+      const w = win << c.sndShift;
+      if (w !== c.sndWnd) {
+        const opened = w > c.sndWnd;
+        c.sndWnd = w;
+        if (opened) {
+          if (c.timer === Timer.Persist) this.disarm(c);
+          this.markDirty(c);
+        }
+      }
+      c.sndWl1 = seq;
+      c.sndWl2 = ack;
+    }
+    return true;
+  }
+
+  private rttSample(c: Conn, r: number): void {
+    if (r < 0) return;
+    if (c.srtt < 0) {
+      c.srtt = r;
+      c.rttvar = r / 2;
+    } else {
+      c.rttvar = 0.75 * c.rttvar + 0.25 * Math.abs(c.srtt - r);
+      c.srtt = 0.875 * c.srtt + 0.125 * r;
+    }
+    c.rto = Math.min(this.o.maxRtoMs, Math.max(this.o.minRtoMs, c.srtt + Math.max(this.o.tickMs, 4 * c.rttvar)));
+  }
+
+  private receiveData(c: Conn, p: number, seq: number, len: number): void {
+    if (c.finRcvd) return;
+    const k = this.host.kernels;
+    let off = seqDiff(seq, c.rcvNxt);
+    if (off > 0 || c.reasmSlot >= 0) {
+      this.receiveOutOfOrder(c, p, off, len);
+      return;
+    }
+    // In order (possibly overlapping bytes we already have).
+    if (off < 0) {
+      p -= off;
+      len += off;
+      this.counters.dupSegments++;
+    }
+    const wnd = this.acceptWindow(c);
+    if (len > wnd) len = wnd;
+    if (len <= 0) return;
+    this.deliver(c, k.u8, p, len);
+    c.rcvNxt = seqAdd(c.rcvNxt, len);
+    this.queueAck(c);
+    if (c.finPending !== -1 && c.finPending === c.rcvNxt) this.guestFin(c);
+  }
+
+  private receiveOutOfOrder(c: Conn, p: number, off: number, len: number): void {
+    const k = this.host.kernels;
+    if (c.reasmSlot < 0) {
+      this.counters.oooSegments++;
+      const slot = this.reasmFree.pop();
+      if (slot === undefined) {
+        // No buffer: drop it; the duplicate ACK below makes the guest retransmit.
+        this.counters.oooNoBuffer++;
+        this.queueAck(c);
+        return;
+      }
+      c.reasmSlot = slot;
+      k.k.reasmInit(this.reasmPtrs[slot], this.o.rcvBufBytes, this.o.reasmMaxHoles);
+    } else if (off > 0) {
+      this.counters.oooSegments++;
+    }
+    const r = this.reasmPtrs[c.reasmSlot];
+    // Bytes beyond the receive window are not ours to hold.
+    const wnd = this.acceptWindow(c);
+    if (off + len > wnd) len = wnd - off;
+    if (len <= 0) {
+      this.queueAck(c);
+      return;
+    }
+    const res = k.k.reasmWrite(r, off, p, len);
+    if (res < 0) {
+      if (res === -2) this.counters.oooTooManyHoles++;
+      else this.counters.outOfWindow++;
+    }
+    let readable = k.k.reasmReadable(r);
+    while (readable > 0) {
+      const rp = k.k.reasmReadPtr(r) >>> 0;
+      const n = k.k.reasmReadChunk(r);
+      this.deliver(c, k.u8, rp, n);
+      k.k.reasmConsume(r, n);
+      c.rcvNxt = seqAdd(c.rcvNxt, n);
+      readable -= n;
+    }
+    // Every out-of-order arrival is acknowledged at once (RFC 5681 §4.2) so the guest's fast retransmit can work.
+    this.queueAck(c);
+    if (k.k.reasmHeld(r) === 0) this.releaseReasm(c);
+    if (c.finPending !== -1 && c.finPending === c.rcvNxt) this.guestFin(c);
+  }
+
+  private releaseReasm(c: Conn): void {
+    if (c.reasmSlot < 0) return;
+    this.reasmFree.push(c.reasmSlot);
+    c.reasmSlot = -1;
+  }
+
+  private deliver(c: Conn, u8: Uint8Array, p: number, n: number): void {
+    const s = c.socket;
+    c.bytesIn += n;
+    if (s === null || s.destroyed || s.writableEnded) return;
+    if (!c.corked) {
+      s.cork();
+      c.corked = true;
+      this.corked.push(c);
+    }
+    s.write(Buffer.from(u8.subarray(p, p + n)));
+  }
+
+  private guestFin(c: Conn): void {
+    if (c.finRcvd) return;
+    c.finRcvd = true;
+    c.finPending = -1;
+    c.rcvNxt = seqAdd(c.rcvNxt, 1);
+    this.counters.guestFins++;
+    this.releaseReasm(c);
+    this.starved.delete(c);
+    this.queueAck(c);
+    const s = c.socket;
+    if (s !== null && !s.destroyed && !s.writableEnded) s.end();
+  }
+
+  private synSentInput(c: Conn, d: number, flags: number, seq: number, ack: number): void {
+    const dv = this.host.kernels.dv;
+    if ((flags & ACK) !== 0 && ack !== c.sndNxt) {
+      if ((flags & RST) === 0) this.rstFromConn(c, ack);
+      return;
+    }
+    if (flags & RST) {
+      if (flags & ACK) {
+        this.counters.forwardsRefused++;
+        this.abort(c, 'guest refused forwarded connection');
+      }
+      return;
+    }
+    if ((flags & (SYN | ACK)) !== (SYN | ACK)) {
+      this.counters.badFlags++;
+      return;
+    }
+    this.readSynOptions(c, d);
+    c.irs = seq;
+    c.rcvNxt = seqAdd(seq, 1);
+    c.sndUna = ack;
+    c.sndWnd = dv.getUint16(d + D_WINDOW, true);
+    c.sndWl1 = seq;
+    c.sndWl2 = ack;
+    c.state = St.Established;
+    c.retries = 0;
+    this.counters.established++;
+    this.counters.forwardsOpened++;
+    this.disarm(c);
+    c.rcvAdv = c.rcvNxt;
+    this.queueAck(c);
+    this.markDirty(c);
+  }
+
+  // ---- host socket events ---------------------------------------------------
+
+  private onHostData(c: Conn, b: Buffer): void {
+    if (c.state === St.Closed) return;
+    c.q.push(b);
+    c.bytesOut += b.length;
+    if (!c.paused && c.q.length > this.o.sndBufBytes) {
+      c.paused = true;
+      c.socket?.pause();
+    }
+    if (c.state === St.Established) {
+      this.markDirty(c);
+      this.host.scheduleTx();
+    }
+  }
+
+  private onHostEnd(c: Conn): void {
+    if (c.state === St.Closed) return;
+    c.hostEnded = true;
+    this.counters.hostFins++;
+    if (c.state === St.Established) {
+      this.markDirty(c);
+      this.host.scheduleTx();
+    }
+  }
+
+  private onHostDrain(c: Conn): void {
+    if (c.state === St.Closed || !this.starved.has(c)) return;
+    this.windowUpdate(c);
+  }
+
+  private onHostError(c: Conn, err: Error): void {
+    if (c.state === St.Closed) return;
+    if (c.state === St.Connecting) {
+      this.counters.refused++;
+      this.host.log.limited('tcp-connect', 'debug', 'host connect failed', {
+        dst: `${formatIPv4(c.remoteIp)}:${c.remotePort}`, error: err.message,
+      });
+    } else {
+      this.counters.hostErrors++;
+      this.host.log.limited('tcp-host-error', 'debug', 'host socket error', { error: err.message });
+    }
+    this.resetGuest(c);
+  }
+
+  private onHostClose(c: Conn): void {
+    // Without an error a close follows both FINs; the guest side finishes on its own.
+    // A socket closed before it ever connected (destroyed by a test, an agent) is a refusal.
+    if (c.state === St.Connecting || c.state === St.SynSent) this.resetGuest(c);
+  }
+
+  // ---- output ----------------------------------------------------------------
+
+  private markDirty(c: Conn): void {
+    this.dirty.add(c);
+  }
+
+  private queueAck(c: Conn): void {
+    c.ackNow = true;
+    this.dirty.add(c);
+  }
+
+  /**
+   * Emit everything owed this turn: data within the windows, FINs and one ACK
+   * per flow that needs one. The engine calls this right before TxBatch.flush().
+   */
+  flush(): void {
+    if (this.dirty.size > 0) {
+      for (const c of this.dirty) {
+        this.dirty.delete(c);
+        if (c.state === St.Closed) continue;
+        this.output(c);
+        if (c.ackNow) this.sendAck(c);
+        this.maybeFinished(c);
+      }
+    }
+    if (this.corked.length > 0) {
+      for (const c of this.corked) {
+        c.corked = false;
+        c.socket?.uncork();
+      }
+      this.corked.length = 0;
+    }
+  }
+
+  private output(c: Conn): void {
+    if (c.state !== St.Established) return;
+    const now = this.host.now();
+    let sent = 0;
+    for (;;) {
+      const off = seqDiff(c.sndNxt, c.sndUna);
+      const avail = c.q.length - off;
+      if (avail <= 0) break;
+      const inflight = seqDiff(c.sndNxt, c.sndUna);
+      const room = Math.min(c.sndWnd, c.cwnd) - inflight;
+      if (room <= 0) break;
+      let len = Math.min(c.mss, avail, room);
+      // Sender-side silly-window avoidance (RFC 1122 §4.2.3.4): a window-limited tiny segment waits while data is in flight.
+      if (len < c.mss && len < avail && inflight > 0) break;
+      if (sent >= this.o.burstBytes) {
+        this.markDirty(c);
+        this.host.scheduleTx();
+        break;
+      }
+      const isNew = c.sndNxt === c.sndMax;
+      this.sendData(c, off, len, len === avail ? PSH : 0);
+      if (isNew && c.rttSeq === -1) {
+        c.rttSeq = c.sndNxt;
+        c.rttTime = now;
+      }
+      if (!isNew) this.counters.retransmits++;
+      sent += len;
+    }
+    // The FIN follows the last byte; after a go-back-N it is resent when the data before it has been.
+    if (c.hostEnded && !c.finAcked && c.sndNxt === seqAdd(c.sndUna, c.q.length)) {
+      this.fill(c, FIN | ACK, c.sndNxt);
+      this.out(c, undefined, 0, 0);
+      if (c.finSent) this.counters.retransmits++;
+      c.finSent = true;
+      c.sndNxt = seqAdd(c.sndNxt, 1);
+      if (seqGt(c.sndNxt, c.sndMax)) c.sndMax = c.sndNxt;
+    }
+    if (c.sndMax !== c.sndUna) {
+      if (c.timer !== Timer.Rto) this.arm(c, Timer.Rto, now + c.rto);
+    } else if (c.sndWnd === 0 && c.q.length > 0) {
+      if (c.timer !== Timer.Persist) this.arm(c, Timer.Persist, now + c.rto);
+    }
+  }
+
+  private sendData(c: Conn, off: number, len: number, extra: number): void {
+    const i = c.q.view(off, len, this.scratch);
+    this.fill(c, ACK | extra, c.sndNxt);
+    this.out(c, c.q.viewBuf, i, len);
+    c.sndNxt = seqAdd(c.sndNxt, len);
+    if (seqGt(c.sndNxt, c.sndMax)) c.sndMax = c.sndNxt;
+  }
+
+  /** Resend the segment at snd.una (fast retransmit, NewReno partial ACK). */
+  private retransmitOne(c: Conn): void {
+    const len = Math.min(c.mss, c.q.length);
+    this.counters.retransmits++;
+    if (len > 0) {
+      const i = c.q.view(0, len, this.scratch);
+      this.fill(c, ACK, c.sndUna);
+      this.out(c, c.q.viewBuf, i, len);
+    } else if (c.finSent && !c.finAcked) {
+      this.fill(c, FIN | ACK, c.sndUna);
+      this.out(c, undefined, 0, 0);
+    }
+  }
+
+  private sendAck(c: Conn): void {
+    this.fill(c, ACK, c.sndNxt);
+    this.out(c, undefined, 0, 0);
+  }
+
+  /** Window field for an outgoing segment, moving the advertised right edge (never left; RFC 1122 receiver SWS avoidance). */
+  private windowField(c: Conn): number {
+    if (c.finRcvd) {
+      c.rcvAdv = c.rcvNxt;
+      this.starved.delete(c);
+      return 0;
+    }
+    const limit = this.rcvLimit(c);
+    const budget = this.rcvBudget(c);
+    const edge = seqAdd(c.rcvNxt, (budget >>> c.rcvShift) << c.rcvShift);
+    const grow = seqDiff(edge, c.rcvAdv);
+    if (grow > 0 && (grow >= Math.min(limit >> 1, this.ourMss) || budget === limit)) c.rcvAdv = edge;
+    const wnd = Math.max(0, seqDiff(c.rcvAdv, c.rcvNxt));
+    if (wnd < limit >> 1 && c.state === St.Established) {
+      this.starved.add(c);
+      this.ensureInterval();
+    } else this.starved.delete(c);
+    return Math.min(65535, wnd >>> c.rcvShift);
+  }
+
+  private fill(c: Conn, flags: number, seq: number): void {
+    const s = this.seg;
+    s.srcIp = c.remoteIp;
+    s.srcPort = c.remotePort;
+    s.dstIp = c.guestIp;
+    s.dstPort = c.guestPort;
+    s.seq = seq;
+    s.flags = flags;
+    s.ack = flags & ACK ? c.rcvNxt : 0;
+    s.window = this.windowField(c);
+    s.optFlags = 0;
+    s.mss = 0;
+    s.wscale = 0;
+  }
+
+  private out(c: Conn, data: Uint8Array | undefined, off: number, len: number): void {
+    if (this.seg.flags & ACK) c.ackNow = false;
+    this.counters.segmentsOut++;
+    this.host.tx.tcp(c.port.link, c.mac, this.seg, data, off, len);
+  }
+
+  private windowUpdate(c: Conn): void {
+    const before = Math.max(0, seqDiff(c.rcvAdv, c.rcvNxt));
+    const limit = this.rcvLimit(c);
+    const budget = this.rcvBudget(c);
+    if (budget - before >= Math.min(limit >> 1, 2 * this.ourMss) || (before === 0 && budget >= Math.min(this.ourMss, limit >> 1))) {
+      this.counters.windowUpdates++;
+      this.queueAck(c);
+      this.host.scheduleTx();
+    }
+  }
+
+  private challengeAck(c: Conn): void {
+    const now = this.host.now();
+    if (now >= this.challengeRefillAt) {
+      this.challengeTokens = this.o.challengeAcksPerSecond;
+      this.challengeRefillAt = now + 1000;
+    }
+    if (this.challengeTokens <= 0) {
+      this.counters.challengeAcksSuppressed++;
+      return;
+    }
+    this.challengeTokens--;
+    this.counters.challengeAcks++;
+    this.queueAck(c);
+  }
+
+  /** RST for a segment that belongs to no connection (RFC 793 "reset generation"). */
+  private rstForSegment(port: TcpPort, ptr: number, d: number, flags: number): void {
+    const k = this.host.kernels;
+    const dv = k.dv;
+    const s = this.seg;
+    s.srcIp = dv.getUint32(d + D_DST_IP, true);
+    s.srcPort = dv.getUint16(d + D_DST_PORT, true);
+    s.dstIp = dv.getUint32(d + D_SRC_IP, true);
+    s.dstPort = dv.getUint16(d + D_SRC_PORT, true);
+    s.window = 0;
+    s.optFlags = 0;
+    if (flags & ACK) {
+      s.seq = dv.getUint32(d + D_ACK, true);
+      s.ack = 0;
+      s.flags = RST;
+    } else {
+      const len = dv.getUint32(d + D_PAYLOAD_LEN, true) + (flags & SYN ? 1 : 0) + (flags & FIN ? 1 : 0);
+      s.seq = 0;
+      s.ack = seqAdd(dv.getUint32(d + D_SEQ, true), len);
+      s.flags = RST | ACK;
+    }
+    this.counters.rstSent++;
+    this.counters.segmentsOut++;
+    this.host.tx.tcp(port.link, k.u8.subarray(ptr + 6, ptr + 12), s);
+    this.host.scheduleTx();
+  }
+
+  private rstFromConn(c: Conn, seq: number): void {
+    const s = this.seg;
+    this.fill(c, RST, seq);
+    s.window = 0;
+    this.counters.rstSent++;
+    this.out(c, undefined, 0, 0);
+    this.host.scheduleTx();
+  }
+
+  /** Tell the guest the connection is gone (refused, timed out, host reset) and forget it. */
+  private resetGuest(c: Conn): void {
+    if (c.state === St.Closed) return;
+    if (c.state === St.Connecting) {
+      // No SYN-ACK was sent: the guest's SYN is answered as if by a closed port.
+      const s = this.seg;
+      this.fill(c, RST | ACK, 0);
+      s.window = 0;
+      this.counters.rstSent++;
+      this.out(c, undefined, 0, 0);
+      this.host.scheduleTx();
+    } else if (c.state !== St.SynSent) {
+      this.fill(c, RST | ACK, c.sndNxt);
+      this.seg.window = 0;
+      this.counters.rstSent++;
+      this.out(c, undefined, 0, 0);
+      this.host.scheduleTx();
+    }
+    this.remove(c, true);
+  }
+
+  /** The guest reset the flow: reset the host side too. */
+  private abort(c: Conn, why: string): void {
+    this.counters.aborted++;
+    this.remove(c, true);
+  }
+
+  private maybeFinished(c: Conn): void {
+    if (c.state === St.Established && c.finRcvd && c.finAcked) {
+      if (c.ackNow) this.sendAck(c);
+      this.counters.closed++;
+      this.remove(c, false);
+    }
+  }
+
+  private remove(c: Conn, reset: boolean): void {
+    if (c.state === St.Closed) return;
+    if (c.state === St.Connecting) this.pending--;
+    c.state = St.Closed;
+    this.host.kernels.k.flowRemove(this.host.flowTable, PROTO_TCP, c.guestIp, c.guestPort, c.remoteIp, c.remotePort);
+    if (this.conns[c.id] === c) this.conns[c.id] = undefined;
+    this.all.delete(c);
+    this.dirty.delete(c);
+    this.timed.delete(c);
+    this.starved.delete(c);
+    this.releaseReasm(c);
+    c.q.consume(c.q.length);
+    const s = c.socket;
+    if (s !== null && !s.destroyed) {
+      if (reset && typeof s.resetAndDestroy === 'function' && s.readyState !== 'opening') s.resetAndDestroy();
+      else if (reset) s.destroy();
+      else if (s.writableEnded) {
+        // Both FINs done: let the socket finish flushing; it closes itself.
+      } else s.end();
+    }
+  }
+
+  // ---- timers -------------------------------------------------------------
+
+  private arm(c: Conn, kind: Timer, at: number): void {
+    c.timer = kind;
+    c.timerAt = at;
+    this.timed.add(c);
+    this.ensureInterval();
+  }
+
+  private disarm(c: Conn): void {
+    c.timer = Timer.None;
+    this.timed.delete(c);
+  }
+
+  private ensureInterval(): void {
+    if (this.interval !== null || this.o.manualTimers || this.closedDown) return;
+    this.interval = setInterval(() => {
+      this.tick(this.host.now());
+      if (this.timed.size === 0 && this.starved.size === 0 && this.interval !== null) {
+        clearInterval(this.interval);
+        this.interval = null;
+      }
+    }, this.o.tickMs);
+    this.interval.unref();
+  }
+
+  /** Run due deadlines: connect timeouts, retransmissions, zero-window probes, window updates. */
+  tick(now: number): void {
+    let any = false;
+    for (const c of this.timed) {
+      if (c.timerAt > now) continue;
+      any = true;
+      const kind = c.timer;
+      this.disarm(c);
+      if (kind === Timer.Connect) {
+        if (c.state === St.Connecting) {
+          this.counters.connectTimeouts++;
+          this.resetGuest(c);
+        }
+      } else if (kind === Timer.Rto) this.onRto(c, now);
+      else if (kind === Timer.Persist) this.onPersist(c, now);
+    }
+    for (const c of this.starved) this.windowUpdate(c);
+    if (any) this.host.scheduleTx();
+  }
+
+  private onRto(c: Conn, now: number): void {
+    c.retries++;
+    c.rto = Math.min(c.rto * 2, this.o.maxRtoMs);
+    if (c.state === St.SynRcvd || c.state === St.SynSent) {
+      if (c.retries > this.o.maxSynRetries) {
+        this.counters.gaveUp++;
+        this.resetGuest(c);
+        return;
+      }
+      this.counters.retransmits++;
+      if (c.state === St.SynRcvd) this.sendSynAck(c);
+      else this.sendSyn(c);
+      this.arm(c, Timer.Rto, now + c.rto);
+      return;
+    }
+    if (c.state !== St.Established || c.sndMax === c.sndUna) return;
+    if (c.retries > this.o.maxRetries) {
+      this.counters.gaveUp++;
+      this.resetGuest(c);
+      return;
+    }
+    this.counters.rtoTimeouts++;
+    const flight = seqDiff(c.sndMax, c.sndUna);
+    c.ssthresh = Math.max(flight >> 1, 2 * c.mss);
+    c.cwnd = c.mss;
+    c.inRecovery = false;
+    c.dupAcks = 0;
+    c.rttSeq = -1;
+    // Go back N: resend from snd.una; the FIN (if any) follows the data again.
+    c.sndNxt = c.sndUna;
+    this.output(c);
+    if (c.timer !== Timer.Rto) this.arm(c, Timer.Rto, now + c.rto);
+  }
+
+  private onPersist(c: Conn, now: number): void {
+    if (c.state !== St.Established || c.sndWnd > 0 || c.q.length === 0) {
+      this.markDirty(c);
+      return;
+    }
+    // A probe the guest must answer with its current window (seq below snd.una, like Linux's tcp_xmit_probe_skb).
+    this.counters.zeroWindowProbesSent++;
+    this.fill(c, ACK, seqAdd(c.sndUna, -1));
+    this.out(c, undefined, 0, 0);
+    c.rto = Math.min(c.rto * 2, this.o.maxRtoMs);
+    this.arm(c, Timer.Persist, now + c.rto);
+  }
+
+  // ---- host → guest connections (port forwarding) --------------------------
+
+  /**
+   * Open a connection to guestIp:guestPort from srcIp:srcPort and pipe it
+   * with `socket` (already connected on the host side). Returns false, and
+   * destroys the socket, when the flow table refuses the flow.
+   */
+  connectToGuest(port: TcpPort, guestMac: Uint8Array, guestIp: number, guestPort: number, srcIp: number, srcPort: number, socket: net.Socket): boolean {
+    const k = this.host.kernels;
+    const now = this.host.now();
+    const id = this.closedDown ? FT_FULL : k.k.flowInsert(this.host.flowTable, PROTO_TCP, guestIp, guestPort, srcIp, srcPort, now);
+    if (id === FT_FULL || id === FT_EXISTS || id < 0) {
+      this.counters.flowTableFull++;
+      socket.destroy();
+      return false;
+    }
+    const c = new Conn(id, port, guestMac.slice(0, 6), guestIp, guestPort, srcIp, srcPort, now);
+    c.iss = (Math.random() * 0x100000000) >>> 0;
+    c.sndUna = c.iss;
+    c.sndNxt = c.iss;
+    c.sndMax = c.iss;
+    c.rto = this.o.initialRtoMs;
+    c.rcvShift = this.ourShift;
+    c.state = St.SynSent;
+    c.socket = socket;
+    socket.setNoDelay?.(true);
+    this.conns[id] = c;
+    this.all.add(c);
+    this.attachSocket(c, socket);
+    this.sendSyn(c);
+    this.arm(c, Timer.Rto, now + c.rto);
+    this.host.scheduleTx();
+    return true;
+  }
+
+  private sendSyn(c: Conn): void {
+    const s = this.seg;
+    this.fill(c, SYN, c.iss);
+    s.window = Math.min(this.o.rcvBufBytes, 65535);
+    s.optFlags = OPT_MSS | OPT_WSCALE;
+    s.mss = this.ourMss;
+    s.wscale = this.ourShift;
+    this.out(c, undefined, 0, 0);
+    c.sndNxt = seqAdd(c.iss, 1);
+    c.sndMax = c.sndNxt;
+  }
+
+  // ---- management -------------------------------------------------------------
+
+  /** A VM went away: reset its flows' host sockets and free their ids. */
+  purge(portId: number): void {
+    for (const c of [...this.all]) if (c.port.id === portId) this.remove(c, true);
+  }
+
+  flows(): TcpFlowInfo[] {
+    const now = this.host.now();
+    const out: TcpFlowInfo[] = [];
+    for (const c of this.all) {
+      out.push({
+        proto: 'tcp',
+        guest: `${formatIPv4(c.guestIp)}:${c.guestPort}`,
+        remote: `${formatIPv4(c.remoteIp)}:${c.remotePort}`,
+        state: stateName(c),
+        bytesIn: c.bytesIn,
+        bytesOut: c.bytesOut,
+        ageMs: now - c.createdAt,
+      });
+    }
+    return out;
+  }
+
+  stats(): Record<string, number> {
+    const reasmInUse = this.reasmPtrs.length - this.reasmFree.length;
+    return { flows: this.all.size, pendingConnects: this.pending, reasmInUse, ...this.counters };
+  }
+
+  close(): void {
+    this.closedDown = true;
+    if (this.interval !== null) clearInterval(this.interval);
+    this.interval = null;
+    for (const c of [...this.all]) this.remove(c, true);
+  }
+}
+
+function stateName(c: Conn): string {
+  switch (c.state) {
+    case St.Connecting: return 'connecting';
+    case St.SynRcvd: return 'syn-received';
+    case St.SynSent: return 'syn-sent';
+    case St.Closed: return 'closed';
+  }
+  if (c.finRcvd && c.finSent) return 'closing';
+  if (c.finRcvd) return 'close-wait';
+  if (c.finSent) return 'fin-wait';
+  return 'established';
+}
+
+export type { TxSink };
