@@ -112,7 +112,6 @@ describe('guest harness against the slirp reference engine', () => {
     const r = await g.result;
     expect(r.timedOut).toBe(true);
     expect(r.exitCode).toBeNull();
-    expect(r.qemuSignal).toBe('SIGKILL');
     expect(r.wallMs).toBeLessThan(6000);
     await expect(g.waitFor((l) => l.what === 'never')).rejects.toThrow(/guest ended/);
   });

@@ -253,7 +253,7 @@ function hookExit() {
   exitHooked = true;
   // a crashed or interrupted test run must not leave TCG guests burning CPU
   process.on('exit', () => {
-    for (const c of live) c.kill('SIGKILL');
+    for (const c of live) c.kill('SIGTERM');
   });
 }
 
@@ -320,7 +320,11 @@ export async function startGuest(opts: BootOptions): Promise<RunningGuest> {
   const log = fs.createWriteStream(logFile);
   log.write(`# ${QEMU} ${args.join(' ')}\n`);
   const started = Date.now();
-  const child = spawn(QEMU, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // coreutils timeout is the backstop for when this process dies without running its
+  // exit hook (a killed test worker): the guest then still cannot outlive its budget.
+  // Signals sent to it are forwarded to qemu.
+  const backstopS = Math.ceil(timeoutMs / 1000) + 10;
+  const child = spawn('timeout', ['-s', 'KILL', String(backstopS), QEMU, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);
 
   const lines: TestbedLine[] = [];
@@ -347,11 +351,16 @@ export async function startGuest(opts: BootOptions): Promise<RunningGuest> {
   child.stdout!.on('data', onData);
   child.stderr!.on('data', (b: Buffer) => log.write(`[qemu stderr] ${b.toString()}`));
 
+  // TERM reaches qemu through timeout and qemu exits at once; KILL later in case it does not
+  const stop = () => {
+    child.kill('SIGTERM');
+    setTimeout(() => child.kill('SIGKILL'), 2000).unref();
+  };
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
     log.write(`\n# harness: timeout after ${timeoutMs} ms, killing qemu\n`);
-    child.kill('SIGKILL');
+    stop();
   }, timeoutMs);
 
   const tailOf = (n = 25) => {
@@ -396,7 +405,7 @@ export async function startGuest(opts: BootOptions): Promise<RunningGuest> {
     logFile,
     pid: child.pid,
     result,
-    kill: () => child.kill('SIGKILL'),
+    kill: stop,
     waitFor(pred, waitMs = timeoutMs) {
       const seen = lines.find(pred);
       if (seen) return Promise.resolve(seen);

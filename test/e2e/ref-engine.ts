@@ -19,6 +19,8 @@ export interface RefEngineOptions {
   /** slirp options, e.g. net=192.168.65.0/24,host=192.168.65.2,dhcpstart=192.168.65.3 */
   slirp?: string;
   log?: string;
+  /** hard limit enforced by coreutils timeout, so a crashed test run leaves nothing behind (default 600 s) */
+  maxSeconds?: number;
 }
 
 export async function startRefEngine(o: RefEngineOptions): Promise<RefEngine> {
@@ -41,10 +43,13 @@ export async function startRefEngine(o: RefEngineOptions): Promise<RefEngine> {
     '-netdev', 'hubport,id=h1,hubid=0,netdev=s0',
   ];
   const out = o.log ? fs.openSync(o.log, 'w') : 'ignore';
-  const child: ChildProcess = spawn('qemu-system-x86_64', args, { stdio: ['ignore', out, out] });
+  const child: ChildProcess = spawn('timeout', ['-s', 'KILL', String(o.maxSeconds ?? 600), 'qemu-system-x86_64', ...args], {
+    stdio: ['ignore', out, out],
+  });
   if (typeof out === 'number') fs.closeSync(out);
   const exited = new Promise<void>((res) => child.once('close', () => res()));
-  const kill = () => child.kill('SIGKILL');
+  // TERM is forwarded to qemu by timeout; KILL would only kill timeout and orphan qemu
+  const kill = () => child.kill('SIGTERM');
   process.once('exit', kill);
 
   // readiness: the unix socket appears once qemu listens; dgram has no signal, and

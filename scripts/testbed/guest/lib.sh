@@ -52,18 +52,19 @@ tb_link() {
   tb link ok "$ifc" mtu="$mtu" flags="${flags:-none}" addr="${addr:-none}"
 }
 
-# tb_ping <host> [count] [interval]  -> TESTBED: ping ok <host> sent= recv= loss_pct= rtt_avg_ms=
+# tb_ping <host> [count] [interval] [payload_bytes]
+#   -> TESTBED: ping ok <host> sent= recv= size= rtt_avg_ms=
 # ok means at least one reply; callers assert recv against sent themselves
 tb_ping() {
-  local host=$1 count=${2:-3} ival=${3:-1} out sent recv avg
-  out=$(ping -c "$count" -i "$ival" -W 2 "$host" 2>&1)
+  local host=$1 count=${2:-3} ival=${3:-1} size=${4:-56} out sent recv avg
+  out=$(ping -c "$count" -i "$ival" -s "$size" -W 2 "$host" 2>&1)
   sent=$(echo "$out" | sed -n 's/^\([0-9]*\) packets transmitted.*/\1/p')
   recv=$(echo "$out" | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')
   avg=$(echo "$out" | sed -n 's#^round-trip min/avg/max = [0-9.]*/\([0-9.]*\)/.*#\1#p')
   if [ "${recv:-0}" -gt 0 ]; then
-    tb ping ok "$host" sent="${sent:-0}" recv="$recv" rtt_avg_ms="${avg:-none}"
+    tb ping ok "$host" sent="${sent:-0}" recv="$recv" size="$size" rtt_avg_ms="${avg:-none}"
   else
-    tb ping fail "$host" sent="${sent:-0}" recv=0 err="$(echo "$out" | tail -1 | tb_oneline)"
+    tb ping fail "$host" sent="${sent:-0}" recv=0 size="$size" err="$(echo "$out" | tail -1 | tb_oneline)"
     return 1
   fi
 }
