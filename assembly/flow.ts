@@ -26,6 +26,7 @@
 // Memory (all offsets relative to the table pointer t, little-endian, so the
 // table bytes are position-independent and comparable across backends):
 //   header  32 bytes: capacity, slot mask, count, k0, k1, recs, seen, free
+//   scratch 128 bytes: flowLookupBatch's per-chunk home slots (see there)
 //   slots   nslots * 16: u32 srcIp, u32 dstIp, u32 ports (src | dst << 16),
 //                        u32 meta (proto << 24 | id + 1; 0 = empty)
 //   recs    capacity * 16: the slot image of flow `id` (meta 0 = unused id)
@@ -42,6 +43,11 @@ import {
 const MAX_CAPACITY: u32 = 1 << 22;
 
 const HEADER: usize = 32;
+// flowLookupBatch works in chunks of CHUNK keys; their home slots are parked
+// here between its two passes (inside the table, so `out` may alias `keys`).
+const CHUNK: u32 = 32;
+const SCRATCH: usize = HEADER;
+const SLOTS: usize = SCRATCH + (<usize>CHUNK << 2);
 const H_CAPACITY = 0;
 const H_MASK = 4;
 const H_COUNT = 8;
@@ -141,17 +147,12 @@ const KEY_HI_MASK: u64 = 0xff000000_ffffffff;
 }
 
 /**
- * Slot address holding the key, or 0 (slots start at t + 32, so 0 is never a
- * slot). The probe is capped at one lap so a corrupted table with no empty
- * slot still terminates.
+ * Slot address holding the key, probing from slot `i`, or 0 (slots start past
+ * the header, so 0 is never a slot). The probe is capped at one lap so a
+ * corrupted table with no empty slot still terminates.
  */
 // @ts-ignore: decorator
-@inline function findSlot(t: usize, proto: u32, srcIp: u32, dstIp: u32, ports: u32): usize {
-  const mask = load<u32>(t, H_MASK);
-  const slots = t + HEADER;
-  const ips: u64 = <u64>srcIp | (<u64>dstIp << 32);
-  const want: u64 = <u64>ports | (<u64>proto << 56);
-  let i = flowHash(load<u32>(t, H_K0), load<u32>(t, H_K1), srcIp, dstIp, ports, proto) & mask;
+@inline function probeFrom(slots: usize, mask: u32, i: u32, ips: u64, want: u64): usize {
   for (let n: u32 = 0; n <= mask; n++) {
     const s = slots + ((<usize>i) << 4);
     const hi = load<u64>(s, S_PORTS);
@@ -163,6 +164,13 @@ const KEY_HI_MASK: u64 = 0xff000000_ffffffff;
 }
 
 // @ts-ignore: decorator
+@inline function findSlot(t: usize, proto: u32, srcIp: u32, dstIp: u32, ports: u32): usize {
+  const mask = load<u32>(t, H_MASK);
+  const i = flowHash(load<u32>(t, H_K0), load<u32>(t, H_K1), srcIp, dstIp, ports, proto) & mask;
+  return probeFrom(t + SLOTS, mask, i, <u64>srcIp | (<u64>dstIp << 32), <u64>ports | (<u64>proto << 56));
+}
+
+// @ts-ignore: decorator
 @inline function recsOf(t: usize): usize { return t + <usize>load<u32>(t, H_RECS); }
 // @ts-ignore: decorator
 @inline function seenOf(t: usize): usize { return t + <usize>load<u32>(t, H_SEEN); }
@@ -171,13 +179,13 @@ const KEY_HI_MASK: u64 = 0xff000000_ffffffff;
 
 export function flowTableBytes(capacity: u32): u32 {
   if (capacity == 0 || capacity > MAX_CAPACITY) return 0;
-  return <u32>HEADER + (slotCount(capacity) << 4) + capacity * 24;
+  return <u32>SLOTS + (slotCount(capacity) << 4) + capacity * 24;
 }
 
 export function flowInit(ptr: usize, capacity: u32, seed: u32): void {
   if (capacity == 0 || capacity > MAX_CAPACITY) return;
   const nslots = slotCount(capacity);
-  const recs = <u32>HEADER + (nslots << 4);
+  const recs = <u32>SLOTS + (nslots << 4);
   const seen = recs + (capacity << 4);
   store<u32>(ptr, capacity, H_CAPACITY);
   store<u32>(ptr, nslots - 1, H_MASK);
@@ -194,8 +202,8 @@ export function flowInit(ptr: usize, capacity: u32, seed: u32): void {
 export function flowClear(t: usize): void {
   const capacity = load<u32>(t, H_CAPACITY);
   const nslots = <usize>load<u32>(t, H_MASK) + 1;
-  // Slots, records and last-seen are contiguous.
-  memory.fill(t + HEADER, 0, (nslots << 4) + (<usize>capacity << 4) + (<usize>capacity << 2));
+  // Scratch, slots, records and last-seen are contiguous.
+  memory.fill(t + SCRATCH, 0, (SLOTS - SCRATCH) + (nslots << 4) + (<usize>capacity << 4) + (<usize>capacity << 2));
   // Top of the stack is the last entry; filling it descending hands out ids
   // 0, 1, 2, ... to a fresh table.
   const free = freeOf(t);
@@ -207,7 +215,7 @@ export function flowInsert(t: usize, proto: u32, srcIp: u32, srcPort: u32, dstIp
   proto &= 0xff;
   const ports = packPorts(srcPort, dstPort);
   const mask = load<u32>(t, H_MASK);
-  const slots = t + HEADER;
+  const slots = t + SLOTS;
   const ips: u64 = <u64>srcIp | (<u64>dstIp << 32);
   const want: u64 = <u64>ports | (<u64>proto << 56);
   let i = flowHash(load<u32>(t, H_K0), load<u32>(t, H_K1), srcIp, dstIp, ports, proto) & mask;
@@ -258,7 +266,7 @@ export function flowRemove(t: usize, proto: u32, srcIp: u32, srcPort: u32, dstIp
   const mask = load<u32>(t, H_MASK);
   const k0 = load<u32>(t, H_K0);
   const k1 = load<u32>(t, H_K1);
-  const slots = t + HEADER;
+  const slots = t + SLOTS;
   // Backward shift: walk the run after the hole and pull back every entry
   // whose home slot is not cyclically inside (hole, j], so no probe sequence
   // ever crosses an empty slot before reaching its key.
@@ -317,23 +325,154 @@ export function flowIdle(t: usize, now: u32, idle: u32, out: usize, max: u32): u
   return n;
 }
 
-export function flowLookupBatch(t: usize, keys: usize, n: u32, out: usize): u32 {
-  let hits: u32 = 0;
-  for (let i: u32 = 0; i < n; i++) {
-    const key = keys + (<usize>i) * KEY_SIZE;
-    const s = findSlot(
-      t,
-      <u32>load<u8>(key, K_PROTO),
-      load<u32>(key, K_SRC_IP),
-      load<u32>(key, K_DST_IP),
-      <u32>load<u16>(key, K_SRC_PORT) | (<u32>load<u16>(key, K_DST_PORT) << 16),
-    );
-    let id: i32 = FT_MISS;
-    if (s != 0) {
-      id = <i32>(load<u32>(s, S_META) & ID_MASK) - 1;
-      hits++;
+/** Scratch word for a key whose home slot is empty: a certain miss. */
+const HOME_EMPTY: u32 = 0x80000000;
+
+// @ts-ignore: decorator
+@inline function keyPorts(key: usize): u32 {
+  return <u32>load<u16>(key, K_SRC_PORT) | (<u32>load<u16>(key, K_DST_PORT) << 16);
+}
+
+/**
+ * First pass for keys [i0, i0 + m): the home slot of each, with its meta word
+ * loaded. Nothing waits on those loads except a store to scratch, so the CPU
+ * keeps many cache misses in flight at once, where probing key by key would
+ * take them one after another. The SIMD build hashes four keys per step.
+ */
+// @ts-ignore: decorator
+@inline function homePass(t: usize, keys: usize, i0: u32, m: u32): void {
+  const mask = load<u32>(t, H_MASK);
+  const k0 = load<u32>(t, H_K0);
+  const k1 = load<u32>(t, H_K1);
+  const slots = t + SLOTS;
+  let j: u32 = 0;
+  if (ASC_FEATURE_SIMD) {
+    const c0 = i32x4.splat(k0);
+    const c1 = i32x4.splat(k1);
+    const c2 = i32x4.splat(k0 ^ 0x6c796765);
+    const c3 = i32x4.splat(k1 ^ 0x74656462);
+    const byteMask = i32x4.splat(0xff);
+    const lenTag = i32x4.splat(13 << 24);
+    const ff = i32x4.splat(0xff);
+    const vmask = i32x4.splat(mask);
+    for (; j + 4 <= m; j += 4) {
+      const p = keys + (<usize>(i0 + j)) * KEY_SIZE;
+      const a = v128.load(p);
+      const b = v128.load(p, 16);
+      const c = v128.load(p, 32);
+      const d = v128.load(p, 48);
+      // Transpose four KEY_SIZE records into one vector per key word.
+      const abLo = i32x4.shuffle(a, b, 0, 4, 1, 5);
+      const abHi = i32x4.shuffle(a, b, 2, 6, 3, 7);
+      const cdLo = i32x4.shuffle(c, d, 0, 4, 1, 5);
+      const cdHi = i32x4.shuffle(c, d, 2, 6, 3, 7);
+      const w0 = i32x4.shuffle(abLo, cdLo, 0, 1, 4, 5); // proto | pad | srcPort
+      const w1 = i32x4.shuffle(abLo, cdLo, 2, 3, 6, 7); // dstPort | pad
+      const srcIp = i32x4.shuffle(abHi, cdHi, 0, 1, 4, 5);
+      const dstIp = i32x4.shuffle(abHi, cdHi, 2, 3, 6, 7);
+      const ports = v128.or(i32x4.shr_u(w0, 16), i32x4.shl(w1, 16));
+      const fin = v128.or(v128.and(w0, byteMask), lenTag);
+
+      let v0 = c0;
+      let v1 = c1;
+      let v2 = c2;
+      let v3 = c3;
+      v3 = v128.xor(v3, srcIp);
+      v0 = i32x4.add(v0, v1); v1 = rotl4(v1, 5); v1 = v128.xor(v1, v0); v0 = rotl4(v0, 16);
+      v2 = i32x4.add(v2, v3); v3 = rotl4(v3, 8); v3 = v128.xor(v3, v2);
+      v0 = i32x4.add(v0, v3); v3 = rotl4(v3, 7); v3 = v128.xor(v3, v0);
+      v2 = i32x4.add(v2, v1); v1 = rotl4(v1, 13); v1 = v128.xor(v1, v2); v2 = rotl4(v2, 16);
+      v0 = v128.xor(v0, srcIp);
+
+      v3 = v128.xor(v3, dstIp);
+      v0 = i32x4.add(v0, v1); v1 = rotl4(v1, 5); v1 = v128.xor(v1, v0); v0 = rotl4(v0, 16);
+      v2 = i32x4.add(v2, v3); v3 = rotl4(v3, 8); v3 = v128.xor(v3, v2);
+      v0 = i32x4.add(v0, v3); v3 = rotl4(v3, 7); v3 = v128.xor(v3, v0);
+      v2 = i32x4.add(v2, v1); v1 = rotl4(v1, 13); v1 = v128.xor(v1, v2); v2 = rotl4(v2, 16);
+      v0 = v128.xor(v0, dstIp);
+
+      v3 = v128.xor(v3, ports);
+      v0 = i32x4.add(v0, v1); v1 = rotl4(v1, 5); v1 = v128.xor(v1, v0); v0 = rotl4(v0, 16);
+      v2 = i32x4.add(v2, v3); v3 = rotl4(v3, 8); v3 = v128.xor(v3, v2);
+      v0 = i32x4.add(v0, v3); v3 = rotl4(v3, 7); v3 = v128.xor(v3, v0);
+      v2 = i32x4.add(v2, v1); v1 = rotl4(v1, 13); v1 = v128.xor(v1, v2); v2 = rotl4(v2, 16);
+      v0 = v128.xor(v0, ports);
+
+      v3 = v128.xor(v3, fin);
+      v0 = i32x4.add(v0, v1); v1 = rotl4(v1, 5); v1 = v128.xor(v1, v0); v0 = rotl4(v0, 16);
+      v2 = i32x4.add(v2, v3); v3 = rotl4(v3, 8); v3 = v128.xor(v3, v2);
+      v0 = i32x4.add(v0, v3); v3 = rotl4(v3, 7); v3 = v128.xor(v3, v0);
+      v2 = i32x4.add(v2, v1); v1 = rotl4(v1, 13); v1 = v128.xor(v1, v2); v2 = rotl4(v2, 16);
+      v0 = v128.xor(v0, fin);
+
+      v2 = v128.xor(v2, ff);
+      v0 = i32x4.add(v0, v1); v1 = rotl4(v1, 5); v1 = v128.xor(v1, v0); v0 = rotl4(v0, 16);
+      v2 = i32x4.add(v2, v3); v3 = rotl4(v3, 8); v3 = v128.xor(v3, v2);
+      v0 = i32x4.add(v0, v3); v3 = rotl4(v3, 7); v3 = v128.xor(v3, v0);
+      v2 = i32x4.add(v2, v1); v1 = rotl4(v1, 13); v1 = v128.xor(v1, v2); v2 = rotl4(v2, 16);
+
+      v0 = i32x4.add(v0, v1); v1 = rotl4(v1, 5); v1 = v128.xor(v1, v0); v0 = rotl4(v0, 16);
+      v2 = i32x4.add(v2, v3); v3 = rotl4(v3, 8); v3 = v128.xor(v3, v2);
+      v0 = i32x4.add(v0, v3); v3 = rotl4(v3, 7); v3 = v128.xor(v3, v0);
+      v2 = i32x4.add(v2, v1); v1 = rotl4(v1, 13); v1 = v128.xor(v1, v2); v2 = rotl4(v2, 16);
+
+      v0 = i32x4.add(v0, v1); v1 = rotl4(v1, 5); v1 = v128.xor(v1, v0); v0 = rotl4(v0, 16);
+      v2 = i32x4.add(v2, v3); v3 = rotl4(v3, 8); v3 = v128.xor(v3, v2);
+      v0 = i32x4.add(v0, v3); v3 = rotl4(v3, 7); v3 = v128.xor(v3, v0);
+      v2 = i32x4.add(v2, v1); v1 = rotl4(v1, 13); v1 = v128.xor(v1, v2); v2 = rotl4(v2, 16);
+
+      const home = v128.and(v128.xor(v1, v3), vmask);
+      const h0 = <u32>i32x4.extract_lane(home, 0);
+      const h1 = <u32>i32x4.extract_lane(home, 1);
+      const h2 = <u32>i32x4.extract_lane(home, 2);
+      const h3 = <u32>i32x4.extract_lane(home, 3);
+      const sc = t + SCRATCH + (<usize>j << 2);
+      store<u32>(sc, homeWord(slots, h0), 0);
+      store<u32>(sc, homeWord(slots, h1), 4);
+      store<u32>(sc, homeWord(slots, h2), 8);
+      store<u32>(sc, homeWord(slots, h3), 12);
     }
-    store<i32>(out + (<usize>i << 2), id);
+  }
+  for (; j < m; j++) {
+    const key = keys + (<usize>(i0 + j)) * KEY_SIZE;
+    const h = flowHash(k0, k1, load<u32>(key, K_SRC_IP), load<u32>(key, K_DST_IP), keyPorts(key), <u32>load<u8>(key, K_PROTO)) & mask;
+    store<u32>(t + SCRATCH + (<usize>j << 2), homeWord(slots, h));
+  }
+}
+
+// @ts-ignore: decorator
+@inline function rotl4(v: v128, r: i32): v128 {
+  return v128.or(i32x4.shl(v, r), i32x4.shr_u(v, 32 - r));
+}
+
+// @ts-ignore: decorator
+@inline function homeWord(slots: usize, h: u32): u32 {
+  return load<u32>(slots + ((<usize>h) << 4), S_META) == 0 ? h | HOME_EMPTY : h;
+}
+
+export function flowLookupBatch(t: usize, keys: usize, n: u32, out: usize): u32 {
+  const mask = load<u32>(t, H_MASK);
+  const slots = t + SLOTS;
+  let hits: u32 = 0;
+  for (let i0: u32 = 0; i0 < n; i0 += CHUNK) {
+    const m = n - i0 < CHUNK ? n - i0 : CHUNK;
+    homePass(t, keys, i0, m);
+    // Second pass: every home line is now in cache (or on its way).
+    for (let j: u32 = 0; j < m; j++) {
+      const key = keys + (<usize>(i0 + j)) * KEY_SIZE;
+      const home = load<u32>(t + SCRATCH + (<usize>j << 2));
+      let id: i32 = FT_MISS;
+      if ((home & HOME_EMPTY) == 0) {
+        const ips: u64 = <u64>load<u32>(key, K_SRC_IP) | (<u64>load<u32>(key, K_DST_IP) << 32);
+        const want: u64 = <u64>keyPorts(key) | (<u64>load<u8>(key, K_PROTO) << 56);
+        const s = probeFrom(slots, mask, home, ips, want);
+        if (s != 0) {
+          id = <i32>(load<u32>(s, S_META) & ID_MASK) - 1;
+          hits++;
+        }
+      }
+      store<i32>(out + (<usize>(i0 + j) << 2), id);
+    }
   }
   return hits;
 }
