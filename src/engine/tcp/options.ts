@@ -36,11 +36,13 @@ export interface TcpOptions {
   tickMs?: number;
   /** Tests: no interval timer; the caller drives tick(now). */
   manualTimers?: boolean;
+  /** Tests: our initial sequence numbers (default: random per flow). */
+  initialSequence?: () => number;
   /** Tests: how to open the host socket (default net.connect with allowHalfOpen). */
   connect?: (host: string, port: number) => net.Socket;
 }
 
-export type ResolvedTcpOptions = Required<Omit<TcpOptions, 'connect'>> & Pick<TcpOptions, 'connect'>;
+export type ResolvedTcpOptions = Required<Omit<TcpOptions, 'connect' | 'initialSequence'>> & Pick<TcpOptions, 'connect' | 'initialSequence'>;
 
 export function resolveTcpOptions(o: TcpOptions = {}): ResolvedTcpOptions {
   const pos = (v: number | undefined, def: number, min = 1) => (v === undefined || !(v >= min) ? def : Math.floor(v));
@@ -61,5 +63,6 @@ export function resolveTcpOptions(o: TcpOptions = {}): ResolvedTcpOptions {
     tickMs: pos(o.tickMs, 10),
     manualTimers: o.manualTimers ?? false,
     connect: o.connect,
+    initialSequence: o.initialSequence,
   };
 }

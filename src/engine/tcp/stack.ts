@@ -131,6 +131,10 @@ export class TcpStack {
     this.challengeTokens = this.o.challengeAcksPerSecond;
   }
 
+  private newIss(): number {
+    return (this.o.initialSequence ? this.o.initialSequence() : Math.random() * 0x100000000) >>> 0;
+  }
+
   get size(): number {
     return this.all.size;
   }
@@ -206,7 +210,7 @@ export class TcpStack {
     this.readSynOptions(c, d);
     c.irs = dv.getUint32(d + D_SEQ, true);
     c.rcvNxt = seqAdd(c.irs, 1);
-    c.iss = (Math.random() * 0x100000000) >>> 0;
+    c.iss = this.newIss();
     c.sndUna = c.iss;
     c.sndNxt = c.iss;
     c.sndMax = c.iss;
@@ -1046,7 +1050,7 @@ export class TcpStack {
       return false;
     }
     const c = new Conn(id, port, guestMac.slice(0, 6), guestIp, guestPort, srcIp, srcPort, now);
-    c.iss = (Math.random() * 0x100000000) >>> 0;
+    c.iss = this.newIss();
     c.sndUna = c.iss;
     c.sndNxt = c.iss;
     c.sndMax = c.iss;
