@@ -146,6 +146,7 @@ export class Engine extends EventEmitter {
       poolStart: cfg.dhcpStart,
       poolEnd: cfg.dhcpEnd,
       staticLeases: cfg.staticLeases,
+      reservedIps: [cfg.gatewayIp, cfg.hostIp],
       log: this.log.child({ svc: 'dhcp' }),
     });
     const names: Record<string, number> = {
@@ -213,10 +214,13 @@ export class Engine extends EventEmitter {
 
   private addLink(link: VmLink): VmInfo {
     const port = new VmPort(link.id, link, this.tap);
-    if (link.vpnkit) {
-      port.uuid = link.vpnkit.uuid;
-      port.mac = link.vpnkit.mac;
-    }
+    // attach() returns before a vpnkit handshake completes; listen() only after.
+    link.whenReady(() => {
+      if (link.vpnkit) {
+        port.uuid = link.vpnkit.uuid;
+        port.mac = link.vpnkit.mac;
+      }
+    });
     if (this.closed) {
       link.close('engine closed');
       return this.info(port);
@@ -471,7 +475,7 @@ export class Engine extends EventEmitter {
     const r = this.dhcp.handle(payload, mac, Date.now(), reserved);
     if (r === null) return;
     const dstMac = r.broadcast ? BROADCAST_MAC : mac;
-    const dstIp = r.broadcast ? 0xffffffff : r.yiaddr;
+    const dstIp = r.dest;
     this.udpToGuest(port, dstMac, this.config.gatewayIp, 67, dstIp, 68, r.reply);
   }
 
