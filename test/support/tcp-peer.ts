@@ -640,6 +640,9 @@ export class TcpPeer {
       const off = sDiff(s.seq, this.rcvNxt);
       if (off > 0) {
         if (!this.ooo.has(s.seq) && this.unread + off + len <= this.rcvBuf) this.ooo.set(s.seq, s.payload.slice());
+        // Immediate duplicate ACK per out-of-order segment, as Linux does.
+        this.ackOwed = true;
+        this.flushAck();
       } else if (off + len > 0) {
         this.accept(s.payload.subarray(-off));
         // drain out-of-order segments that are now in order

@@ -18,7 +18,7 @@ export interface TcpOptions {
   sndBufBytes?: number;
   /** Reassembly buffers (rcvBufBytes each, in kernel memory) shared by all flows; a flow takes one on its first out-of-order segment (default 8). */
   reasmSlots?: number;
-  /** Holes tracked per reassembly buffer (default 16). */
+  /** Holes tracked per reassembly buffer (default 32; the kernel's maximum is 64). */
   reasmMaxHoles?: number;
   /** RFC 6298 bounds. The RFC's 1 s minimum is for the Internet; a VM link has sub-ms RTT, so the default is Linux's 200 ms. */
   minRtoMs?: number;
@@ -52,7 +52,7 @@ export function resolveTcpOptions(o: TcpOptions = {}): ResolvedTcpOptions {
     rcvBufBytes: Math.min(pos(o.rcvBufBytes, 1 << 20, 4096), 1 << 24),
     sndBufBytes: pos(o.sndBufBytes, 1 << 20, 4096),
     reasmSlots: pos(o.reasmSlots, 8, 0),
-    reasmMaxHoles: pos(o.reasmMaxHoles, 16),
+    reasmMaxHoles: pos(o.reasmMaxHoles, 32),
     minRtoMs: pos(o.minRtoMs, 200),
     maxRtoMs: pos(o.maxRtoMs, 60_000),
     initialRtoMs: pos(o.initialRtoMs, 1000),

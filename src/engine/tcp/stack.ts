@@ -74,6 +74,10 @@ export interface TcpFlowInfo {
   bytesIn: number;
   bytesOut: number;
   ageMs: number;
+  /** Host bytes held for the guest (unsent + unacknowledged). */
+  sndQueued: number;
+  /** Guest bytes queued toward the host socket, plus out-of-order bytes held. */
+  rcvQueued: number;
 }
 
 const COUNTER_NAMES = [
@@ -523,7 +527,7 @@ export class TcpStack {
       if (slot === undefined) {
         // No buffer: drop it; the duplicate ACK below makes the guest retransmit.
         this.counters.oooNoBuffer++;
-        this.queueAck(c);
+        this.sendAck(c);
         return;
       }
       c.reasmSlot = slot;
@@ -553,8 +557,10 @@ export class TcpStack {
       c.rcvNxt = seqAdd(c.rcvNxt, n);
       readable -= n;
     }
-    // Every out-of-order arrival is acknowledged at once (RFC 5681 §4.2) so the guest's fast retransmit can work.
-    this.queueAck(c);
+    // An out-of-order arrival is acknowledged at once, one duplicate ACK per
+    // segment (RFC 5681 §4.2), or the guest's fast retransmit never sees three.
+    if (off > 0) this.sendAck(c);
+    else this.queueAck(c);
     if (k.k.reasmHeld(r) === 0) this.releaseReasm(c);
     if (c.finPending !== -1 && c.finPending === c.rcvNxt) this.guestFin(c);
   }
@@ -1099,6 +1105,8 @@ export class TcpStack {
         bytesIn: c.bytesIn,
         bytesOut: c.bytesOut,
         ageMs: now - c.createdAt,
+        sndQueued: c.q.length,
+        rcvQueued: (c.socket?.writableLength ?? 0) + (c.reasmSlot >= 0 ? this.host.kernels.k.reasmHeld(this.reasmPtrs[c.reasmSlot]) : 0),
       });
     }
     return out;
