@@ -528,6 +528,9 @@ describe('frag model test: three backends against a bitmap reference', () => {
           const size = ks[0].k.fragBytes(nslots, maxD);
           const tbs: Table[] = ks.map((k) => {
             const t = Math.ceil(k.k.heapBase() / 64) * 64 + 64;
+            // guard bands either side: the table must never write outside its bytes
+            k.u8.fill(0xa5, t - 64, t);
+            k.u8.fill(0xa5, t + size, t + size + 64);
             k.k.fragInit(t, nslots, maxD, timeout);
             return { k, t, scratch: t + size + 64 };
           });
@@ -567,6 +570,10 @@ describe('frag model test: three backends against a bitmap reference', () => {
               expect(tb.k.k.fragPending(tb.t)).toBe(model.pending);
               expect(Buffer.compare(tb.k.u8.subarray(tb.t, tb.t + size), tbs[0].k.u8.subarray(tbs[0].t, tbs[0].t + size))).toBe(0);
             }
+          }
+          for (const tb of tbs) {
+            expect(tb.k.u8.subarray(tb.t - 64, tb.t).every((b) => b === 0xa5)).toBe(true);
+            expect(tb.k.u8.subarray(tb.t + size, tb.t + size + 64).every((b) => b === 0xa5)).toBe(true);
           }
           return true;
         },
