@@ -8,6 +8,7 @@ import { parseCidr, parseIPv4, parseMac, inSubnet } from '../wire/addr.js';
 import type { BackendName } from '../kernels/types.js';
 import type { Logger } from '../log.js';
 import type { DnsZone } from '../services/dns.js';
+import type { TcpOptions } from './tcp/options.js';
 
 export interface EngineOptions {
   /** Virtual subnet (default '192.168.65.0/24'). */
@@ -50,6 +51,8 @@ export interface EngineOptions {
   maxUdpFlows?: number;
   /** Cap on learned MAC addresses across all ports (default 1024). */
   maxMacs?: number;
+  /** TCP tunables (buffers, timeouts, caps): see src/engine/tcp/options.ts. */
+  tcp?: TcpOptions;
   /** Kernel backend (default: VNETKIT_BACKEND, else the fastest available). */
   backend?: BackendName;
   /** Kernel linear memory in bytes (default 64 MiB). */

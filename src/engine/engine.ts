@@ -29,6 +29,8 @@ import { DnsServer } from '../services/dns.js';
 import { attachStream, listen as listenTransport, type VmLink, type Framing, type Listener } from '../transport/index.js';
 import { nullLogger, type Logger } from '../log.js';
 import { PcapWriter } from '../wire/pcap.js';
+import { TcpStack, type TcpOptions, type TcpPort } from './tcp/index.js';
+import type net from 'node:net';
 import { formatIPv4, formatMac, inSubnet, parseIPv4 } from '../wire/addr.js';
 
 export type { EngineOptions } from './config.js';
@@ -46,7 +48,12 @@ export class VmPort implements TxSink {
   uuid?: string;
   readonly connectedAt = Date.now();
 
-  constructor(readonly id: number, readonly link: VmLink, private readonly tap: { fn?: FrameTap }) {}
+  /** The TCP stack's handle on this port: its segments go through send() (and so through the capture tap). */
+  readonly tcp: TcpPort;
+
+  constructor(readonly id: number, readonly link: VmLink, private readonly tap: { fn?: FrameTap }) {
+    this.tcp = { id, link: this };
+  }
 
   send(buf: Uint8Array, off: number, len: number): void {
     this.tap.fn?.(buf, off, len);
@@ -75,6 +82,7 @@ export interface EngineStats {
   drops: Record<string, number>;
   switch: { macs: number; forwarded: number; flooded: number; unknownUnicast: number; macsRefused: number };
   udp: { flows: number } & Record<string, number>;
+  tcp: Record<string, number>;
   icmp: { echoReplies: number };
   dhcp: Record<string, number>;
   dns: Record<string, number>;
@@ -90,6 +98,7 @@ export class Engine extends EventEmitter {
   readonly log: Logger;
   readonly dhcp: DhcpServer;
   readonly dns: DnsServer;
+  readonly tcp: TcpStack;
   private readonly ports = new Map<number, VmPort>();
   private readonly macs: MacTable<VmPort>;
   /** Guest IPv4 → the port and MAC it was last seen with. */
@@ -99,6 +108,8 @@ export class Engine extends EventEmitter {
   private readonly udp: UdpNat<VmPort>;
   private readonly uuids: VpnkitUuids;
   private readonly vmListeners = new Set<Listener>();
+  /** Port-forwarded UDP: (guest ip:port, source ip:port) → where the guest's replies go. */
+  private readonly udpChannels = new Map<string, (data: Buffer) => void>();
   private readonly flowTable: number;
   private readonly gatewayMacKey: number;
   /** The capture tap, shared by every port (set while a pcap capture runs). */
@@ -163,6 +174,16 @@ export class Engine extends EventEmitter {
       hostsFile: options.dns?.hostsFile,
       log: this.log.child({ svc: 'dns' }),
     });
+    this.tcp = new TcpStack({
+      kernels: k,
+      flowTable: this.flowTable,
+      tx: this.tx,
+      scheduleTx: () => this.scheduleTx(),
+      now: () => this.now(),
+      log: this.log.child({ svc: 'tcp' }),
+      mtu: cfg.mtu,
+      resolveDestination: (ip, port) => this.hostAddressFor(ip, port),
+    }, options.tcp);
     this.udp = new UdpNat<VmPort>({
       idleMs: cfg.udpIdleMs,
       maxFlows: cfg.maxUdpFlows,
@@ -246,6 +267,7 @@ export class Engine extends EventEmitter {
     this.macs.purge(port);
     for (const [ip, g] of this.guests) if (g.port === port) this.guests.delete(ip);
     this.udp.purge(port);
+    this.tcp.purge(port.id);
     if (port.mac && !port.uuid) this.dhcp.release(formatMac(port.mac));
     const info = this.info(port);
     if (err) this.log.warn('vm disconnected', { vm: port.id, peer: port.link.peer, error: err.message, code: (err as { code?: string }).code });
@@ -295,6 +317,7 @@ export class Engine extends EventEmitter {
   }
 
   private flushTx(): void {
+    this.tcp.flush();
     this.tx.flush();
     for (const p of this.ports.values()) p.link.flush();
   }
@@ -449,6 +472,10 @@ export class Engine extends EventEmitter {
       return this.drop('udp-gateway-port-closed');
     }
     if (dstIp === 0xffffffff || dstIp === cfg.broadcast || dstIp >>> 28 === 0xe) return this.drop('udp-broadcast');
+    if (this.udpChannels.size > 0) {
+      const ch = this.udpChannels.get(udpChannelKey(srcIp, srcPort, dstIp, dstPort));
+      if (ch !== undefined) return ch(Buffer.from(u8.subarray(pOff, pOff + pLen)));
+    }
     let hostDst = dstIp;
     if (dstIp === cfg.hostIp) {
       if (!cfg.hostLoopback) return this.drop('host-loopback-disabled');
@@ -504,7 +531,75 @@ export class Engine extends EventEmitter {
   }
 
   private tcpFromGuest(port: VmPort, ptr: number, len: number, d: number): void {
-    this.drop('tcp-not-implemented');
+    this.tcp.input(port.tcp, ptr, len, d);
+  }
+
+  /**
+   * Where a guest's connection or datagram to `ip` goes on the host: the
+   * host alias becomes 127.0.0.1 (unless switched off); forbidden
+   * destinations give null.
+   */
+  private hostAddressFor(ip: number, _port: number): string | null {
+    const cfg = this.config;
+    if (ip === cfg.hostIp) return cfg.hostLoopback ? '127.0.0.1' : null;
+    if (ip === cfg.gatewayIp || this.blocked(ip) || ip === 0xffffffff || ip >>> 28 >= 0xe) return null;
+    return formatIPv4(ip);
+  }
+
+  // ---- host → guest (port forwarding) -------------------------------------
+
+  /**
+   * Open a TCP connection to guestIp:guestPort through the engine's stack and
+   * pipe it with `socket` (an accepted host connection). The guest sees it
+   * coming from srcIp:srcPort (default: the host alias and the socket's
+   * remote port). Destroys the socket when the guest is unknown or the flow
+   * table is full.
+   */
+  openTcpToGuest(guestIp: number, guestPort: number, socket: net.Socket, opts: { srcIp?: number; srcPort?: number } = {}): boolean {
+    const g = this.guests.get(guestIp);
+    if (g === undefined) {
+      socket.destroy();
+      return false;
+    }
+    const srcIp = opts.srcIp ?? this.config.hostIp;
+    const srcPort = opts.srcPort ?? socket.remotePort ?? 0;
+    return this.tcp.connectToGuest(g.port.tcp, g.mac, guestIp, guestPort, srcIp, srcPort, socket);
+  }
+
+  /**
+   * A UDP channel to guestIp:guestPort from srcIp:srcPort: send() delivers a
+   * datagram to the guest; the guest's datagrams back to srcIp:srcPort reach
+   * onReply instead of the NAT. close() unregisters it.
+   */
+  openUdpToGuest(guestIp: number, guestPort: number, srcIp: number, srcPort: number, onReply: (data: Buffer) => void): { send(data: Uint8Array): boolean; close(): void } {
+    const key = udpChannelKey(guestIp, guestPort, srcIp, srcPort);
+    this.udpChannels.set(key, onReply);
+    return {
+      send: (data: Uint8Array) => {
+        const g = this.guests.get(guestIp);
+        if (g === undefined || !this.udpChannels.has(key)) return false;
+        this.udpToGuest(g.port, g.mac, srcIp, srcPort, guestIp, guestPort, data);
+        return true;
+      },
+      close: () => {
+        this.udpChannels.delete(key);
+      },
+    };
+  }
+
+  /** Active TCP and UDP flows, for the control API. */
+  flows(): { proto: 'tcp' | 'udp'; guest: string; remote: string; state: string; bytesIn: number; bytesOut: number; ageMs: number }[] {
+    const now = this.now();
+    const udp = this.udp.list().map((b) => ({
+      proto: 'udp' as const,
+      guest: `${formatIPv4(b.guestIp)}:${b.guestPort}`,
+      remote: [...b.peers].slice(0, 4).map((p) => `${formatIPv4(Math.floor(p / 65536))}:${p % 65536}`).join(','),
+      state: 'bound',
+      bytesIn: b.txBytes,
+      bytesOut: b.rxBytes,
+      ageMs: now - b.createdAtMs,
+    }));
+    return [...this.tcp.flows().map(({ proto, guest, remote, state, bytesIn, bytesOut, ageMs }) => ({ proto, guest, remote, state, bytesIn, bytesOut, ageMs })), ...udp];
   }
 
   // ---- capture ------------------------------------------------------------
@@ -552,6 +647,7 @@ export class Engine extends EventEmitter {
       drops: Object.fromEntries(this.drops),
       switch: { macs: this.macs.size, forwarded: c.forwarded, flooded: c.flooded, unknownUnicast: c.unknownUnicast, macsRefused: this.macs.refused },
       udp: { flows: this.udp.size, ...this.udp.counters },
+      tcp: this.tcp.stats(),
       icmp: { echoReplies: c.echoReplies },
       dhcp: this.dhcp.stats(),
       dns: this.dns.stats(),
@@ -565,9 +661,14 @@ export class Engine extends EventEmitter {
     this.vmListeners.clear();
     for (const p of [...this.ports.values()]) p.link.close('engine closed');
     await this.stopCapture();
+    this.tcp.close();
     this.udp.close();
     this.dns.close();
   }
+}
+
+function udpChannelKey(guestIp: number, guestPort: number, ip: number, port: number): string {
+  return `${guestIp}:${guestPort}:${ip}:${port}`;
 }
 
 export function createEngine(options: EngineOptions = {}): Engine {

@@ -30,6 +30,8 @@ export interface UdpBinding<P> {
   txBytes: number;
   rxBytes: number;
   createdAt: number;
+  /** Engine clock at creation (for ages). */
+  createdAtMs: number;
 }
 
 export interface UdpNatOptions<P> {
@@ -103,7 +105,7 @@ export class UdpNat<P> {
     const socket = dgram.createSocket({ type: 'udp4' });
     const b: UdpBinding<P> = {
       guestIp, guestPort, port, guestMac: guestMac.slice(), socket, lastActive: this.o.now(),
-      peers: new Set(), txPackets: 0, rxPackets: 0, txBytes: 0, rxBytes: 0, createdAt: Date.now(),
+      peers: new Set(), txPackets: 0, rxPackets: 0, txBytes: 0, rxBytes: 0, createdAt: Date.now(), createdAtMs: this.o.now(),
     };
     socket.on('message', (msg, rinfo) => {
       if (rinfo.family !== 'IPv4') return;
