@@ -3,15 +3,18 @@
 //
 // Why this shape:
 // - Linear probing with backward-shift deletion (Knuth's algorithm R): there
-//   are no tombstones, so after any amount of churn every probe sequence is
-//   exactly as short as if the table had been built fresh. Slot count is the
-//   power of two >= 2 * capacity, so load never exceeds 0.5.
+//   are no tombstones, so after any amount of churn probe lengths stay those
+//   of a table freshly filled with as many keys (test/flow.test.ts checks this
+//   after 1e5 remove/insert cycles). Slot count is the power of two
+//   >= 2 * capacity, so load never exceeds 0.5.
 // - The hash is HalfSipHash-1-3 keyed from `seed`. A guest chooses its ports
 //   and destination addresses; plain multiply/xorshift mixes have
 //   seed-independent differentials (a flip of bit 31 passes through a 32-bit
 //   multiply unchanged), which would let a guest pile flows into one probe
-//   run. HalfSipHash is a keyed PRF built from 32-bit add/rotate/xor, so the JS
-//   twin computes the same value with plain int32 arithmetic.
+//   run. HalfSipHash-1-3 (the reduced-round keyed hash Linux uses for hash
+//   tables) is built from 32-bit add/rotate/xor, so the JS twin computes the
+//   same value with plain int32 arithmetic. Its key is derived from the 32-bit
+//   seed, so the seed should come from a CSPRNG.
 // - Each slot holds the full key and the id (16 bytes), so a probe step is one
 //   64-bit load + compare that rejects almost every mismatch (the ports and
 //   protocol word) and a second one for the addresses; no second cache line is
