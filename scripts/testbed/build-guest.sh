@@ -149,11 +149,10 @@ printf 'root:x:0:0:root:/root:/bin/sh\n' > "$R/etc/passwd"
 printf 'root:x:0:\n' > "$R/etc/group"
 printf '127.0.0.1 localhost\n' > "$R/etc/hosts"
 : > "$R/etc/resolv.conf"
-# the kernel opens /dev/console before /init runs, so the node must be in the archive
-# itself; busybox cpio -R 0:0 keeps the device numbers, and mknod needs root
-if ! mknod -m 600 "$R/dev/console" c 5 1 2>/dev/null; then
-  say "warning: not root, /dev/console is not in the image (early console output may be lost)"
-fi
+# the kernel opens /dev/console for PID 1 before /init runs, so the node belongs in the
+# archive; mknod needs root. Without it /init reopens the console from devtmpfs, and only
+# kernel output before that point is lost.
+mknod -m 600 "$R/dev/console" c 5 1 2>/dev/null || say "not root: no /dev/console node in the image (init reopens it from devtmpfs)"
 
 # modules: depends= in each .ko's modinfo section names its dependencies; order them
 # dependency-first so /init can insmod them in sequence
