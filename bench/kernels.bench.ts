@@ -5,7 +5,7 @@
  * VNETKIT_BENCH_FILTER=substring runs only matching rows.
  */
 import os from 'node:os';
-import { writeFileSync, mkdirSync } from 'node:fs';
+import { writeFileSync, mkdirSync, readFileSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { measureRow, sink, type Row, type RowSpec } from './lib.js';
@@ -52,4 +52,14 @@ console.log(`(sink ${sink.value >>> 0}: results folded so no work is elided)`);
 
 const dir = join(dirname(fileURLToPath(import.meta.url)), 'results');
 mkdirSync(dir, { recursive: true });
-writeFileSync(join(dir, 'kernels.json'), JSON.stringify({ env, rows: results }, null, 2) + '\n');
+// A filtered run updates its rows and keeps the others from the last full run.
+const file = join(dir, 'kernels.json');
+let merged = results;
+if (filter && existsSync(file)) {
+  const old = JSON.parse(readFileSync(file, 'utf8')) as { rows: Row[] };
+  const key = (r: Row) => `${r.group}\u0000${r.name}`;
+  const fresh = new Map(results.map((r) => [key(r), r]));
+  merged = old.rows.map((r) => fresh.get(key(r)) ?? r);
+  for (const r of results) if (!old.rows.some((o) => key(o) === key(r))) merged.push(r);
+}
+writeFileSync(file, JSON.stringify({ env, rows: merged }, null, 2) + '\n');

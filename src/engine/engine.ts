@@ -8,6 +8,7 @@
  * UDP NAT, TCP). Outbound segments are built by one kernel call per turn.
  */
 import { EventEmitter } from 'node:events';
+import { randomBytes } from 'node:crypto';
 import type { Duplex, Readable, Writable } from 'node:stream';
 import { createKernels, type Kernels } from '../kernels/index.js';
 import {
@@ -134,7 +135,8 @@ export class Engine extends EventEmitter {
     const k = this.kernels;
     const maxTcpFlows = 16384;
     this.flowTable = k.alloc(k.k.flowTableBytes(maxTcpFlows), 64);
-    k.k.flowInit(this.flowTable, maxTcpFlows, (Math.random() * 0x100000000) >>> 0);
+    // The hash seed keeps a guest from aiming flows at one probe chain.
+    k.k.flowInit(this.flowTable, maxTcpFlows, randomBytes(4).readUInt32LE(0));
     this.macs = new MacTable<VmPort>(cfg.maxMacs);
     this.gatewayMacKey = macKey(cfg.gatewayMac, 0);
     const classify = (table: number, n: number, descs: number) => {
