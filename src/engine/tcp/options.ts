@@ -3,7 +3,7 @@
  * memory per flow is a known function of the configuration:
  *   guest→host bytes buffered ≤ rcvBufBytes (Node socket's writable buffer)
  *   host→guest bytes buffered ≤ sndBufBytes + one socket read (~64 KiB)
- *   out-of-order bytes held: only in the shared reasm pool (reasmSlots × rcvBufBytes of kernel memory).
+ *   out-of-order bytes held: only in the shared reasm pool (reasmSlots × reasmBufBytes of kernel memory).
  */
 import type net from 'node:net';
 
@@ -12,12 +12,14 @@ export interface TcpOptions {
   connectTimeoutMs?: number;
   /** Host connects in progress at once; SYNs beyond are answered with RST and counted (default 1024). */
   maxPendingConnects?: number;
-  /** Receive window per flow and the cap on guest bytes queued toward the host socket (default 1 MiB). */
+  /** Receive window per flow and the cap on guest bytes queued toward the host socket (default 2 MiB: the window stays ≥ 1 MiB while half of it is queued). */
   rcvBufBytes?: number;
   /** Host bytes read but not yet acknowledged by the guest, per flow; the host socket is paused above it (default 1 MiB). */
   sndBufBytes?: number;
-  /** Reassembly buffers (rcvBufBytes each, in kernel memory) shared by all flows; a flow takes one on its first out-of-order segment (default 8). */
+  /** Reassembly buffers (reasmBufBytes each, in kernel memory) shared by all flows; a flow takes one on its first out-of-order segment (default 8). */
   reasmSlots?: number;
+  /** Bytes per reassembly buffer: out-of-order data further than this past rcv.nxt is dropped and later retransmitted (default 1 MiB). */
+  reasmBufBytes?: number;
   /** Holes tracked per reassembly buffer (default 32; the kernel's maximum is 64). */
   reasmMaxHoles?: number;
   /** RFC 6298 bounds. The RFC's 1 s minimum is for the Internet; a VM link has sub-ms RTT, so the default is Linux's 200 ms. */
@@ -49,7 +51,8 @@ export function resolveTcpOptions(o: TcpOptions = {}): ResolvedTcpOptions {
   return {
     connectTimeoutMs: pos(o.connectTimeoutMs, 10_000),
     maxPendingConnects: pos(o.maxPendingConnects, 1024),
-    rcvBufBytes: Math.min(pos(o.rcvBufBytes, 1 << 20, 4096), 1 << 24),
+    rcvBufBytes: Math.min(pos(o.rcvBufBytes, 2 << 20, 4096), 1 << 24),
+    reasmBufBytes: Math.min(pos(o.reasmBufBytes, 1 << 20, 4096), 16 << 20),
     sndBufBytes: pos(o.sndBufBytes, 1 << 20, 4096),
     reasmSlots: pos(o.reasmSlots, 8, 0),
     reasmMaxHoles: pos(o.reasmMaxHoles, 32),

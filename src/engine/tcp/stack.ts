@@ -125,7 +125,7 @@ export class TcpStack {
     };
     const k = host.kernels;
     if (this.o.reasmSlots > 0) {
-      const each = k.k.reasmBytes(this.o.rcvBufBytes, this.o.reasmMaxHoles);
+      const each = k.k.reasmBytes(this.o.reasmBufBytes, this.o.reasmMaxHoles);
       const base = k.alloc(each * this.o.reasmSlots, 64);
       for (let i = 0; i < this.o.reasmSlots; i++) {
         this.reasmPtrs.push(base + i * each);
@@ -319,6 +319,11 @@ export class TcpStack {
       return;
     }
 
+    if ((flags & SYN) !== 0) {
+      // RFC 5961 §4.2: a SYN on a synchronized flow, whatever its sequence number, gets a challenge ACK.
+      this.challengeAck(c);
+      return;
+    }
     // RFC 793 §3.9 "SEGMENT ARRIVES", synchronized states.
     const segLen = pLen + (flags & SYN ? 1 : 0) + (flags & FIN ? 1 : 0);
     const wnd = this.acceptWindow(c);
@@ -349,11 +354,6 @@ export class TcpStack {
         this.counters.rstReceived++;
         this.abort(c, 'guest reset');
       } else this.challengeAck(c);
-      return;
-    }
-    if (flags & SYN) {
-      // RFC 5961 §4.2: a SYN on a synchronized flow gets a challenge ACK.
-      this.challengeAck(c);
       return;
     }
     if ((flags & ACK) === 0) {
@@ -531,7 +531,7 @@ export class TcpStack {
         return;
       }
       c.reasmSlot = slot;
-      k.k.reasmInit(this.reasmPtrs[slot], this.o.rcvBufBytes, this.o.reasmMaxHoles);
+      k.k.reasmInit(this.reasmPtrs[slot], this.o.reasmBufBytes, this.o.reasmMaxHoles);
     } else if (off > 0) {
       this.counters.oooSegments++;
     }

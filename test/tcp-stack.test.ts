@@ -1,0 +1,604 @@
+/**
+ * Behaviour of the engine's TCP against a raw-frame guest peer and real host
+ * sockets on 127.0.0.1, with fake time for every timer.
+ */
+import { describe, it, expect, afterEach } from 'vitest';
+import net from 'node:net';
+import { createHash } from 'node:crypto';
+import {
+  TcpHarness, Sim, TcpPeer, HOST_ALIAS, GUEST_IP, seededBytes, sha256, buildFrame, SYN, ACK, RST, FIN, PSH,
+  type HarnessOptions,
+} from './support/tcp-peer.js';
+
+const cleanups: (() => void)[] = [];
+afterEach(() => {
+  while (cleanups.length) cleanups.pop()!();
+});
+
+interface Srv { port: number; socks: net.Socket[]; rx: Buffer[]; ended: boolean[]; closed: boolean[]; errors: string[] }
+
+async function listen(onConn?: (s: net.Socket, i: number) => void): Promise<Srv> {
+  const st: Srv = { port: 0, socks: [], rx: [], ended: [], closed: [], errors: [] };
+  const srv = net.createServer({ allowHalfOpen: true }, (s) => {
+    const i = st.socks.length;
+    st.socks.push(s);
+    st.rx.push(Buffer.alloc(0));
+    st.ended.push(false);
+    st.closed.push(false);
+    s.on('data', (d) => { st.rx[i] = Buffer.concat([st.rx[i], d]); });
+    s.on('end', () => { st.ended[i] = true; });
+    s.on('close', () => { st.closed[i] = true; });
+    s.on('error', (e: NodeJS.ErrnoException) => { st.errors.push(e.code ?? e.message); });
+    onConn?.(s, i);
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  st.port = (srv.address() as net.AddressInfo).port;
+  cleanups.push(() => {
+    for (const s of st.socks) s.destroy();
+    srv.close();
+  });
+  return st;
+}
+
+async function closedPort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
+
+function setup(o: HarnessOptions = {}, seed = 1) {
+  const h = new TcpHarness({ ...o, tcp: { manualTimers: true, ...o.tcp } });
+  cleanups.push(() => h.stack.close());
+  const sim = new Sim(h, seed);
+  return { h, sim };
+}
+
+async function established(sim: Sim, port: number, lport = 40000, opts: Partial<ConstructorParameters<typeof TcpPeer>[2]> = {}): Promise<TcpPeer> {
+  const p = sim.peer({ port: lport, keep: true, ...opts });
+  p.connect(HOST_ALIAS, port);
+  expect(await sim.run(() => p.state === 'established', 5000)).toBe(true);
+  // ...and the engine has seen the handshake's last ACK.
+  expect(await sim.run(() => sim.h.stack.flows().find((f) => f.guest.endsWith(`:${lport}`))?.state !== 'syn-received', 5000)).toBe(true);
+  return p;
+}
+
+const engineSegs = (p: TcpPeer) => p.log;
+
+describe('handshake and options', () => {
+  it('connects the host socket first, then answers SYN-ACK with MSS = mtu-40 and window scaling (≥ 1 MiB window); declines SACK and timestamps', async () => {
+    const srv = await listen();
+    const { h, sim } = setup({ mtu: 1500 });
+    const p = sim.peer({ port: 40000, offerSackTs: true });
+    p.connect(HOST_ALIAS, srv.port);
+    sim.step();
+    // Nothing answers the SYN until the host socket has connected.
+    expect(engineSegs(p).length).toBe(0);
+    expect(h.stack.stats().pendingConnects).toBe(1);
+    expect(await sim.run(() => p.state === 'established', 5000)).toBe(true);
+    const synack = engineSegs(p)[0];
+    expect(synack.flags).toBe(SYN | ACK);
+    expect(synack.mss).toBe(1460);
+    expect(synack.wscale).toBeGreaterThanOrEqual(5);
+    expect(synack.sackPerm).toBe(false);
+    expect(synack.ts).toBe(false);
+    expect(srv.socks.length).toBe(1);
+    await sim.run(() => h.stack.flows()[0]?.state === 'established', 1000);
+    expect(h.stack.flows()[0]).toMatchObject({ proto: 'tcp', guest: '192.168.65.3:40000', state: 'established' });
+    // The advertised receive window is at least 1 MiB once scaled.
+    p.write(Buffer.from('x'));
+    await sim.run(() => srv.rx[0]?.length === 1, 5000);
+    const last = engineSegs(p)[engineSegs(p).length - 1];
+    expect(last.window << synack.wscale!).toBeGreaterThanOrEqual(1 << 20);
+  });
+
+  it('without the guest offering window scaling, sends no WSCALE and keeps the window within 64 KiB', async () => {
+    const srv = await listen((s) => s.end(seededBytes(300_000, 9)));
+    const { sim } = setup();
+    const p = await established(sim, srv.port, 40000, { wscale: null, keep: false });
+    expect(p.peerOffered!.wscale).toBeUndefined();
+    const data = seededBytes(300_000, 10);
+    p.write(data);
+    p.end();
+    expect(await sim.run(() => p.finRcvd && p.finAcked && srv.ended[0], 30_000)).toBe(true);
+    expect(sha256(srv.rx[0])).toBe(sha256(data));
+    expect(p.digest).toBe(sha256(seededBytes(300_000, 9)));
+    for (const s of p.log) expect(s.window).toBeLessThanOrEqual(65535);
+  });
+
+  it('honours the guest MSS (smaller than ours) and clamps a lying tiny MSS', async () => {
+    const srv = await listen((s) => s.write(seededBytes(20_000, 1)));
+    const { h, sim } = setup({ mtu: 9000 });
+    const p = await established(sim, srv.port, 40000, { mss: 1000 });
+    await sim.run(() => p.received >= 20_000, 10_000);
+    const sizes = p.log.map((s) => s.payload.length);
+    expect(Math.max(...sizes)).toBe(1000);
+    // A SYN announcing MSS 1 (classify already clamps a shift above 14).
+    const q = sim.peer({ port: 40001 });
+    q.remoteIp = HOST_ALIAS;
+    q.remotePort = srv.port;
+    sim.inject(buildFrame({ srcIp: GUEST_IP, dstIp: HOST_ALIAS, srcPort: 40001, dstPort: srv.port, seq: 5, ack: 0, flags: SYN, window: 65535, mss: 1, wscale: 20 }));
+    await sim.run(() => q.log.length > 0, 5000);
+    expect(h.stack.stats().badOptions).toBe(1);
+    expect(q.log[0].flags).toBe(SYN | ACK);
+    expect(q.log[0].wscale).toBeDefined();
+  });
+
+  it('a SYN whose option length lies is dropped by classify and never reaches the stack', async () => {
+    const srv = await listen();
+    const { h, sim } = setup();
+    sim.inject(buildFrame({
+      srcIp: GUEST_IP, dstIp: HOST_ALIAS, srcPort: 40002, dstPort: srv.port, seq: 1, ack: 0, flags: SYN, window: 1000,
+      rawOptions: new Uint8Array([2, 12, 5, 180]),
+    }));
+    sim.inject(buildFrame({ srcIp: GUEST_IP, dstIp: HOST_ALIAS, srcPort: 40003, dstPort: srv.port, seq: 1, ack: 0, flags: SYN, window: 1000, badChecksum: true }));
+    sim.step();
+    expect(h.dropped).toBe(2);
+    expect(h.stack.stats().synReceived).toBe(0);
+    expect(h.flowCount()).toBe(0);
+  });
+});
+
+describe('setup failures', () => {
+  it('refused connect → RST|ACK acknowledging the SYN, flow removed', async () => {
+    const port = await closedPort();
+    const { h, sim } = setup();
+    const p = sim.peer({ port: 40000 });
+    p.connect(HOST_ALIAS, port);
+    expect(await sim.run(() => p.state === 'reset', 5000)).toBe(true);
+    const rst = p.log[0];
+    expect(rst.flags).toBe(RST | ACK);
+    expect(rst.ack).toBe((p.iss + 1) >>> 0);
+    expect(h.stack.stats()).toMatchObject({ refused: 1, flows: 0, pendingConnects: 0 });
+    expect(h.flowCount()).toBe(0);
+  });
+
+  it('policy refusal (resolveDestination → null) → RST without a host connect', async () => {
+    const { h, sim } = setup({ resolve: () => null });
+    const p = sim.peer({ port: 40000 });
+    p.connect(0x08080808, 443);
+    expect(await sim.run(() => p.state === 'reset', 2000)).toBe(true);
+    expect(h.stack.stats()).toMatchObject({ policyRefused: 1, flows: 0 });
+    expect(h.flowCount()).toBe(0);
+  });
+
+  it('connect timeout (10 s default) → RST, not before', async () => {
+    const stuck: net.Socket[] = [];
+    const { h, sim } = setup({ tcp: { connect: () => { const s = new net.Socket(); stuck.push(s); return s; } } });
+    const p = sim.peer({ port: 40000, rtoMs: 60_000 });
+    p.connect(0x01020304, 80);
+    sim.step();
+    sim.advance(9_990);
+    sim.step();
+    expect(p.state).toBe('syn-sent');
+    sim.advance(20);
+    sim.step();
+    sim.step();
+    expect(p.state).toBe('reset');
+    expect(h.stack.stats()).toMatchObject({ connectTimeouts: 1, flows: 0, pendingConnects: 0 });
+    expect(stuck[0].destroyed).toBe(true);
+  });
+
+  it('pending connects are capped: SYNs beyond the cap get RST and are counted, others proceed', async () => {
+    const { h, sim } = setup({ tcp: { maxPendingConnects: 3, connect: () => new net.Socket() } });
+    const peers = Array.from({ length: 5 }, (_, i) => sim.peer({ port: 41000 + i, rtoMs: 60_000 }));
+    for (const p of peers) p.connect(0x01020304, 80);
+    sim.step();
+    sim.step();
+    expect(peers.filter((p) => p.state === 'reset').length).toBe(2);
+    expect(h.stack.stats()).toMatchObject({ synOverCap: 2, pendingConnects: 3, flows: 3 });
+    expect(h.flowCount()).toBe(3);
+  });
+
+  it('duplicate SYNs while connecting are absorbed (one SYN-ACK)', async () => {
+    let release: (() => void) | undefined;
+    const srv = await listen();
+    const { h, sim } = setup({
+      tcp: {
+        connect: (host, port) => {
+          const s = new net.Socket({ allowHalfOpen: true } as net.SocketConstructorOpts);
+          release = () => s.connect(port, host);
+          return s;
+        },
+      },
+    });
+    const p = sim.peer({ port: 40000 });
+    p.connect(HOST_ALIAS, srv.port);
+    sim.step();
+    for (let i = 0; i < 3; i++) sim.inject(buildFrame({ srcIp: GUEST_IP, dstIp: HOST_ALIAS, srcPort: 40000, dstPort: srv.port, seq: p.iss, ack: 0, flags: SYN, window: 65535, mss: 1460 }));
+    sim.step();
+    expect(h.stack.stats().dupSyn).toBe(3);
+    release!();
+    expect(await sim.run(() => p.state === 'established', 5000)).toBe(true);
+    expect(p.log.filter((s) => s.flags === (SYN | ACK)).length).toBe(1);
+  });
+});
+
+describe('data and close', () => {
+  it('large frames: with mtu 65520 both directions use ~64 KiB segments', async () => {
+    const down = seededBytes(2_000_000, 21);
+    const srv = await listen((s) => s.end(down));
+    const { h, sim } = setup({ mtu: 65520 });
+    const p = await established(sim, srv.port, 40000, { mss: 65480, keep: false });
+    expect(p.log[0].mss).toBe(65480);
+    const up = seededBytes(2_000_000, 22);
+    p.write(up);
+    p.end();
+    expect(await sim.run(() => p.finRcvd && p.finAcked && srv.ended[0] && h.stack.size === 0, 30_000)).toBe(true);
+    expect(sha256(srv.rx[0])).toBe(sha256(up));
+    expect(p.digest).toBe(sha256(down));
+    const big = p.log.filter((s) => s.payload.length === 65480).length;
+    expect(big).toBeGreaterThanOrEqual(20);
+    expect(p.badFrames).toEqual([]);
+  });
+
+  it('sequence numbers wrap on both sides', async () => {
+    const down = seededBytes(200_000, 31);
+    const srv = await listen((s) => s.end(down));
+    const { h, sim } = setup({ tcp: { initialSequence: () => 0xffffff00 } });
+    const p = sim.peer({ port: 40000 });
+    p.connect(HOST_ALIAS, srv.port, 0xfffff000);
+    const up = seededBytes(200_000, 32);
+    p.write(up);
+    p.end();
+    expect(await sim.run(() => p.finRcvd && p.finAcked && srv.ended[0] && h.stack.size === 0, 30_000)).toBe(true);
+    expect(sha256(srv.rx[0])).toBe(sha256(up));
+    expect(p.digest).toBe(sha256(down));
+  });
+
+  it('half-close, guest first: guest FIN → host end(); the host keeps sending until it closes', async () => {
+    const srv = await listen((s) => s.on('end', () => {
+      setTimeout(() => s.end(seededBytes(100_000, 41)), 5);
+    }));
+    const { h, sim } = setup();
+    const p = await established(sim, srv.port, 40000, { keep: false });
+    p.write(Buffer.from('request'));
+    p.end();
+    expect(await sim.run(() => srv.ended[0], 5000)).toBe(true);
+    expect(h.stack.flows()[0].state).toBe('close-wait');
+    expect(await sim.run(() => p.finRcvd && h.stack.size === 0, 10_000)).toBe(true);
+    expect(p.digest).toBe(sha256(seededBytes(100_000, 41)));
+    expect(h.flowCount()).toBe(0);
+  });
+
+  it('half-close, host first: host end → FIN to the guest; the guest keeps sending', async () => {
+    const srv = await listen((s) => s.end('greeting'));
+    const { h, sim } = setup();
+    const p = await established(sim, srv.port);
+    expect(await sim.run(() => p.finRcvd, 5000)).toBe(true);
+    expect(Buffer.concat(p.keep).toString()).toBe('greeting');
+    expect(h.stack.flows()[0].state).toBe('fin-wait');
+    const up = seededBytes(500_000, 42);
+    p.write(up);
+    expect(await sim.run(() => srv.rx[0].length === up.length, 10_000)).toBe(true);
+    expect(sha256(srv.rx[0])).toBe(sha256(up));
+    p.end();
+    expect(await sim.run(() => srv.ended[0] && h.stack.size === 0, 5000)).toBe(true);
+    expect(h.flowCount()).toBe(0);
+  });
+
+  it('guest RST resets the host socket; host reset sends RST to the guest', async () => {
+    const srv = await listen();
+    const { h, sim } = setup();
+    const p = await established(sim, srv.port, 40000);
+    await sim.run(() => srv.socks.length === 1, 2000);
+    p.abort();
+    sim.step();
+    expect(h.stack.size).toBe(0);
+    expect(await sim.run(() => srv.closed[0], 2000)).toBe(true);
+    expect(srv.errors).toContain('ECONNRESET');
+    expect(h.stack.stats().rstReceived).toBe(1);
+
+    const q = await established(sim, srv.port, 40001);
+    await sim.run(() => srv.socks.length === 2, 2000);
+    srv.socks[1].resetAndDestroy();
+    expect(await sim.run(() => q.state === 'reset', 5000)).toBe(true);
+    expect(h.stack.size).toBe(0);
+    expect(h.flowCount()).toBe(0);
+  });
+});
+
+describe('hostile and odd segments', () => {
+  it('RST storm: only an exact-sequence RST resets; in-window ones get (rate-limited) challenge ACKs', async () => {
+    const srv = await listen();
+    const { h, sim } = setup({ tcp: { challengeAcksPerSecond: 10 } });
+    const p = await established(sim, srv.port);
+    for (let i = 1; i <= 50; i++) p.raw({ seq: (p.sndNxt + i * 100) >>> 0, flags: RST });
+    for (let i = 1; i <= 50; i++) p.raw({ seq: (p.sndNxt + 0x40000000 + i) >>> 0, flags: RST });
+    sim.step();
+    sim.step();
+    const st = h.stack.stats();
+    expect(st.flows).toBe(1);
+    expect(st.challengeAcks).toBe(10);
+    expect(st.challengeAcksSuppressed).toBe(40);
+    expect(st.outOfWindow).toBe(50);
+    // Still works.
+    p.write(Buffer.from('still here'));
+    expect(await sim.run(() => srv.rx[0]?.toString() === 'still here', 5000)).toBe(true);
+    p.raw({ seq: p.sndNxt, flags: RST });
+    sim.step();
+    expect(h.stack.size).toBe(0);
+  });
+
+  it('SYN on an established flow → challenge ACK; segments without ACK are dropped and counted', async () => {
+    const srv = await listen();
+    const { h, sim } = setup();
+    const p = await established(sim, srv.port);
+    const before = p.log.length;
+    p.raw({ flags: SYN, seq: 12345 });
+    sim.step();
+    sim.step();
+    expect(h.stack.stats().challengeAcks).toBe(1);
+    expect(p.log.length).toBe(before + 1);
+    expect(p.log[before].flags).toBe(ACK);
+    p.raw({ flags: FIN });
+    p.raw({ flags: PSH, payload: Buffer.from('zz') });
+    sim.step();
+    expect(h.stack.stats().badFlags).toBe(2);
+    expect(h.stack.flows()[0].state).toBe('established');
+    await sim.run(() => false, 50);
+    expect(srv.rx[0]?.length ?? 0).toBe(0);
+  });
+
+  it('out-of-window data is answered with an ACK and not delivered; keepalive probes are answered', async () => {
+    const srv = await listen();
+    const { h, sim } = setup();
+    const p = await established(sim, srv.port);
+    const n0 = p.log.length;
+    p.raw({ seq: (p.sndNxt + 0x20000000) >>> 0, payload: Buffer.from('far away') });
+    sim.step();
+    sim.step();
+    expect(h.stack.stats().outOfWindow).toBe(1);
+    expect(p.log.length).toBe(n0 + 1);
+    expect(p.log[n0].ack).toBe(p.sndNxt);
+    // keepalive: one below snd.nxt, no data
+    p.raw({ seq: (p.sndNxt - 1) >>> 0 });
+    sim.step();
+    sim.step();
+    expect(p.log.length).toBe(n0 + 2);
+    expect(p.log[n0 + 1].ack).toBe(p.sndNxt);
+    await sim.run(() => false, 50);
+    expect(srv.rx[0]?.length ?? 0).toBe(0);
+  });
+
+  it('segments for unknown flows get RST; an RST for an unknown flow gets nothing', async () => {
+    const { h, sim } = setup();
+    const q = sim.peer({ port: 40009 });
+    q.remoteIp = HOST_ALIAS;
+    q.remotePort = 80;
+    q.state = 'established';
+    q.raw({ seq: 100, ack: 200, flags: ACK, payload: Buffer.from('hi') });
+    q.raw({ seq: 100, ack: 200, flags: RST });
+    sim.step();
+    sim.step();
+    expect(q.log.length).toBe(1);
+    expect(q.log[0].flags).toBe(RST);
+    expect(q.log[0].seq).toBe(200);
+    expect(h.stack.stats().noFlow).toBe(2);
+  });
+
+  it('flow table full → RST for new SYNs while existing flows keep working', async () => {
+    const srv = await listen();
+    const { h, sim } = setup({ flowCapacity: 8 });
+    const peers: TcpPeer[] = [];
+    for (let i = 0; i < 8; i++) peers.push(await established(sim, srv.port, 42000 + i));
+    const extra = sim.peer({ port: 42100 });
+    extra.connect(HOST_ALIAS, srv.port);
+    expect(await sim.run(() => extra.state === 'reset', 2000)).toBe(true);
+    expect(h.stack.stats().flowTableFull).toBe(1);
+    peers[3].write(Buffer.from('ok'));
+    expect(await sim.run(() => srv.rx.some((b) => b.toString() === 'ok'), 5000)).toBe(true);
+    // Closing one frees a slot.
+    peers[0].end();
+    srv.socks[0]?.end();
+    await sim.run(() => h.stack.size === 7, 5000);
+    const again = await established(sim, srv.port, 42101);
+    expect(again.state).toBe('established');
+  });
+});
+
+describe('timers and flow control', () => {
+  it('an idle connection survives an hour of simulated time without sending anything', async () => {
+    const srv = await listen();
+    const { h, sim } = setup();
+    const p = await established(sim, srv.port);
+    const n0 = p.log.length;
+    for (let t = 0; t < 3600; t += 60) {
+      sim.advance(60_000);
+      sim.step();
+    }
+    expect(h.stack.stats().flows).toBe(1);
+    expect(p.log.length, JSON.stringify(p.log.slice(n0).map((x) => [x.flags, x.seq, x.ack, x.window]))).toBe(n0);
+    p.write(Buffer.from('after an hour'));
+    srv.socks[0].write('pong');
+    expect(await sim.run(() => srv.rx[0]?.toString() === 'after an hour' && p.received === 4, 5000)).toBe(true);
+  });
+
+  it('retransmits unacknowledged data on RTO with exponential backoff, then recovers', async () => {
+    const srv = await listen();
+    const { h, sim } = setup();
+    const p = await established(sim, srv.port, 40000, { keep: false });
+    sim.down.imp = { loss: 1 };
+    const data = seededBytes(50_000, 51);
+    srv.socks[0].write(data);
+    await new Promise((r) => setTimeout(r, 20));
+    sim.step();
+    const t0 = h.now;
+    const fired: number[] = [];
+    let last = 0;
+    while (h.now - t0 < 7_500) {
+      sim.advance(10);
+      sim.step();
+      const n = h.stack.stats().rtoTimeouts;
+      if (n !== last) {
+        fired.push(h.now - t0);
+        last = n;
+      }
+    }
+    // No RTT sample yet: RTO starts at 1 s and doubles: ~1, 3, 7 s.
+    expect(fired.length).toBe(3);
+    expect(fired[0]).toBeGreaterThanOrEqual(1000);
+    expect(fired[1] - fired[0]).toBeGreaterThanOrEqual(2000);
+    expect(fired[2] - fired[1]).toBeGreaterThanOrEqual(4000);
+    sim.down.imp = {};
+    expect(await sim.run(() => p.received === data.length, 30_000)).toBe(true);
+    expect(p.digest).toBe(sha256(data));
+  });
+
+  it('guest zero window: the engine stops, probes, pauses the host socket, and resumes when the window opens', async () => {
+    const total = 8_000_000;
+    const down = seededBytes(total, 61);
+    let hostWriteBlocked = false;
+    const srv = await listen((s) => {
+      let off = 0;
+      const pump = () => {
+        while (off < total) {
+          const ok = s.write(down.subarray(off, off + 65536));
+          off += 65536;
+          if (!ok) {
+            hostWriteBlocked = true;
+            s.once('drain', pump);
+            return;
+          }
+        }
+        s.end();
+      };
+      pump();
+    });
+    const { h, sim } = setup({ tcp: { sndBufBytes: 256 * 1024 } });
+    const p = await established(sim, srv.port, 40000, { keep: false, rcvBuf: 64 * 1024 });
+    p.setReadPaused(true);
+    expect(await sim.run(() => p.unread >= 64 * 1024 - 1460, 10_000)).toBe(true);
+    await sim.run(() => false, 500);
+    const r0 = p.received;
+    // Let fake time run: the engine must probe, not give up.
+    for (let i = 0; i < 300; i++) {
+      sim.advance(100);
+      sim.step();
+      await new Promise((r) => setImmediate(r));
+    }
+    const st = h.stack.stats();
+    expect(st.zeroWindowProbesSent).toBeGreaterThan(2);
+    expect(st.flows).toBe(1);
+    expect(p.received).toBe(r0);
+    expect(p.unread).toBeLessThanOrEqual(64 * 1024);
+    const f = h.stack.flows()[0];
+    expect(f.sndQueued).toBeLessThanOrEqual(256 * 1024 + 128 * 1024);
+    expect(hostWriteBlocked).toBe(true);
+    p.setReadPaused(false);
+    expect(await sim.run(() => p.finRcvd, 120_000)).toBe(true);
+    expect(p.received).toBe(total);
+    expect(p.digest).toBe(sha256(down));
+  }, 60_000);
+
+  it('slow host socket: the window advertised to the guest shrinks to what the buffer can take, then reopens', async () => {
+    let hostSock: net.Socket | undefined;
+    const hash = createHash('sha256');
+    let got = 0;
+    const srv = await listen((s) => {
+      hostSock = s;
+      s.pause();
+      s.on('data', (d) => { hash.update(d); got += d.length; });
+    });
+    const { h, sim } = setup({ mtu: 9000, tcp: { rcvBufBytes: 256 * 1024 } });
+    const p = await established(sim, srv.port, 40000, { mss: 8960 });
+    const up = seededBytes(24_000_000, 71);
+    p.write(up);
+    // Run until the guest is stalled on a zero window.
+    let stalled = false;
+    for (let i = 0; i < 20000 && !stalled; i++) {
+      sim.step();
+      await new Promise((r) => setImmediate(r));
+      stalled = p.peerWnd === 0 && p.outstanding === 0;
+      if (!stalled && i % 50 === 49) await new Promise((r) => setTimeout(r, 1));
+    }
+    expect(stalled).toBe(true);
+    const f = h.stack.flows()[0];
+    expect(f.rcvQueued).toBeLessThanOrEqual(256 * 1024);
+    expect(f.rcvQueued).toBeGreaterThan(0);
+    hostSock!.resume();
+    expect(await sim.run(() => got === up.length, 120_000)).toBe(true);
+    expect(hash.digest('hex')).toBe(sha256(up));
+    expect(h.stack.stats().windowUpdates).toBeGreaterThan(0);
+  }, 60_000);
+
+  it('out-of-order segments wait in a pooled reassembly buffer; with the pool empty they are dropped and recovered', async () => {
+    const srv = await listen();
+    const { h, sim } = setup({ tcp: { reasmSlots: 1 } }, 7);
+    const a = await established(sim, srv.port, 40000);
+    const b = await established(sim, srv.port, 40001);
+    sim.up.imp = { reorder: 0.2 };
+    const da = seededBytes(300_000, 81);
+    const db = seededBytes(300_000, 82);
+    a.write(da);
+    b.write(db);
+    expect(await sim.run(() => srv.rx.reduce((n, x) => n + x.length, 0) === 600_000, 60_000)).toBe(true);
+    const st = h.stack.stats();
+    expect(st.oooSegments).toBeGreaterThan(0);
+    expect(st.oooNoBuffer).toBeGreaterThan(0);
+    expect(st.reasmInUse).toBe(0);
+    const bySize = srv.rx.map((x) => sha256(x)).sort();
+    expect(bySize).toEqual([sha256(da), sha256(db)].sort());
+  });
+});
+
+describe('connectToGuest and management', () => {
+  it('opens a connection to a listening guest and pipes it to a host socket', async () => {
+    const { h, sim } = setup();
+    const g = sim.peer({ port: 8080, keep: true });
+    g.listen();
+    const srv = await listen();
+    const client = net.connect(srv.port, '127.0.0.1');
+    const clientRx: Buffer[] = [];
+    client.on('data', (d) => clientRx.push(d));
+    await new Promise((r) => client.once('connect', r));
+    await sim.run(() => srv.socks.length === 1, 2000);
+    expect(h.stack.connectToGuest(h.port, new Uint8Array([2, 0, 0, 0, 0, 5]), GUEST_IP, 8080, HOST_ALIAS, 55555, srv.socks[0])).toBe(true);
+    expect(await sim.run(() => g.state === 'established', 5000)).toBe(true);
+    client.write('from host');
+    expect(await sim.run(() => Buffer.concat(g.keep).toString() === 'from host', 5000)).toBe(true);
+    g.write(Buffer.from('from guest'));
+    expect(await sim.run(() => Buffer.concat(clientRx).toString() === 'from guest', 5000)).toBe(true);
+    expect(h.stack.stats().forwardsOpened).toBe(1);
+    client.end();
+    g.end();
+    expect(await sim.run(() => h.stack.size === 0 && g.finRcvd, 5000)).toBe(true);
+    client.destroy();
+  });
+
+  it('a guest that refuses the forwarded connection → host socket destroyed', async () => {
+    const { h, sim } = setup();
+    const g = sim.peer({ port: 8081 });
+    const srv = await listen();
+    const client = net.connect(srv.port, '127.0.0.1');
+    client.on('error', () => {});
+    await sim.run(() => srv.socks.length === 1, 2000);
+    // Not listening: answer the SYN with RST|ACK by hand.
+    h.stack.connectToGuest(h.port, new Uint8Array([2, 0, 0, 0, 0, 5]), GUEST_IP, 8081, HOST_ALIAS, 55556, srv.socks[0]);
+    sim.step();
+    expect(g.log.length).toBe(1);
+    const s = g.log[0];
+    expect(s.flags).toBe(SYN);
+    expect(s.mss).toBe(1460);
+    expect(s.wscale).toBeDefined();
+    sim.inject(buildFrame({ srcIp: GUEST_IP, dstIp: HOST_ALIAS, srcPort: 8081, dstPort: 55556, seq: 0, ack: (s.seq + 1) >>> 0, flags: RST | ACK, window: 0 }));
+    sim.step();
+    expect(h.stack.size).toBe(0);
+    expect(srv.socks[0].destroyed).toBe(true);
+    expect(h.stack.stats().forwardsRefused, JSON.stringify(h.stack.stats())).toBe(1);
+    client.destroy();
+  });
+
+  it('purge(port) resets the VM’s host sockets and frees its flow ids', async () => {
+    const srv = await listen();
+    const { h, sim } = setup();
+    await established(sim, srv.port, 40000);
+    await established(sim, srv.port, 40001);
+    await sim.run(() => srv.socks.length === 2, 2000);
+    h.stack.purge(h.port.id);
+    expect(h.stack.size).toBe(0);
+    expect(h.flowCount()).toBe(0);
+    expect(await sim.run(() => srv.closed[0] && srv.closed[1], 2000)).toBe(true);
+  });
+});
