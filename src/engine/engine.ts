@@ -52,11 +52,13 @@ export class VmPort implements TxSink {
   /** The TCP stack's handle on this port: its segments go through send() (and so through the capture tap). */
   readonly tcp: TcpPort;
 
-  constructor(readonly id: number, readonly link: VmLink, private readonly tap: { fn?: FrameTap }) {
+  constructor(readonly id: number, readonly link: VmLink, private readonly tap: { fn?: FrameTap; frames: number; bytes: number }) {
     this.tcp = { id, link: this };
   }
 
   send(buf: Uint8Array, off: number, len: number): void {
+    this.tap.frames++;
+    this.tap.bytes += len;
     this.tap.fn?.(buf, off, len);
     this.link.send(buf, off, len);
   }
@@ -113,8 +115,8 @@ export class Engine extends EventEmitter {
   private readonly udpChannels = new Map<string, (data: Buffer) => void>();
   private readonly flowTable: number;
   private readonly gatewayMacKey: number;
-  /** The capture tap, shared by every port (set while a pcap capture runs). */
-  private readonly tap: { fn?: FrameTap } = {};
+  /** Shared by every port: the capture tap (set while a pcap capture runs) and cumulative output counters. */
+  private readonly tap: { fn?: FrameTap; frames: number; bytes: number } = { frames: 0, bytes: 0 };
   private capture?: { writer: PcapWriter; stream: Writable };
   private rxScheduled = false;
   private txScheduled = false;
@@ -634,18 +636,11 @@ export class Engine extends EventEmitter {
 
   stats(): EngineStats {
     const c = this.counters;
-    let txFrames = 0;
-    let txBytes = 0;
-    for (const p of this.ports.values()) {
-      const s = p.link.stats();
-      txFrames += s.txFrames;
-      txBytes += s.txBytes;
-    }
     return {
       backend: this.kernels.backend,
       vms: this.ports.size,
       rx: { frames: c.rxFrames, bytes: c.rxBytes, batches: c.rxBatches },
-      tx: { frames: txFrames, bytes: txBytes },
+      tx: { frames: this.tap.frames, bytes: this.tap.bytes },
       drops: Object.fromEntries(this.drops),
       switch: { macs: this.macs.size, forwarded: c.forwarded, flooded: c.flooded, unknownUnicast: c.unknownUnicast, macsRefused: this.macs.refused },
       udp: { flows: this.udp.size, ...this.udp.counters },
