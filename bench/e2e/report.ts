@@ -1,0 +1,163 @@
+/**
+ * Result types of the e2e bench and their Markdown rendering. Re-render a stored result with
+ *   node --import tsx bench/e2e/report.ts bench/results/e2e/e2e.json
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { ProfileSummary } from './profile.js';
+
+export type PeerName = 'vnetkit-simd' | 'vnetkit-js' | 'slirp' | 'passt' | 'relay';
+
+export interface IperfRun {
+  peer: PeerName; mtu: number; streams: number; dir: 'up' | 'down'; run: number; status: string;
+  gbps?: number; retr?: number; bytes?: number; secs?: number;
+  engineCpuS?: number; relayCpuS?: number; cpuSPerGB?: number;
+  enginePct?: number; relayPct?: number; sysPct?: number;
+}
+
+export interface ConnRun {
+  peer: PeerName; mtu: number; kind: 'conn' | 'rr'; par: number; n: number; ok: number; fail: number;
+  rate?: number; p50us?: number; p99us?: number; enginePct: number; status: string;
+}
+
+export interface ProfileResult extends ProfileSummary {
+  mtu: number; dir: 'up'; streams: number; gbps: number; file: string;
+}
+
+export interface E2eResult {
+  meta: {
+    date: string; quick: boolean; commit: string; dirty: boolean; node: string; kernel: string; cpus: number; cpuModel: string;
+    iperf3: string; qemu?: string; passt?: string; seconds: number;
+    /** 1-minute load average at the start and the end: the machine may be shared. */
+    load: [number, number];
+    options: { peers: string[]; mtus: number[]; streams: number[]; dirs: string[]; runs: number; time: number; omit: number; conn: number; rr: number };
+  };
+  peers: PeerName[];
+  runs: IperfRun[];
+  conns: ConnRun[];
+  notes: string[];
+  profiles: ProfileResult[];
+}
+
+const LABEL: Record<PeerName, string> = {
+  'vnetkit-simd': 'vnetkit (wasm-simd)',
+  'vnetkit-js': 'vnetkit (js)',
+  slirp: 'libslirp (qemu 7.2)',
+  passt: 'passt',
+  relay: 'relay ceiling',
+};
+const SHORT: Record<PeerName, string> = { 'vnetkit-simd': 'simd', 'vnetkit-js': 'js', slirp: 'slirp', passt: 'passt', relay: 'relay' };
+
+export function median(xs: number[]): number | undefined {
+  if (xs.length === 0) return undefined;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+const fmt = (x: number | undefined, d = 2) => (x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(d));
+const arrow = (dir: string) => (dir === 'up' ? '↑ guest→host' : '↓ host→guest');
+
+interface Metric { label: string; better: 'higher' | 'lower'; digits: number; value(peer: PeerName): number | undefined }
+
+function metrics(r: E2eResult): Metric[] {
+  const ok = (p: PeerName, mtu: number, streams: number, dir: string) =>
+    r.runs.filter((x) => x.peer === p && x.mtu === mtu && x.streams === streams && x.dir === dir && x.status === 'ok');
+  const out: Metric[] = [];
+  const { mtus, streams, dirs } = r.meta.options;
+  for (const mtu of mtus) for (const p of streams) for (const dir of dirs) {
+    const tag = `${arrow(dir)}, MTU ${mtu}, ${p} stream${p > 1 ? 's' : ''}`;
+    out.push({ label: `${tag}: Gbit/s`, better: 'higher', digits: 2, value: (peer) => median(ok(peer, mtu, p, dir).map((x) => x.gbps!)) });
+    out.push({ label: `${tag}: engine CPU s/GB`, better: 'lower', digits: 2,
+      value: (peer) => median(ok(peer, mtu, p, dir).map((x) => x.cpuSPerGB).filter((x): x is number => x !== undefined)) });
+  }
+  const conn = (peer: PeerName, kind: string, par: number) => r.conns.find((c) => c.peer === peer && c.kind === kind && c.par === par && c.status === 'ok');
+  if (r.meta.options.conn > 0) {
+    out.push({ label: 'connect + 1 B each way + close, 1 at a time: conn/s', better: 'higher', digits: 0, value: (p) => conn(p, 'conn', 1)?.rate });
+    out.push({ label: 'the same, 8 in parallel: conn/s', better: 'higher', digits: 0, value: (p) => conn(p, 'conn', 8)?.rate });
+    out.push({ label: 'connect + request + close latency p50: µs', better: 'lower', digits: 0, value: (p) => conn(p, 'conn', 1)?.p50us });
+    out.push({ label: 'connect + request + close latency p99: µs', better: 'lower', digits: 0, value: (p) => conn(p, 'conn', 1)?.p99us });
+  }
+  if (r.meta.options.rr > 0) {
+    out.push({ label: 'request/response (1 B, open connection) p50: µs', better: 'lower', digits: 0, value: (p) => conn(p, 'rr', 1)?.p50us });
+    out.push({ label: 'request/response (1 B, open connection) p99: µs', better: 'lower', digits: 0, value: (p) => conn(p, 'rr', 1)?.p99us });
+  }
+  return out;
+}
+
+/** vnetkit's ratio to every other peer, and SIMD to JS. */
+function ratioPairs(peers: PeerName[]): [PeerName, PeerName][] {
+  const ours = peers.filter((p) => p.startsWith('vnetkit'));
+  const pairs: [PeerName, PeerName][] = [];
+  for (const v of ours) for (const p of peers) if (!p.startsWith('vnetkit')) pairs.push([v, p]);
+  if (ours.length === 2) pairs.push(['vnetkit-simd', 'vnetkit-js']);
+  return pairs;
+}
+
+export function renderMarkdown(r: E2eResult): string {
+  const L: string[] = [];
+  const m = r.meta;
+  L.push(`# vnetkit e2e bench${m.quick ? ' (quick)' : ''}`, '');
+  L.push(`${m.date}, commit ${m.commit.slice(0, 10) || '–'}${m.dirty ? ' + working-tree changes' : ''}, node ${m.node}, kernel ${m.kernel}, ` +
+    `${m.cpus} × ${m.cpuModel}; ${m.iperf3}${m.qemu ? `; ${m.qemu}` : ''}${m.passt ? `; passt ${m.passt}` : ''}. ` +
+    `iperf3 -t ${m.options.time} -O ${m.options.omit}, median of ${m.options.runs} run${m.options.runs > 1 ? 's' : ''}; took ${m.seconds} s; ` +
+    `load average ${m.load?.map((x) => x.toFixed(1)).join(' → ') ?? '?'} (other work on the machine skews every row alike only if it is steady).`, '');
+  L.push('Guest = a network namespace\'s own kernel behind a TAP, relayed frame by frame (qemu stream framing) to each engine\'s ' +
+    'unix socket; servers on the host\'s 127.0.0.1 through each engine\'s host-loopback address. ' +
+    '"relay ceiling" = a second namespace\'s kernel behind a second relay (no userspace TCP, two relays). ' +
+    'CPU s/GB = CPU seconds of the engine process per GB moved (warm-up included on both sides). ' +
+    'Ratios are vnetkit ÷ peer: above 1 is better for Gbit/s and conn/s, below 1 is better for µs and CPU s/GB.', '');
+  const pairs = ratioPairs(r.peers);
+  const cells = (xs: string[]) => xs.map((x) => ` ${x} |`).join('');
+  L.push(`| metric |${cells(r.peers.map((p) => LABEL[p]))}${cells(pairs.map(([a, b]) => `${SHORT[a]} ÷ ${SHORT[b]}`))}`);
+  L.push(`|---|${[...r.peers, ...pairs].map(() => '---:|').join('')}`);
+  for (const met of metrics(r)) {
+    const v = new Map(r.peers.map((p) => [p, met.value(p)]));
+    const ratios = pairs.map(([a, b]) => {
+      const x = v.get(a), y = v.get(b);
+      return x !== undefined && y !== undefined && y > 0 ? `${x / y >= 10 ? (x / y).toFixed(1) : (x / y).toFixed(2)}×` : '–';
+    });
+    L.push(`| ${met.label} |${cells(r.peers.map((p) => fmt(v.get(p), met.digits)))}${cells(ratios)}`);
+  }
+  if (r.peers.includes('slirp') && r.meta.options.mtus.some((x) => x !== 1500)) {
+    L.push('', 'qemu 7.2\'s `-netdev user` has no mtu=: libslirp keeps MSS 1460 at every TAP MTU, so its large-MTU rows measure that.');
+  }
+
+  L.push('', '## Every throughput configuration', '');
+  L.push('| peer | MTU | streams | direction | Gbit/s (median) | min..max | runs ok | retr | engine CPU % | CPU s/GB | relay CPU % | system busy % |');
+  L.push('|---|---:|---:|---|---:|---|---:|---:|---:|---:|---:|---:|');
+  const keys = [...new Set(r.runs.map((x) => `${x.peer}|${x.mtu}|${x.streams}|${x.dir}`))];
+  for (const k of keys) {
+    const [peer, mtu, streams, dir] = k.split('|');
+    const all = r.runs.filter((x) => `${x.peer}|${x.mtu}|${x.streams}|${x.dir}` === k);
+    const ok = all.filter((x) => x.status === 'ok');
+    const med = (f: (x: IperfRun) => number | undefined) => median(ok.map(f).filter((x): x is number => x !== undefined));
+    const g = ok.map((x) => x.gbps!);
+    const bad = all.filter((x) => x.status !== 'ok').map((x) => x.status);
+    L.push(`| ${LABEL[peer as PeerName]} | ${mtu} | ${streams} | ${arrow(dir)} | **${fmt(median(g))}** | ${g.length ? `${fmt(Math.min(...g))}..${fmt(Math.max(...g))}` : '–'} | ` +
+      `${ok.length}/${all.length}${bad.length ? ` (${[...new Set(bad)].join(', ')})` : ''} | ${fmt(med((x) => x.retr), 0)} | ${fmt(med((x) => x.enginePct), 0)} | ` +
+      `${fmt(med((x) => x.cpuSPerGB))} | ${fmt(med((x) => x.relayPct), 0)} | ${fmt(med((x) => x.sysPct), 0)} |`);
+  }
+  if (r.conns.length) {
+    L.push('', '## Connections and latency (first MTU)', '');
+    L.push('| peer | test | parallel | ok / n | conn/s | p50 µs | p99 µs | engine CPU % | status |');
+    L.push('|---|---|---:|---:|---:|---:|---:|---:|---|');
+    for (const c of r.conns) {
+      L.push(`| ${LABEL[c.peer]} | ${c.kind === 'conn' ? 'connect+1 B+close' : '1 B round trips'} | ${c.par} | ${c.ok}/${c.n} | ${c.kind === 'conn' ? fmt(c.rate, 0) : '–'} | ` +
+        `${fmt(c.p50us, 0)} | ${fmt(c.p99us, 0)} | ${fmt(c.enginePct, 0)} | ${c.status} |`);
+    }
+  }
+  if (r.notes.length) L.push('', '## Notes', '', ...r.notes.map((n) => `- ${n}`));
+  return L.join('\n') + '\n';
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const file = process.argv[2];
+  if (!file) {
+    console.error('usage: report.ts RESULT.json');
+    process.exit(2);
+  }
+  const r = JSON.parse(readFileSync(file, 'utf8')) as E2eResult;
+  const { renderProfileMarkdown } = await import('./profile.js');
+  process.stdout.write(renderMarkdown(r) + (r.profiles?.length ? '\n' + r.profiles.map(renderProfileMarkdown).join('\n') : ''));
+}

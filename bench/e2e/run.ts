@@ -1,0 +1,589 @@
+/**
+ * npm run bench:e2e: vnetkit against libslirp and passt on the same real Linux TCP stack.
+ * See HELP below; the design notes are in bench/e2e/README.md.
+ */
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, statSync, writeFileSync, chmodSync, rmSync, symlinkSync, copyFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { cpus, loadavg, release } from 'node:os';
+import { renderMarkdown, type E2eResult, type IperfRun, type ConnRun, type PeerName, type ProfileResult } from './report.js';
+import { summarizeProfile, renderProfileMarkdown } from './profile.js';
+
+const HELP = `npm run bench:e2e -- [options]
+
+End-to-end TCP bench: a network namespace's own Linux kernel is the guest. Its TAP NIC is
+relayed frame by frame (bench/e2e/relay.c, qemu stream framing) to each engine's unix socket,
+and iperf3 / a connect-rate probe run from the namespace to a server on the host's 127.0.0.1,
+reached through each engine's host-loopback address. The namespace has only its on-link
+subnet and no default route, so nothing can go anywhere else.
+
+NOT part of npm test or CI: it needs root, Debian's iproute2, iperf3, qemu-system-x86, passt
+and gcc (missing ones are installed with apt-get when run as root), and takes minutes:
+about 15-25 min by default, under 5 with --quick.
+
+Peers (--peers a,b,c or VNETKIT_E2E_PEERS):
+  vnetkit-simd  vnetkit, WASM-SIMD kernels (bench/e2e/vnetkit-engine.ts)   guest 192.168.65.3 -> 192.168.65.2
+  vnetkit-js    vnetkit, pure-JS kernels                                      guest 192.168.65.3 -> 192.168.65.2
+  slirp         libslirp in a guest-less qemu (-netdev user + stream server)  guest 10.0.2.15 -> 10.0.2.2
+  passt         passt -s SOCK (gateway address = host loopback)               guest 10.0.2.15 -> 10.0.2.2
+  relay         the relay's ceiling: a second namespace's kernel behind a second relay
+                (no userspace TCP; its server listens on that namespace's 10.0.2.2)
+
+Options:
+  --quick             MTU 1500 only, 1 run, 3 s runs, fewer transactions (iteration mode)
+  --peers LIST        default: all five
+  --mtus LIST         default 1500,65520 (TAP MTU and engine MTU both set)
+  --streams LIST      default 1,4
+  --dirs LIST         up (namespace -> host), down (host -> namespace, iperf3 -R); default both
+  --runs N            default 3 (median reported)
+  --time S --omit S   iperf3 -t / -O (default 5 / 2)
+  --conn N            connect+request+close transactions per test (default 2000; 0 skips)
+  --rr N              1-byte round trips on one connection (default 5000; 0 skips)
+  --profile           also record a CPU profile of vnetkit-simd, guest -> host, 1 stream, at
+                      every MTU (separate runs: the profiler slows the engine)
+  --profile-only      only the profile runs
+  --worktree          run the engine from the working tree (default: a snapshot of git HEAD
+                      built with the release WASM build, so concurrent edits cannot leak in)
+  --out DIR           default bench/results/e2e (e2e.json + e2e.md; e2e-quick.* with --quick)
+  --help
+Logs and sockets: /tmp/vnetkit-e2e (VNETKIT_E2E_RUN). One bench at a time: fixed names
+(netns vnke2e0/vnke2e1) and ports (127.0.0.1:5201 iperf3, :5202 probe).`;
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const REPO = resolve(HERE, '../..');
+const RUN = process.env.VNETKIT_E2E_RUN ?? '/tmp/vnetkit-e2e';
+const NS = 'vnke2e0';
+const NS2 = 'vnke2e1';
+const TAP = 'tap0';
+const GUEST_MAC = '52:54:00:12:34:56';
+const PEER_MAC = '52:54:00:12:34:99';
+const IPERF_PORT = 5201;
+const PROBE_PORT = 5202;
+const SOCK = join(RUN, 'engine.sock');
+const ALL_PEERS: PeerName[] = ['vnetkit-simd', 'vnetkit-js', 'slirp', 'passt', 'relay'];
+
+// ---- options ----------------------------------------------------------------------------------
+
+interface Opts {
+  quick: boolean; peers: PeerName[]; mtus: number[]; streams: number[]; dirs: ('up' | 'down')[];
+  runs: number; time: number; omit: number; conn: number; rr: number;
+  profile: boolean; profileOnly: boolean; worktree: boolean; out: string;
+}
+
+function parseOpts(argv: string[]): Opts {
+  const quick = argv.includes('--quick');
+  const o: Opts = {
+    quick,
+    peers: (process.env.VNETKIT_E2E_PEERS?.split(',') ?? ALL_PEERS) as PeerName[],
+    mtus: quick ? [1500] : [1500, 65520],
+    streams: [1, 4],
+    dirs: ['up', 'down'],
+    runs: quick ? 1 : 3,
+    time: quick ? 3 : 5,
+    omit: quick ? 1 : 2,
+    conn: quick ? 500 : 2000,
+    rr: quick ? 1000 : 5000,
+    profile: false,
+    profileOnly: false,
+    worktree: false,
+    out: join(REPO, 'bench/results/e2e'),
+  };
+  const list = (s: string) => s.split(/[,\s]+/).filter(Boolean);
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const v = () => {
+      const x = argv[++i];
+      if (x === undefined) die(`${a} needs a value`);
+      return x;
+    };
+    switch (a) {
+      case '--quick': break;
+      case '--peers': o.peers = list(v()) as PeerName[]; break;
+      case '--mtus': o.mtus = list(v()).map(Number); break;
+      case '--streams': o.streams = list(v()).map(Number); break;
+      case '--dirs': o.dirs = list(v()) as ('up' | 'down')[]; break;
+      case '--runs': o.runs = Number(v()); break;
+      case '--time': o.time = Number(v()); break;
+      case '--omit': o.omit = Number(v()); break;
+      case '--conn': o.conn = Number(v()); break;
+      case '--rr': o.rr = Number(v()); break;
+      case '--profile': o.profile = true; break;
+      case '--profile-only': o.profile = true; o.profileOnly = true; break;
+      case '--worktree': o.worktree = true; break;
+      case '--out': o.out = resolve(v()); break;
+      case '-h': case '--help': console.log(HELP); process.exit(0);
+      default: die(`unknown option ${a} (--help)`);
+    }
+  }
+  for (const p of o.peers) if (!ALL_PEERS.includes(p)) die(`unknown peer ${p}; peers: ${ALL_PEERS.join(', ')}`);
+  for (const m of o.mtus) if (!Number.isInteger(m) || m < 576 || m > 65520) die(`bad MTU ${m} (576..65520)`);
+  for (const d of o.dirs) if (d !== 'up' && d !== 'down') die(`bad direction ${d}`);
+  if (!(o.runs >= 1) || !(o.time >= 1) || !(o.omit >= 0)) die('bad --runs/--time/--omit');
+  return o;
+}
+
+function log(msg: string): void {
+  process.stderr.write(`e2e: ${msg}\n`);
+}
+class Fatal extends Error {}
+/** Throws: main() stops every process this run started and removes the namespaces first. */
+function die(msg: string): never {
+  throw new Fatal(msg);
+}
+
+// ---- processes --------------------------------------------------------------------------------
+
+interface Bg { name: string; proc: ChildProcess; exited: Promise<void>; done: boolean; logFile: string }
+const live = new Set<Bg>();
+
+function startBg(name: string, cmd: string, args: string[], logFile: string, cwd?: string): Bg {
+  const fd = openSync(logFile, 'a');
+  const proc = spawn(cmd, args, { stdio: ['ignore', fd, fd], cwd });
+  closeSync(fd);
+  const bg: Bg = { name, proc, done: false, logFile, exited: Promise.resolve() };
+  bg.exited = new Promise((res) => proc.on('exit', () => { bg.done = true; live.delete(bg); res(); }));
+  proc.on('error', (e) => log(`${name}: ${e.message}`));
+  live.add(bg);
+  return bg;
+}
+
+/** SIGTERM this one process, SIGKILL after 5 s. Never by name: other benches may share the box. */
+async function stopBg(bg: Bg | undefined): Promise<void> {
+  if (bg === undefined || bg.done) return;
+  bg.proc.kill('SIGTERM');
+  const t = setTimeout(() => { if (!bg.done) bg.proc.kill('SIGKILL'); }, 5000);
+  await bg.exited;
+  clearTimeout(t);
+}
+
+interface CmdResult { code: number; stdout: string; stderr: string }
+function run(cmd: string, args: string[], timeoutMs = 60_000, cwd?: string): Promise<CmdResult> {
+  return new Promise((res) => {
+    execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 64 << 20, cwd, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
+      const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1;
+      res({ code, stdout: String(stdout), stderr: String(stderr) });
+    });
+  });
+}
+async function must(cmd: string, args: string[], timeoutMs?: number, cwd?: string): Promise<string> {
+  const r = await run(cmd, args, timeoutMs, cwd);
+  if (r.code !== 0) die(`${cmd} ${args.join(' ')} failed (${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
+  return r.stdout;
+}
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const inNs = (ns: string | null, cmd: string, args: string[]): [string, string[]] =>
+  ns === null ? [cmd, args] : ['ip', ['netns', 'exec', ns, cmd, ...args]];
+
+// ---- CPU accounting from /proc ------------------------------------------------------------------
+
+let HZ = 100;
+/** utime+stime in clock ticks of a process and every descendant alive now. */
+function treeTicks(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  const parent = new Map<number, number>();
+  const ticks = new Map<number, number>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    let s: string;
+    try { s = readFileSync(`/proc/${d}/stat`, 'utf8'); } catch { continue; }
+    // comm may hold spaces and parentheses: fields start after the last ')'
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    parent.set(+d, +f[1]);
+    ticks.set(+d, +f[11] + +f[12]);
+  }
+  const keep = new Set([pid]);
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const [p, pp] of parent) if (!keep.has(p) && keep.has(pp)) { keep.add(p); grew = true; }
+  }
+  let t = 0;
+  for (const p of keep) t += ticks.get(p) ?? 0;
+  return t;
+}
+function sysBusy(): number {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  return f.reduce((a, b) => a + b, 0) - f[3] - f[4];
+}
+
+// ---- environment ------------------------------------------------------------------------------
+
+const TOOLS: [string, string][] = [['ip', 'iproute2'], ['ss', 'iproute2'], ['iperf3', 'iperf3'], ['qemu-system-x86_64', 'qemu-system-x86'], ['passt', 'passt'], ['gcc', 'gcc']];
+async function have(cmd: string): Promise<boolean> {
+  return (await run('sh', ['-c', `command -v ${cmd}`])).code === 0;
+}
+async function ensureTools(peers: PeerName[]): Promise<void> {
+  const need = TOOLS.filter(([c]) => (c !== 'qemu-system-x86_64' || peers.includes('slirp')) && (c !== 'passt' || peers.includes('passt')));
+  const missing: string[] = [];
+  for (const [c, pkg] of need) if (!(await have(c))) missing.push(pkg);
+  if (missing.length === 0) return;
+  const pkgs = [...new Set(missing)];
+  log(`installing ${pkgs.join(' ')} with apt-get`);
+  await must('apt-get', ['update', '-qq'], 300_000);
+  const r = await run('sh', ['-c', `DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${pkgs.join(' ')}`], 600_000);
+  if (r.code !== 0) die(`apt-get install failed: ${r.stderr.slice(-400)}`);
+}
+
+async function buildRelay(): Promise<string> {
+  const src = join(HERE, 'relay.c');
+  const bin = join(RUN, 'bin/relay');
+  mkdirSync(dirname(bin), { recursive: true });
+  if (!existsSync(bin) || statSync(src).mtimeMs > statSync(bin).mtimeMs) {
+    await must('gcc', ['-O2', '-Wall', '-o', bin, src]);
+    log(`built ${bin}`);
+  }
+  return bin;
+}
+
+/**
+ * The engine runs from its own tree with the release WASM build: the shared checkout holds
+ * the bounds-checked test build most of the time, and other engineers edit it while a
+ * 20-minute run is going.
+ */
+async function prepareTree(worktree: boolean): Promise<{ dir: string; commit: string; dirty: boolean }> {
+  const commit = (await must('git', ['-C', REPO, 'rev-parse', 'HEAD'])).trim();
+  const dirty = (await must('git', ['-C', REPO, 'status', '--porcelain', '--', 'src', 'assembly'])).trim() !== '';
+  const dir = join(RUN, 'tree');
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const parts = ['src', 'assembly', 'scripts', 'asconfig.json', 'package.json'];
+  if (worktree) {
+    await must('cp', ['-r', ...parts.map((p) => join(REPO, p)), dir]);
+  } else {
+    await must('sh', ['-c', `git -C '${REPO}' archive HEAD ${parts.join(' ')} | tar -x -C '${dir}'`]);
+  }
+  mkdirSync(join(dir, 'bench/e2e'), { recursive: true });
+  copyFileSync(join(HERE, 'vnetkit-engine.ts'), join(dir, 'bench/e2e/vnetkit-engine.ts'));
+  symlinkSync(join(REPO, 'node_modules'), join(dir, 'node_modules'));
+  const out = await must('node', ['scripts/build-wasm.mjs'], 300_000, dir);
+  log(`engine tree ${worktree ? 'working tree' : `HEAD ${commit.slice(0, 10)}`}: ${out.trim().split('\n').pop()}`);
+  return { dir, commit, dirty: worktree && dirty };
+}
+
+async function version(cmd: string, args: string[]): Promise<string> {
+  const r = await run(cmd, args, 10_000);
+  return (r.stdout + r.stderr).split('\n').find((l) => l.trim() !== '')?.trim() ?? '?';
+}
+
+// ---- namespaces -------------------------------------------------------------------------------
+
+async function nsExists(ns: string): Promise<boolean> {
+  return (await run('ip', ['netns', 'list'])).stdout.split('\n').some((l) => l.split(' ')[0] === ns);
+}
+async function nsDown(): Promise<void> {
+  for (const ns of [NS, NS2]) {
+    if (!(await nsExists(ns))) continue;
+    const pids = (await run('ip', ['netns', 'pids', ns])).stdout.trim();
+    if (pids) log(`warning: processes still in ${ns}: ${pids.replace(/\n/g, ' ')}`);
+    await run('ip', ['netns', 'del', ns]);
+  }
+}
+async function mkNs(ns: string): Promise<void> {
+  await must('ip', ['netns', 'add', ns]);
+  // no IPv6: nothing may configure an address or a default route through the engine
+  await must('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
+  await must('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+}
+async function mkTap(ns: string, tap: string, mac: string, cidr: string, mtu: number): Promise<void> {
+  await must('ip', ['-n', ns, 'tuntap', 'add', 'dev', tap, 'mode', 'tap']);
+  await must('ip', ['-n', ns, 'link', 'set', tap, 'address', mac, 'mtu', String(mtu)]);
+  await must('ip', ['-n', ns, 'addr', 'add', cidr, 'dev', tap]);
+  await must('ip', ['-n', ns, 'link', 'set', tap, 'up']);
+}
+/** Fresh namespace(s) for every MTU: a persistent TAP keeps flags a previous user set. */
+async function nsUp(guestCidr: string, mtu: number, loopPeerCidr?: string): Promise<void> {
+  await nsDown();
+  await mkNs(NS);
+  await mkTap(NS, TAP, GUEST_MAC, guestCidr, mtu);
+  if (loopPeerCidr !== undefined) {
+    await mkNs(NS2);
+    await mkTap(NS2, 'tap1', PEER_MAC, loopPeerCidr, mtu);
+  }
+}
+
+async function listening(ns: string | null, port: number): Promise<boolean> {
+  const [c, a] = inNs(ns, 'ss', ['-Hltn', `sport = :${port}`]);
+  return (await run(c, a)).stdout.trim() !== '';
+}
+async function waitListening(ns: string | null, port: number, ms: number): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end; await sleep(50)) if (await listening(ns, port)) return true;
+  return false;
+}
+async function waitFile(path: string, ms: number, bg?: Bg): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end; await sleep(50)) {
+    if (existsSync(path)) return true;
+    if (bg?.done) return false;
+  }
+  return false;
+}
+
+// ---- peers ------------------------------------------------------------------------------------
+
+interface PeerSpec {
+  guest: string; target: string; serverNs: string | null; bind: string; loop: boolean; mtuHonoured: boolean;
+  engine(mtu: number, log: string, prof?: string): Bg;
+}
+
+function peerSpec(name: PeerName, relayBin: string, tree: string): PeerSpec {
+  const slirpNet = { guest: '10.0.2.15/24', target: '10.0.2.2', serverNs: null, bind: '127.0.0.1', loop: false };
+  switch (name) {
+    case 'vnetkit-simd':
+    case 'vnetkit-js': {
+      const backend = name === 'vnetkit-simd' ? 'wasm-simd' : 'js';
+      return {
+        // static guest address, no default route: the guest ARPs for .2 directly, which vnetkit
+        // answers (gateway MAC) and NATs to the host's 127.0.0.1
+        guest: '192.168.65.3/24', target: '192.168.65.2', serverNs: null, bind: '127.0.0.1', loop: false, mtuHonoured: true,
+        engine: (mtu, lf, prof) => startBg(name, 'node', ['--import', 'tsx', 'bench/e2e/vnetkit-engine.ts', '--sock', SOCK,
+          '--mtu', String(mtu), '--backend', backend, '--subnet', '192.168.65.0/24', ...(prof ? ['--cpu-prof', prof] : [])], lf, tree),
+      };
+    }
+    case 'slirp':
+      return {
+        ...slirpNet, mtuHonoured: false,
+        // -M none: no guest at all, only the netdevs. qemu 7.2's -netdev user has no mtu=, so
+        // slirp stays at MSS 1460 whatever the TAP MTU: its 65520 row measures that.
+        engine: (_mtu, lf) => startBg(name, 'qemu-system-x86_64', ['-M', 'none', '-accel', 'tcg', '-display', 'none', '-nodefaults', '-no-user-config',
+          '-netdev', 'user,id=u0,net=10.0.2.0/24,host=10.0.2.2',
+          '-netdev', `stream,id=s0,server=on,addr.type=unix,addr.path=${SOCK}`,
+          '-netdev', 'hubport,id=h0,hubid=0,netdev=u0', '-netdev', 'hubport,id=h1,hubid=0,netdev=s0'], lf),
+      };
+    case 'passt':
+      return {
+        ...slirpNet, mtuHonoured: true,
+        // passt drops root for nobody before bind(): RUN is 1777. -l: without syslog every line
+        // would be an error. -t/-u none: no inbound forwards. Its gateway maps to the host's loopback.
+        engine: (mtu, lf) => startBg(name, 'passt', ['-f', '-q', '-4', '-l', join(RUN, 'passt.log'), '-s', SOCK,
+          '-a', '10.0.2.15', '-n', '24', '-g', '10.0.2.2', '-m', String(mtu), '-t', 'none', '-u', 'none',
+          '--no-dhcp-dns', '--no-dhcp-search'], lf),
+      };
+    case 'relay':
+      return {
+        guest: '10.0.2.15/24', target: '10.0.2.2', serverNs: NS2, bind: '10.0.2.2', loop: true, mtuHonoured: true,
+        engine: (_mtu, lf) => startBg(name, relayBin, ['--netns', NS2, '--tap', 'tap1', '--listen', SOCK], lf),
+      };
+  }
+}
+
+// ---- measurements -----------------------------------------------------------------------------
+
+interface Session { name: PeerName; spec: PeerSpec; mtu: number; engine: Bg; relay: Bg; probe: Bg }
+
+async function startSession(name: PeerName, spec: PeerSpec, mtu: number, relayBin: string, logDir: string, prof?: string): Promise<Session | string> {
+  await nsUp(spec.guest, mtu, spec.loop ? `${spec.target}/24` : undefined);
+  for (const [ns, port] of [[spec.serverNs, IPERF_PORT], [spec.serverNs, PROBE_PORT]] as const) {
+    if (await listening(ns, port)) die(`TCP port ${port} is already taken${ns ? ` in ${ns}` : ''}: a stale server would answer instead`);
+  }
+  const [pc, pa] = inNs(spec.serverNs, 'node', [join(HERE, 'probe.mjs'), 'server', '--bind', spec.bind, '--port', String(PROBE_PORT)]);
+  const probe = startBg('probe-server', pc, pa, join(logDir, `probe-server-${name}-${mtu}.log`));
+  rmSync(SOCK, { force: true });
+  const engine = spec.engine(mtu, join(logDir, `engine-${name}-${mtu}.log`), prof);
+  if (!(await waitListening(spec.serverNs, PROBE_PORT, 5000))) return 'probe server did not start';
+  if (!(await waitFile(SOCK, 20_000, engine))) return `engine did not create ${SOCK} (see ${engine.logFile})`;
+  const relay = startBg('relay', relayBin, ['--netns', NS, '--tap', TAP, '--connect', SOCK, '--wait', '10'], join(logDir, `relay-${name}-${mtu}.log`));
+  const s: Session = { name, spec, mtu, engine, relay, probe };
+  // ready = one full TCP transaction passes end to end
+  for (const end = Date.now() + 15_000; Date.now() < end; await sleep(300)) {
+    const [c, a] = inNs(NS, 'node', [join(HERE, 'probe.mjs'), 'conn', '--host', spec.target, '--port', String(PROBE_PORT), '--n', '1', '--timeout', '1']);
+    if ((await run(c, a, 5000)).code === 0) return s;
+    if (engine.done || relay.done) break;
+  }
+  await stopSession(s);
+  return `no TCP transaction through ${name} within 15 s${engine.done ? ' (engine exited)' : ''} (see ${engine.logFile})`;
+}
+
+async function stopSession(s: Session): Promise<void> {
+  await stopBg(s.relay);
+  await stopBg(s.engine);
+  await stopBg(s.probe);
+}
+
+async function iperfRun(s: Session, o: Opts, streams: number, dir: 'up' | 'down', runNo: number, logDir: string): Promise<IperfRun> {
+  const base = { peer: s.name, mtu: s.mtu, streams, dir, run: runNo };
+  const [sc, sa] = inNs(s.spec.serverNs, 'iperf3', ['-s', '-1', '-B', s.spec.bind, '-p', String(IPERF_PORT)]);
+  const srv = startBg('iperf3-server', sc, sa, join(logDir, 'iperf3-server.log'));
+  try {
+    if (!(await waitListening(s.spec.serverNs, IPERF_PORT, 5000))) return { ...base, status: 'server-did-not-start' };
+    const e0 = treeTicks(s.engine.proc.pid), r0 = treeTicks(s.relay.proc.pid), b0 = sysBusy(), t0 = performance.now();
+    const [c, a] = inNs(NS, 'iperf3', ['-c', s.spec.target, '-p', String(IPERF_PORT), '-t', String(o.time), '-O', String(o.omit),
+      '-P', String(streams), ...(dir === 'down' ? ['-R'] : []), '-J']);
+    const r = await run(c, a, (o.time + o.omit + 25) * 1000);
+    const e1 = treeTicks(s.engine.proc.pid), r1 = treeTicks(s.relay.proc.pid), b1 = sysBusy(), secs = (performance.now() - t0) / 1000;
+    let j: any;
+    try { j = JSON.parse(r.stdout); } catch { j = { error: `no JSON (exit ${r.code}): ${r.stderr.trim().slice(0, 200)}` }; }
+    const sum = j?.end?.sum_received;
+    let status = j?.error ? `error: ${String(j.error).slice(0, 120)}` : sum === undefined ? 'no-result' : sum.bits_per_second > 0 ? 'ok' : 'zero';
+    if (s.engine.done) status = 'engine-died';
+    if (s.relay.done) status = 'relay-died';
+    if (status !== 'ok') writeFileSync(join(logDir, `fail-${s.name}-${s.mtu}-${streams}-${dir}-${runNo}.json`), r.stdout || r.stderr);
+    // CPU is sampled around the whole client run, warm-up included, so the bytes must be too:
+    // every interval (omitted ones as well) counts.
+    let bytes = 0;
+    for (const iv of j?.intervals ?? []) bytes += iv?.sum?.bytes ?? 0;
+    if (bytes === 0) bytes = sum?.bytes ?? 0;
+    const engineCpuS = (e1 - e0) / HZ;
+    return {
+      ...base, status,
+      gbps: sum ? sum.bits_per_second / 1e9 : 0,
+      retr: j?.end?.sum_sent?.retransmits ?? 0,
+      bytes, secs,
+      engineCpuS,
+      relayCpuS: (r1 - r0) / HZ,
+      cpuSPerGB: bytes > 0 ? engineCpuS / (bytes / 1e9) : undefined,
+      enginePct: (100 * engineCpuS) / secs,
+      relayPct: (100 * (r1 - r0)) / HZ / secs,
+      sysPct: (100 * (b1 - b0)) / HZ / secs,
+    };
+  } finally {
+    await stopBg(srv);
+  }
+}
+
+async function connRun(s: Session, kind: 'conn' | 'rr', n: number, par: number): Promise<ConnRun> {
+  const args = [join(HERE, 'probe.mjs'), kind, '--host', s.spec.target, '--port', String(PROBE_PORT), '--n', String(n), '--timeout', '5',
+    ...(kind === 'conn' ? ['--par', String(par), '--duration', '30'] : [])];
+  const e0 = treeTicks(s.engine.proc.pid), t0 = performance.now();
+  const [c, a] = inNs(NS, 'node', args);
+  const r = await run(c, a, 90_000);
+  const secs = (performance.now() - t0) / 1000;
+  const enginePct = (100 * (treeTicks(s.engine.proc.pid) - e0)) / HZ / secs;
+  let j: any = {};
+  try { j = JSON.parse(r.stdout.trim().split('\n').pop() ?? ''); } catch { j = { err: `bad probe output: ${r.stderr.trim().slice(0, 200)}` }; }
+  return {
+    peer: s.name, mtu: s.mtu, kind, par, n: j.n ?? n, ok: j.ok ?? 0, fail: j.fail ?? n, rate: j.rate,
+    p50us: j.p50_us, p99us: j.p99_us, enginePct, status: r.code === 0 ? 'ok' : `fail: ${j.err ?? 'exit ' + r.code}`,
+  };
+}
+
+// ---- main -------------------------------------------------------------------------------------
+
+async function cleanupAll(): Promise<void> {
+  await Promise.all([...live].map((b) => stopBg(b)));
+  await nsDown();
+}
+
+async function main(): Promise<void> {
+  const o = parseOpts(process.argv.slice(2));
+  if (process.getuid?.() !== 0) {
+    process.stderr.write('e2e: needs root (network namespaces, TAP devices, apt-get for missing tools). Run it as root; see --help.\n');
+    process.exit(2);
+  }
+  mkdirSync(RUN, { recursive: true });
+  chmodSync(RUN, 0o1777);
+  const logDir = join(RUN, `logs-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+  mkdirSync(logDir, { recursive: true });
+  mkdirSync(o.out, { recursive: true });
+  let interrupted = false;
+  const onSig = () => {
+    if (interrupted) return;
+    interrupted = true;
+    log('interrupted: stopping what this run started');
+    void cleanupAll().then(() => process.exit(130));
+  };
+  process.on('SIGINT', onSig);
+  process.on('SIGTERM', onSig);
+
+  const t0 = Date.now();
+  await ensureTools(o.peers);
+  HZ = Number((await must('getconf', ['CLK_TCK'])).trim()) || 100;
+  const relayBin = await buildRelay();
+  const tree = o.peers.some((p) => p.startsWith('vnetkit')) || o.profile ? await prepareTree(o.worktree) : { dir: REPO, commit: '', dirty: false };
+  for (const port of [IPERF_PORT, PROBE_PORT]) if (await listening(null, port)) die(`127.0.0.1:${port} is already in use`);
+
+  const result: E2eResult = {
+    meta: {
+      date: new Date().toISOString(), quick: o.quick, commit: tree.commit, dirty: tree.dirty, node: process.version,
+      kernel: release(), cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '?',
+      iperf3: await version('iperf3', ['--version']),
+      qemu: o.peers.includes('slirp') ? await version('qemu-system-x86_64', ['--version']) : undefined,
+      passt: o.peers.includes('passt') ? (await run('sh', ['-c', "dpkg-query -W -f='${Version}' passt"])).stdout : undefined,
+      options: { peers: o.peers, mtus: o.mtus, streams: o.streams, dirs: o.dirs, runs: o.runs, time: o.time, omit: o.omit, conn: o.conn, rr: o.rr },
+      seconds: 0,
+      load: [loadavg()[0], 0],
+    },
+    peers: o.peers, runs: [], conns: [], notes: [], profiles: [],
+  };
+  log(`peers ${o.peers.join(',')} mtus ${o.mtus.join(',')} runs ${o.runs}; logs in ${logDir}`);
+
+  try {
+    if (!o.profileOnly) {
+      for (const name of o.peers) {
+        const spec = peerSpec(name, relayBin, tree.dir);
+        let first = true;
+        for (const mtu of o.mtus) {
+          const s = await startSession(name, spec, mtu, relayBin, logDir);
+          if (typeof s === 'string') {
+            log(`${name} mtu ${mtu}: ${s}`);
+            result.notes.push(`${name} at MTU ${mtu}: ${s}`);
+            for (const streams of o.streams) for (const dir of o.dirs) result.runs.push({ peer: name, mtu, streams, dir, run: 0, status: 'not-ready' });
+            first = false;
+            continue;
+          }
+          for (const streams of o.streams) for (const dir of o.dirs) for (let r = 1; r <= o.runs; r++) {
+            if (s.engine.done || s.relay.done) {
+              result.runs.push({ peer: name, mtu, streams, dir, run: r, status: 'skipped-peer-dead' });
+              continue;
+            }
+            const x = await iperfRun(s, o, streams, dir, r, logDir);
+            result.runs.push(x);
+            log(`${name} mtu=${mtu} P=${streams} ${dir} #${r}: ${x.gbps?.toFixed(2) ?? '-'} Gbit/s, engine ${x.enginePct?.toFixed(0) ?? '-'}% ` +
+              `(${x.cpuSPerGB?.toFixed(2) ?? '-'} CPU s/GB), relay ${x.relayPct?.toFixed(0) ?? '-'}%, retr ${x.retr ?? '-'} ${x.status}`);
+          }
+          // connection tests once per peer, at the first MTU (the handshake does not depend on it)
+          if (first && !s.engine.done && !s.relay.done) {
+            if (o.conn > 0) for (const par of [1, 8]) {
+              const c = await connRun(s, 'conn', o.conn, par);
+              result.conns.push(c);
+              log(`${name} conn par=${par}: ${c.rate ?? '-'} conn/s p50 ${c.p50us ?? '-'} µs p99 ${c.p99us ?? '-'} µs ${c.status}`);
+            }
+            if (o.rr > 0) {
+              const c = await connRun(s, 'rr', o.rr, 1);
+              result.conns.push(c);
+              log(`${name} rr: p50 ${c.p50us ?? '-'} µs p99 ${c.p99us ?? '-'} µs ${c.status}`);
+            }
+          }
+          first = false;
+          await stopSession(s);
+          const tail = readFileSync(s.relay.logFile, 'utf8').trim().split('\n').pop();
+          if (tail) log(`  ${tail}`);
+        }
+      }
+    }
+    if (o.profile) {
+      const spec = peerSpec('vnetkit-simd', relayBin, tree.dir);
+      for (const mtu of o.mtus) {
+        const prof = join(logDir, `vnetkit-simd-up-${mtu}.cpuprofile`);
+        const s = await startSession('vnetkit-simd', spec, mtu, relayBin, logDir, prof);
+        if (typeof s === 'string') {
+          result.notes.push(`profile at MTU ${mtu}: ${s}`);
+          continue;
+        }
+        const x = await iperfRun(s, o, 1, 'up', 1, logDir);
+        await stopSession(s);
+        if (!existsSync(prof)) {
+          result.notes.push(`profile at MTU ${mtu}: the engine wrote no profile`);
+          continue;
+        }
+        const p: ProfileResult = { mtu, dir: 'up', streams: 1, gbps: x.gbps ?? 0, file: prof, ...summarizeProfile(JSON.parse(readFileSync(prof, 'utf8')), 30, tree.dir) };
+        result.profiles.push(p);
+        log(`profile mtu ${mtu}: ${p.gbps.toFixed(2)} Gbit/s under the profiler, ${p.totalMs.toFixed(0)} ms sampled`);
+      }
+    }
+  } finally {
+    await cleanupAll();
+  }
+  result.meta.seconds = Math.round((Date.now() - t0) / 1000);
+  result.meta.load[1] = loadavg()[0];
+  const stem = o.profileOnly ? 'e2e-profile' : o.quick ? 'e2e-quick' : 'e2e';
+  writeFileSync(join(o.out, `${stem}.json`), JSON.stringify(result, null, 1) + '\n');
+  const md = renderMarkdown(result) + (result.profiles.length ? '\n' + result.profiles.map(renderProfileMarkdown).join('\n') : '');
+  writeFileSync(join(o.out, `${stem}.md`), md);
+  console.log(md);
+  log(`done in ${result.meta.seconds} s: ${join(o.out, stem)}.{json,md}`);
+}
+
+main().catch(async (e) => {
+  process.stderr.write(e instanceof Fatal ? `e2e: ERROR: ${e.message}\n` : `e2e: ${(e as Error).stack ?? e}\n`);
+  await cleanupAll();
+  process.exit(1);
+});

@@ -1,0 +1,79 @@
+/**
+ * Launch one vnetkit engine for the e2e bench:
+ *
+ *   node --import tsx bench/e2e/vnetkit-engine.ts --sock PATH [--mtu 1500] [--backend wasm-simd|wasm|js]
+ *        [--subnet 192.168.65.0/24] [--cpu-prof FILE] [--log-level warn]
+ *
+ * Listens on unix://PATH with qemu framing, prints "ready" on stdout once the socket exists,
+ * and on SIGTERM/SIGINT closes the engine, prints its stats to stderr as one JSON line and
+ * exits 0. --cpu-prof records a V8 CPU profile over the engine's whole life (written on exit)
+ * through the inspector, so the profile covers exactly what the bench measured.
+ */
+import { Session } from 'node:inspector/promises';
+import { writeFileSync } from 'node:fs';
+import { createEngine, createLogger, type BackendName, type LogLevel } from '../../src/index.js';
+
+function usage(msg: string): never {
+  process.stderr.write(`vnetkit-engine: ${msg}\nusage: vnetkit-engine.ts --sock PATH [--mtu N] [--backend wasm-simd|wasm|js] [--subnet CIDR] [--cpu-prof FILE] [--log-level LEVEL]\n`);
+  process.exit(2);
+}
+
+const args = new Map<string, string>();
+for (let i = 2; i < process.argv.length; i += 2) {
+  const k = process.argv[i];
+  const v = process.argv[i + 1];
+  if (!k.startsWith('--') || v === undefined) usage(`bad argument ${k}`);
+  args.set(k.slice(2), v);
+}
+const sock = args.get('sock') ?? usage('--sock is required');
+const mtu = Number(args.get('mtu') ?? '1500');
+const backend = (args.get('backend') ?? 'wasm-simd') as BackendName;
+if (!['wasm-simd', 'wasm', 'js'].includes(backend)) usage(`unknown backend ${backend}`);
+const subnet = args.get('subnet') ?? '192.168.65.0/24';
+const profFile = args.get('cpu-prof');
+const level = (args.get('log-level') ?? 'warn') as LogLevel;
+
+let session: Session | undefined;
+if (profFile !== undefined) {
+  session = new Session();
+  session.connect();
+  // 100 µs sampling: fine enough to split the per-frame work from the per-turn work without
+  // the profiler itself eating a visible share of one core.
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 100 });
+  await session.post('Profiler.start');
+}
+
+const engine = createEngine({
+  subnet,
+  mtu,
+  backend,
+  // The bench guest uses a static address and never asks for DNS; keep the engine from
+  // reading the host's resolver or hosts file so its start-up is the same on every machine.
+  dns: { upstreams: [], hostsFile: null },
+  log: createLogger({ level }),
+});
+const listener = await engine.listen(`unix://${sock}`, { framing: 'qemu' });
+process.stdout.write(`ready backend=${engine.kernels.backend} mtu=${mtu} sock=${sock}\n`);
+
+let stopping = false;
+async function stop(sig: string): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  const stats = engine.stats();
+  try {
+    await listener.close();
+    await engine.close();
+  } catch (e) {
+    process.stderr.write(`vnetkit-engine: close failed: ${(e as Error).message}\n`);
+  }
+  if (session !== undefined && profFile !== undefined) {
+    const { profile } = await session.post('Profiler.stop');
+    writeFileSync(profFile, JSON.stringify(profile));
+    session.disconnect();
+  }
+  process.stderr.write(`vnetkit-engine: ${sig}: ${JSON.stringify(stats)}\n`);
+  process.exit(0);
+}
+process.on('SIGTERM', () => void stop('SIGTERM'));
+process.on('SIGINT', () => void stop('SIGINT'));
