@@ -1,0 +1,175 @@
+/**
+ * The daemon: an engine plus its listeners, the port forwarder, the control
+ * API and an optional capture, started in an order that leaves nothing
+ * behind when a step fails, and closed the same way on SIGINT/SIGTERM.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { createEngine, type Engine } from '../engine/engine.js';
+import { createLogger, type Logger } from '../log.js';
+import type { Listener } from '../transport/index.js';
+import { Capture } from './capture.js';
+import { Forwarder } from './forwarder.js';
+import { startApiServer, type ApiServer } from './api.js';
+import type { DaemonConfig } from './options.js';
+
+export interface DaemonIo {
+  /** Human-facing messages (qemu arguments, ready line). */
+  out: { write(s: string): unknown };
+  /** Log lines. */
+  err: { write(s: string): unknown };
+  stdin?: Readable;
+  stdout?: Writable;
+  env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * The per-user directory for the default sockets: $XDG_RUNTIME_DIR/vnetkit,
+ * else <tmpdir>/vnetkit-<uid>. Created 0700; an existing one must be a real
+ * directory owned by us (a symlink or someone else's directory in a shared
+ * /tmp could let another user take over the sockets).
+ */
+export function defaultRuntimeDir(env: NodeJS.ProcessEnv = process.env): string {
+  const xdg = env.XDG_RUNTIME_DIR;
+  const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
+  const dir = xdg !== undefined && xdg !== '' && path.isAbsolute(xdg) ? path.join(xdg, 'vnetkit') : path.join(os.tmpdir(), `vnetkit-${uid}`);
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = fs.lstatSync(dir);
+  if (!st.isDirectory()) throw new Error(`${dir} is not a directory`);
+  if (typeof process.getuid === 'function' && st.uid !== uid) throw new Error(`${dir} belongs to uid ${st.uid}, not to this user (${uid})`);
+  if ((st.mode & 0o777) !== 0o700) fs.chmodSync(dir, 0o700);
+  return dir;
+}
+
+/** The qemu arguments that connect a VM to a qemu-framing listener URL. */
+export function qemuArgs(url: string, netdevId = 'n0'): string {
+  let addr: string;
+  if (url.startsWith('unix://')) {
+    addr = `addr.type=unix,addr.path=${url.slice('unix://'.length)}`;
+  } else {
+    const m = /^tcp:\/\/\[?([^\]]*?)\]?:(\d+)$/.exec(url);
+    addr = m ? `addr.type=inet,addr.host=${m[1]},addr.port=${m[2]}` : url;
+  }
+  return `-netdev stream,id=${netdevId},server=off,${addr} -device virtio-net-pci,netdev=${netdevId}`;
+}
+
+export interface Daemon {
+  readonly engine: Engine;
+  readonly forwarder: Forwarder;
+  readonly capture: Capture;
+  readonly log: Logger;
+  /** Bound VM listener URLs by framing. */
+  readonly vmListeners: { framing: string; url: string }[];
+  readonly apiUrls: string[];
+  /** Resolves when the daemon stops by itself (stdin of a stdio VM closed). */
+  readonly done: Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startDaemon(cfg: DaemonConfig, io: DaemonIo): Promise<Daemon> {
+  const log = createLogger({ level: cfg.logLevel, format: cfg.logFormat, stream: io.err });
+  const startedAt = Date.now();
+  const engine = createEngine({ ...cfg.engine, log });
+  const capture = new Capture(engine, log.child({ svc: 'capture' }));
+  const forwarder = new Forwarder(engine, { sourceIpPreservation: cfg.sourceIpPreservation, log: log.child({ svc: 'forward' }) });
+  const vmListeners: Listener[] = [];
+  const vmUrls: { framing: string; url: string }[] = [];
+  const apis: ApiServer[] = [];
+  let dropTimer: NodeJS.Timeout | undefined;
+  let closing: Promise<void> | undefined;
+  let resolveDone!: () => void;
+  const done = new Promise<void>((r) => (resolveDone = r));
+
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      if (dropTimer) clearInterval(dropTimer);
+      // Order: stop accepting control requests, end forwarded flows, close VM
+      // listeners and links (engine.close), which also flushes the capture.
+      await Promise.allSettled(apis.map((a) => a.close()));
+      await forwarder.close().catch(() => {});
+      await capture.stop().catch(() => {});
+      await Promise.allSettled(vmListeners.map((l) => l.close()));
+      await engine.close();
+      log.info('vnetkit stopped');
+      resolveDone();
+    })();
+    return closing;
+  };
+
+  try {
+    // The capture starts first so it sees the guest's very first DHCP packets.
+    if (cfg.pcap !== undefined) await capture.start(cfg.pcap, cfg.snaplen);
+
+    let qemu = cfg.listenQemu;
+    let api = cfg.listen;
+    if (cfg.defaultListeners) {
+      const dir = defaultRuntimeDir(io.env);
+      qemu = [`unix://${path.join(dir, 'qemu.sock')}`];
+      if (api.length === 0) api = [`unix://${path.join(dir, 'api.sock')}`];
+    }
+    const groups: [string, string[], 'qemu' | 'vpnkit' | 'dgram'][] = [
+      ['qemu', qemu, 'qemu'],
+      ['vpnkit', cfg.listenVpnkit, 'vpnkit'],
+      ['dgram', cfg.listenDgram, 'dgram'],
+    ];
+    for (const [name, urls, framing] of groups) {
+      for (const u of urls) {
+        const l = await engine.listen(u, { framing });
+        vmListeners.push(l);
+        if (l.url.startsWith('unix://')) fs.chmodSync(l.address, 0o600);
+        vmUrls.push({ framing: name, url: l.url });
+        log.info('listening for VMs', { framing: name, url: l.url });
+      }
+    }
+    for (const u of api) {
+      const a = await startApiServer(u, { engine, forwarder, capture, log: log.child({ svc: 'api' }), startedAt });
+      apis.push(a);
+      log.info('control API listening', { url: a.url });
+    }
+    for (const f of cfg.forwards) await forwarder.expose(f);
+
+    if (cfg.listenStdio) {
+      const vm = engine.attach({ readable: io.stdin ?? process.stdin, writable: io.stdout ?? process.stdout }, { framing: 'le16' });
+      // gvproxy's stdio mode: the VM's end of stdin is the end of the daemon.
+      engine.on('vm-disconnected', (info: { id: number }) => {
+        if (info.id === vm.id) void close();
+      });
+    }
+
+    // One log line per class of rejected input, however many frames: the
+    // engine counts drops by reason; report each reason's growth, rate-limited.
+    const seen = new Map<string, number>();
+    dropTimer = setInterval(() => {
+      const drops = engine.stats().drops;
+      for (const [reason, n] of Object.entries(drops)) {
+        const before = seen.get(reason) ?? 0;
+        if (n > before) log.limited(`rejected-${reason}`, 'info', 'rejected input', { reason, count: n - before, total: n });
+        seen.set(reason, n);
+      }
+    }, 5000);
+    dropTimer.unref();
+  } catch (e) {
+    await close().catch(() => {});
+    throw e;
+  }
+
+  for (const v of vmUrls) {
+    io.out.write(`vnetkit: listening for ${v.framing} VMs on ${v.url}\n`);
+    if (v.framing === 'qemu') io.out.write(`qemu args: ${qemuArgs(v.url)}\n`);
+  }
+  for (const a of apis) io.out.write(`vnetkit: control API on ${a.url}\n`);
+  io.out.write('vnetkit: ready\n');
+
+  return {
+    engine,
+    forwarder,
+    capture,
+    log,
+    vmListeners: vmUrls,
+    apiUrls: apis.map((a) => a.url),
+    done,
+    close,
+  };
+}

@@ -1,0 +1,483 @@
+/**
+ * The daemon's options: one table drives the command line, the config file
+ * (JSON or YAML, keys spelled like the long flags) and --help, so the three
+ * can never disagree about a name or a type.
+ *
+ * Precedence: built-in defaults < config file < command line. A list given on
+ * the command line replaces the file's list for that key (override, not
+ * append), so a flag always means exactly what it says.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { VnetkitError, ErrorCodes } from '../errors.js';
+import { resolveConfig, type EngineOptions } from '../engine/config.js';
+import { zoneFromJson, type DnsZone } from '../services/dns.js';
+import { parseCidr, parseIPv4 } from '../wire/addr.js';
+import type { LogLevel } from '../log.js';
+import type { BackendName } from '../kernels/types.js';
+import { parseForwardSpec, checkRemote, type ForwardRequest } from './forward-spec.js';
+
+export type OptionType = 'string' | 'int' | 'bool' | 'list';
+
+interface OptionDef {
+  name: string;
+  type: OptionType;
+  arg?: string;
+  help: string;
+  /** Not accepted in a config file (meta options). */
+  cliOnly?: boolean;
+  short?: string;
+}
+
+/** Every option, in --help order. */
+export const OPTIONS: readonly OptionDef[] = [
+  { name: 'listen-qemu', type: 'list', arg: 'URL', help: 'Accept qemu VMs (4-byte big-endian length framing, qemu -netdev stream): unix:///path or tcp://127.0.0.1:PORT. Repeatable.' },
+  { name: 'listen-vpnkit', type: 'list', arg: 'URL', help: 'Accept vpnkit-protocol clients (handshake, then 2-byte little-endian framing), e.g. Docker Desktop / hyperkit: unix:///path. Repeatable.' },
+  { name: 'listen-stdio', type: 'bool', help: 'Attach one VM on stdin/stdout with 2-byte little-endian framing (as gvproxy/vpnkit stdio). The daemon exits when stdin closes. Messages then go to stderr only.' },
+  { name: 'listen-dgram', type: 'list', arg: 'URL', help: 'Accept VMs over UDP datagrams, one frame each (qemu -netdev dgram): udp://127.0.0.1:PORT. Repeatable.' },
+  { name: 'listen', type: 'list', arg: 'URL', help: 'Control API (HTTP+JSON, gvisor-tap-vsock paths): unix:///path (mode 0600). tcp://127.0.0.1:PORT is accepted only with --no-host-loopback or --allow-guest-api, because guests reach the host\'s loopback through the host alias. Repeatable.' },
+  { name: 'allow-guest-api', type: 'bool', help: 'Permit a tcp:// control API while guests can reach host loopback (they could then call it).' },
+  { name: 'mtu', type: 'int', arg: 'N', help: 'Link MTU announced to guests, 576..65520 (default 1500).' },
+  { name: 'subnet', type: 'string', arg: 'CIDR', help: 'Virtual subnet (default 192.168.65.0/24).' },
+  { name: 'gateway-ip', type: 'string', arg: 'IP', help: 'Gateway, DHCP and DNS server address (default: .1 of the subnet).' },
+  { name: 'host-ip', type: 'string', arg: 'IP', help: 'Host alias: guests reach the host\'s 127.0.0.1 through it (default: .2 of the subnet).' },
+  { name: 'dns-zone', type: 'list', arg: 'SPEC', help: 'Local DNS: NAME=IP (one name), or a zone as JSON in gvisor-tap-vsock\'s shape {"Name":"x.internal.","Records":[{"Name":"a","IP":"192.168.65.9"}],"DefaultIP":""}. Repeatable. In a config file a zone may be a mapping.' },
+  { name: 'forward', type: 'list', arg: 'SPEC', help: 'Static port forward, host to guest: tcp:[HOST:]PORT:GUESTIP:GUESTPORT, udp:[HOST:]PORT:GUESTIP:GUESTPORT or unix:/PATH:GUESTIP:GUESTPORT (a host Unix socket to a guest TCP port). HOST defaults to 127.0.0.1; IPv6 as [::1]. Repeatable. In a config file also {local, remote, protocol}.' },
+  { name: 'source-ip-preservation', type: 'bool', help: 'Forwarded connections reach the guest from the real client\'s address and port. A loopback client appears as the host alias with its own port. Default off: the guest sees the host alias and a source port vnetkit picks from 49152-65535.' },
+  { name: 'pcap', type: 'string', arg: 'FILE', help: 'Capture every frame crossing the switch to FILE (classic pcap, LINKTYPE_ETHERNET), flushed on exit.' },
+  { name: 'snaplen', type: 'int', arg: 'N', help: 'Bytes kept of each captured frame, 64..262144 (default 65535).' },
+  { name: 'log-level', type: 'string', arg: 'LEVEL', help: 'debug, info (default), warn, error or silent.' },
+  { name: 'log-format', type: 'string', arg: 'FORMAT', help: 'text (default) or json (one JSON object per line). Logs go to stderr.' },
+  { name: 'backend', type: 'string', arg: 'NAME', help: 'Kernel backend: wasm-simd, wasm or js (default: VNETKIT_BACKEND, else the fastest available).' },
+  { name: 'host-loopback', type: 'bool', help: 'Let guests reach the host\'s 127.0.0.1 through the host alias (default on; --no-host-loopback turns it off).' },
+  { name: 'config', type: 'string', arg: 'FILE', help: 'Read options from a JSON or YAML file whose keys are these long option names (e.g. log-level: debug, forward: [ ... ]). Flags override it.', cliOnly: true },
+  { name: 'help', type: 'bool', help: 'Show this help and exit.', cliOnly: true, short: 'h' },
+  { name: 'version', type: 'bool', help: 'Print the version and exit.', cliOnly: true, short: 'V' },
+];
+
+const BY_NAME = new Map(OPTIONS.map((o) => [o.name, o]));
+const BY_SHORT = new Map(OPTIONS.filter((o) => o.short).map((o) => [o.short!, o]));
+
+export type RawValue = string | number | boolean | string[] | unknown[];
+/** Option values as given (strings from argv, any JSON type from a file), keyed by long name. */
+export type RawOptions = Record<string, RawValue>;
+
+/** A bad option: `key` names the flag or config key, the message says why. */
+export class OptionError extends VnetkitError {
+  constructor(readonly key: string, readonly reason: string, readonly source = '') {
+    super(ErrorCodes.BAD_OPTION, `${source ? `${source}: ` : ''}${key}: ${reason}`);
+    this.name = 'OptionError';
+  }
+}
+
+/** Parse argv (without node and script). Throws OptionError for unknown flags, missing values and positionals. */
+export function parseArgs(argv: readonly string[]): RawOptions {
+  const out: RawOptions = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    let name: string;
+    let value: string | undefined;
+    let negated = false;
+    if (a.startsWith('--')) {
+      const eq = a.indexOf('=');
+      name = eq >= 0 ? a.slice(2, eq) : a.slice(2);
+      value = eq >= 0 ? a.slice(eq + 1) : undefined;
+      if (!BY_NAME.has(name) && name.startsWith('no-') && BY_NAME.get(name.slice(3))?.type === 'bool') {
+        name = name.slice(3);
+        negated = true;
+        if (value !== undefined) throw new OptionError(`--no-${name}`, 'takes no value');
+      }
+    } else if (/^-[A-Za-z]$/.test(a)) {
+      const o = BY_SHORT.get(a[1]);
+      if (o === undefined) throw new OptionError(a, 'unknown option (see --help)');
+      name = o.name;
+    } else {
+      throw new OptionError(JSON.stringify(a), 'unexpected argument; every option starts with -- (see --help)');
+    }
+    const def = BY_NAME.get(name);
+    if (def === undefined) throw new OptionError(`--${name}`, `unknown option${suggest(name)} (see --help)`);
+    const flag = `--${name}`;
+    if (def.type === 'bool') {
+      if (negated) out[name] = false;
+      else if (value === undefined || value === 'true') out[name] = true;
+      else if (value === 'false') out[name] = false;
+      else throw new OptionError(flag, `takes no value or =true/=false, got ${JSON.stringify(value)}`);
+      continue;
+    }
+    if (value === undefined) {
+      if (i + 1 >= argv.length) throw new OptionError(flag, `needs a value (${def.arg ?? 'VALUE'})`);
+      value = argv[++i];
+    }
+    if (def.type === 'list') {
+      const prev = out[name];
+      out[name] = Array.isArray(prev) ? [...prev, value] : [value];
+    } else {
+      out[name] = value;
+    }
+  }
+  return out;
+}
+
+function suggest(name: string): string {
+  let best = '';
+  let bestD = 3;
+  for (const o of OPTIONS) {
+    const d = editDistance(name, o.name);
+    if (d < bestD) {
+      bestD = d;
+      best = o.name;
+    }
+  }
+  return best ? `; did you mean --${best}?` : '';
+}
+
+function editDistance(a: string, b: string): number {
+  if (Math.abs(a.length - b.length) > 3) return 99;
+  const prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0];
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const t = prev[j];
+      prev[j] = Math.min(prev[j] + 1, prev[j - 1] + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = t;
+    }
+  }
+  return prev[b.length];
+}
+
+const MAX_CONFIG_BYTES = 1 << 20;
+
+/** Read a JSON or YAML config file (by extension; YAML otherwise, which also reads JSON). */
+export function loadConfigFile(file: string): RawOptions {
+  const src = path.basename(file);
+  let text: string;
+  try {
+    const st = fs.statSync(file);
+    if (!st.isFile()) throw new OptionError('--config', `${file} is not a regular file`);
+    if (st.size > MAX_CONFIG_BYTES) throw new OptionError('--config', `${file} is larger than ${MAX_CONFIG_BYTES} bytes`);
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    if (e instanceof OptionError) throw e;
+    throw new OptionError('--config', `cannot read ${file}: ${(e as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text, { maxAliasCount: 100 });
+  } catch (e) {
+    throw new OptionError('--config', `${file} is not valid ${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${(e as Error).message.split('\n')[0]}`);
+  }
+  return checkConfigObject(doc, src);
+}
+
+/** Check a parsed config document: a mapping of known, non-meta keys. Values are checked later, with flags. */
+export function checkConfigObject(doc: unknown, source: string): RawOptions {
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new OptionError('config', `the top level must be a mapping of option names, got ${typeName(doc)}`, source);
+  const out: RawOptions = {};
+  for (const [k, v] of Object.entries(doc as Record<string, unknown>)) {
+    const def = BY_NAME.get(k);
+    if (def === undefined || def.cliOnly) throw new OptionError(`key "${k}"`, `unknown key${def?.cliOnly ? ' (command line only)' : suggest(k).replace('--', '')}`, source);
+    const key = `key "${k}"`;
+    switch (def.type) {
+      case 'bool':
+        if (typeof v !== 'boolean') throw new OptionError(key, `must be true or false, got ${typeName(v)}`, source);
+        break;
+      case 'int':
+        if (typeof v !== 'number' || !Number.isInteger(v)) throw new OptionError(key, `must be an integer, got ${typeName(v)}`, source);
+        break;
+      case 'string':
+        if (typeof v !== 'string') throw new OptionError(key, `must be a string, got ${typeName(v)}`, source);
+        break;
+      case 'list':
+        if (!Array.isArray(v) && typeof v !== 'string' && (typeof v !== 'object' || v === null)) throw new OptionError(key, `must be a list, got ${typeName(v)}`, source);
+        break;
+    }
+    out[k] = (def.type === 'list' && !Array.isArray(v) ? [v] : v) as RawValue;
+  }
+  return out;
+}
+
+function typeName(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 60 ? v.slice(0, 60) + '…' : v)}`;
+  if (typeof v === 'object') return 'a mapping';
+  return `${typeof v} ${String(v)}`;
+}
+
+/** Everything the daemon needs, validated. */
+export interface DaemonConfig {
+  listenQemu: string[];
+  listenVpnkit: string[];
+  listenStdio: boolean;
+  listenDgram: string[];
+  listen: string[];
+  allowGuestApi: boolean;
+  engine: EngineOptions;
+  forwards: ForwardRequest[];
+  sourceIpPreservation: boolean;
+  pcap?: string;
+  snaplen?: number;
+  logLevel: LogLevel | 'silent';
+  logFormat: 'text' | 'json';
+  /** True when neither flags nor file named any VM listener: the daemon picks its default sockets. */
+  defaultListeners: boolean;
+}
+
+export interface ParsedCli {
+  help: boolean;
+  version: boolean;
+  config?: DaemonConfig;
+}
+
+/** argv → validated config (reading --config). Throws OptionError naming the flag or key. */
+export function resolveCli(argv: readonly string[]): ParsedCli {
+  const flags = parseArgs(argv);
+  if (flags.help === true) return { help: true, version: false };
+  if (flags.version === true) return { help: false, version: true };
+  const file = typeof flags.config === 'string' ? loadConfigFile(flags.config) : {};
+  const source = typeof flags.config === 'string' ? path.basename(flags.config) : '';
+  return { help: false, version: false, config: buildConfig(file, flags, source) };
+}
+
+/**
+ * Merge file and flag values and validate each; errors name the flag
+ * (`--subnet`) when the flag set the value, else the config key.
+ */
+export function buildConfig(file: RawOptions, flags: RawOptions, fileSource = 'config'): DaemonConfig {
+  const from = (name: string): { v: RawValue | undefined; key: string; src: string } =>
+    flags[name] !== undefined
+      ? { v: flags[name], key: `--${name}`, src: '' }
+      : { v: file[name], key: `key "${name}"`, src: fileSource };
+  const fail = (name: string, why: string): never => {
+    const f = from(name);
+    throw new OptionError(f.key, why, f.src);
+  };
+  const str = (name: string): string | undefined => {
+    const { v } = from(name);
+    if (v === undefined) return undefined;
+    if (typeof v !== 'string') fail(name, `must be a string, got ${typeName(v)}`);
+    return v as string;
+  };
+  const int = (name: string, min: number, max: number): number | undefined => {
+    const { v } = from(name);
+    if (v === undefined) return undefined;
+    const n = typeof v === 'string' && /^-?\d+$/.test(v.trim()) ? Number(v) : v;
+    if (typeof n !== 'number' || !Number.isInteger(n)) return fail(name, `must be an integer, got ${typeName(v)}`);
+    if (n < min || n > max) fail(name, `must be from ${min} to ${max}, got ${n}`);
+    return n;
+  };
+  const bool = (name: string, def: boolean): boolean => {
+    const { v } = from(name);
+    if (v === undefined) return def;
+    if (typeof v !== 'boolean') fail(name, `must be true or false, got ${typeName(v)}`);
+    return v as boolean;
+  };
+  const list = (name: string): unknown[] => {
+    const { v } = from(name);
+    if (v === undefined) return [];
+    return Array.isArray(v) ? v : [v];
+  };
+  const urls = (name: string, schemes: string[]): string[] =>
+    list(name).map((u, i) => {
+      if (typeof u !== 'string') return fail(name, `entry ${i} must be a URL string, got ${typeName(u)}`);
+      const scheme = /^([a-z]+):\/\//.exec(u)?.[1];
+      if (scheme === undefined || !schemes.includes(scheme)) fail(name, `${JSON.stringify(u)} is not a ${schemes.map((s) => `${s}://`).join(' or ')} URL`);
+      if (scheme === 'unix' && u.length <= 'unix://'.length) fail(name, `${JSON.stringify(u)} has no socket path`);
+      if (scheme !== 'unix' && !/^[a-z]+:\/\/(\[[0-9a-fA-F:.]+\]|[^:/[\]]+):\d{1,5}\/?$/.test(u)) fail(name, `${JSON.stringify(u)} needs HOST:PORT`);
+      return u;
+    });
+
+  const engine: EngineOptions = {};
+  const subnet = str('subnet');
+  if (subnet !== undefined) {
+    try {
+      const c = parseCidr(subnet);
+      if (c.prefix > 29) fail('subnet', `${JSON.stringify(subnet)}: the prefix must be /29 or wider`);
+    } catch (e) {
+      if (e instanceof OptionError) throw e;
+      fail('subnet', `${JSON.stringify(subnet)} is not a CIDR (want a.b.c.d/n, e.g. 192.168.65.0/24)`);
+    }
+    engine.subnet = subnet;
+  }
+  for (const [name, field] of [['gateway-ip', 'gatewayIp'], ['host-ip', 'hostIp']] as const) {
+    const ip = str(name);
+    if (ip === undefined) continue;
+    try {
+      parseIPv4(ip);
+    } catch {
+      fail(name, `${JSON.stringify(ip)} is not an IPv4 address`);
+    }
+    engine[field] = ip;
+  }
+  const mtu = int('mtu', 576, 65520);
+  if (mtu !== undefined) engine.mtu = mtu;
+  const backend = str('backend');
+  if (backend !== undefined) {
+    if (!['wasm-simd', 'wasm', 'js'].includes(backend)) fail('backend', `must be wasm-simd, wasm or js, got ${JSON.stringify(backend)}`);
+    engine.backend = backend as BackendName;
+  }
+  engine.hostLoopback = bool('host-loopback', true);
+
+  // Cross-field checks (gateway inside the subnet, outside the DHCP pool...) live in
+  // the engine's resolveConfig; run it now so the daemon fails before binding
+  // anything, and translate its option names back to ours.
+  let resolved: ReturnType<typeof resolveConfig>;
+  try {
+    resolved = resolveConfig(engine);
+  } catch (e) {
+    const m = /^option (\w+): (.*)$/s.exec((e as Error).message);
+    const map: Record<string, string> = { gatewayIp: 'gateway-ip', hostIp: 'host-ip', subnet: 'subnet', mtu: 'mtu' };
+    const name = m ? map[m[1]] : undefined;
+    if (name !== undefined && from(name).v !== undefined) fail(name, m![2]);
+    const culprit = ['host-ip', 'gateway-ip', 'subnet'].find((n) => from(n).v !== undefined) ?? 'subnet';
+    return fail(culprit, m ? `${m[1]} ${m[2]}` : (e as Error).message);
+  }
+
+  const zones: DnsZone[] = [];
+  const names: Record<string, string> = {};
+  list('dns-zone').forEach((z, i) => {
+    if (typeof z === 'string' && !z.trimStart().startsWith('{')) {
+      const eq = z.indexOf('=');
+      const name = z.slice(0, eq).trim();
+      const ip = z.slice(eq + 1).trim();
+      if (eq <= 0 || !/^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_.])?$/.test(name)) fail('dns-zone', `entry ${i} ${JSON.stringify(z)}: want NAME=IP or a zone JSON object`);
+      try {
+        parseIPv4(ip);
+      } catch {
+        fail('dns-zone', `entry ${i} ${JSON.stringify(z)}: ${JSON.stringify(ip)} is not an IPv4 address`);
+      }
+      names[name.toLowerCase().replace(/\.$/, '')] = ip;
+      return;
+    }
+    let obj: unknown = z;
+    if (typeof z === 'string') {
+      try {
+        obj = JSON.parse(z);
+      } catch (e) {
+        fail('dns-zone', `entry ${i} is not valid JSON: ${(e as Error).message}`);
+      }
+    }
+    try {
+      const zone = zoneFromJson(obj);
+      for (const ip of [zone.defaultIp, ...zone.records.map((r) => r.ip)]) if (ip !== undefined) parseIPv4(ip);
+      zones.push(zone);
+    } catch (e) {
+      fail('dns-zone', `entry ${i}: ${(e as Error).message}`);
+    }
+  });
+  if (zones.length > 0 || Object.keys(names).length > 0) engine.dns = { zones, names };
+
+  const forwards = list('forward').map((f, i) => {
+    const r = parseForwardSpec(f);
+    if (typeof r === 'string') return fail('forward', `entry ${i}: ${r}`);
+    const bad = checkRemote(r.remote, resolved);
+    if (bad !== null) fail('forward', `entry ${i}: ${bad}`);
+    return r;
+  });
+
+  const listen = urls('listen', ['unix', 'tcp']);
+  const allowGuestApi = bool('allow-guest-api', false);
+  if (engine.hostLoopback && !allowGuestApi) {
+    const tcp = listen.find((u) => u.startsWith('tcp://'));
+    if (tcp !== undefined) fail('listen', `${tcp}: guests can reach the host's loopback through the host alias, so a TCP control API would be reachable from inside them; use a unix:// socket, or add --no-host-loopback or --allow-guest-api`);
+  }
+  for (const u of listen) {
+    const host = /^tcp:\/\/\[?([^\]]*?)\]?:\d+\/?$/.exec(u)?.[1];
+    if (host !== undefined && !(host === 'localhost' || host === '::1' || host.startsWith('127.'))) fail('listen', `${u}: the control API listens on loopback or a unix socket only`);
+  }
+
+  const logLevel = str('log-level') ?? 'info';
+  if (!['debug', 'info', 'warn', 'error', 'silent'].includes(logLevel)) fail('log-level', `must be debug, info, warn, error or silent, got ${JSON.stringify(logLevel)}`);
+  const logFormat = str('log-format') ?? 'text';
+  if (logFormat !== 'text' && logFormat !== 'json') fail('log-format', `must be text or json, got ${JSON.stringify(logFormat)}`);
+
+  const listenQemu = urls('listen-qemu', ['unix', 'tcp']);
+  const listenVpnkit = urls('listen-vpnkit', ['unix', 'tcp']);
+  const listenDgram = urls('listen-dgram', ['udp']);
+  const listenStdio = bool('listen-stdio', false);
+  const pcap = str('pcap');
+  if (pcap === '') fail('pcap', 'needs a file name');
+  return {
+    listenQemu,
+    listenVpnkit,
+    listenStdio,
+    listenDgram,
+    listen,
+    allowGuestApi,
+    engine,
+    forwards,
+    sourceIpPreservation: bool('source-ip-preservation', false),
+    pcap,
+    snaplen: int('snaplen', 64, 262144),
+    logLevel: logLevel as LogLevel | 'silent',
+    logFormat: logFormat as 'text' | 'json',
+    defaultListeners: listenQemu.length + listenVpnkit.length + listenDgram.length === 0 && !listenStdio,
+  };
+}
+
+/** The --help text, generated from OPTIONS so it lists every option. */
+export function helpText(): string {
+  const lines = [
+    'Usage: vnetkit [options]',
+    '',
+    'Userspace network for virtual machines: switch, gateway, DHCP, DNS and NAT of guest',
+    'TCP/UDP to host sockets, with host-to-guest port forwarding and a control API.',
+    '',
+    'With no listener options, vnetkit listens for qemu on a socket in $XDG_RUNTIME_DIR/vnetkit/',
+    '(or a private per-user directory under the system temp dir), puts the control API socket',
+    'beside it, and prints the qemu arguments that connect a VM.',
+    '',
+    'Options:',
+  ];
+  for (const o of OPTIONS) {
+    const head = `  ${o.short ? `-${o.short}, ` : ''}--${o.type === 'bool' && o.name === 'host-loopback' ? '[no-]' : ''}${o.name}${o.arg ? ` ${o.arg}` : ''}`;
+    lines.push(head);
+    for (const l of wrap(o.help, 72)) lines.push(`        ${l}`);
+  }
+  lines.push(
+    '',
+    'Config file: JSON (.json) or YAML with the option names above as keys, e.g.',
+    '  subnet: 192.168.65.0/24',
+    '  listen-qemu: [unix:///run/user/1000/vm.sock]',
+    '  forward:',
+    '    - tcp:127.0.0.1:8080:192.168.65.3:80',
+    '    - { local: "127.0.0.1:5353", remote: "192.168.65.3:53", protocol: udp }',
+    '  dns-zone:',
+    '    - { Name: "vm.internal.", Records: [{ Name: web, IP: 192.168.65.3 }] }',
+    'Flags override the file; a list flag replaces the file\'s list.',
+    '',
+    'Control API (HTTP+JSON on the --listen socket), compatible with gvisor-tap-vsock clients:',
+    '  POST /services/forwarder/expose   {"local":"127.0.0.1:8080","remote":"192.168.65.3:80","protocol":"tcp|udp|unix"}',
+    '  POST /services/forwarder/unexpose {"local":"127.0.0.1:8080","protocol":"tcp"}',
+    '  GET  /services/forwarder/all      GET /services/dhcp/leases   GET /services/dns/all',
+    '  POST /services/dns/add            (zone JSON)',
+    '  GET  /stats   GET /flows   GET /metrics (Prometheus)   GET /vms',
+    '  POST /capture/start {"file":"/tmp/x.pcap","snaplen":65535}   POST /capture/stop',
+    'Errors are 4xx/5xx with {"error": "..."}; a duplicate expose is 409.',
+    '',
+    'Example: vnetkit --listen-qemu unix:///tmp/vm.sock --listen unix:///tmp/vnetkit-api.sock \\',
+    '           --forward tcp:127.0.0.1:8080:192.168.65.3:80',
+    '  qemu-system-x86_64 ... -netdev stream,id=n0,server=off,addr.type=unix,addr.path=/tmp/vm.sock \\',
+    '           -device virtio-net-pci,netdev=n0',
+    '',
+  );
+  return lines.join('\n');
+}
+
+function wrap(s: string, width: number): string[] {
+  const out: string[] = [];
+  let line = '';
+  for (const w of s.split(' ')) {
+    if (line.length > 0 && line.length + 1 + w.length > width) {
+      out.push(line);
+      line = w;
+    } else {
+      line = line.length > 0 ? `${line} ${w}` : w;
+    }
+  }
+  if (line.length > 0) out.push(line);
+  return out;
+}
