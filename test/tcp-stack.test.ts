@@ -9,6 +9,7 @@ import {
   TcpHarness, Sim, TcpPeer, HOST_ALIAS, GUEST_IP, seededBytes, sha256, buildFrame, SYN, ACK, RST, FIN, PSH,
   type HarnessOptions,
 } from './support/tcp-peer.js';
+import { D_FLOW_STATUS, D_FLOW_ID, D_SRC_IP, D_DST_IP, D_SRC_PORT, D_DST_PORT, FLOW_NEW } from '../assembly/layout.js';
 
 const cleanups: (() => void)[] = [];
 afterEach(() => {
@@ -600,5 +601,53 @@ describe('connectToGuest and management', () => {
     expect(h.stack.size).toBe(0);
     expect(h.flowCount()).toBe(0);
     expect(await sim.run(() => srv.closed[0] && srv.closed[1], 2000)).toBe(true);
+  });
+
+  it('a flow sends at most burstBytes per turn, the rest on following turns', async () => {
+    const srv = await listen();
+    const { h, sim } = setup({ tcp: { burstBytes: 64 * 1024 } });
+    const p = await established(sim, srv.port, 40000, { keep: false });
+    const sizes: number[] = [];
+    const orig = h.take.bind(h);
+    h.take = () => {
+      const o = orig();
+      sizes.push(o.length);
+      return o;
+    };
+    srv.socks[0].write(seededBytes(3_000_000, 91));
+    expect(await sim.run(() => p.received === 3_000_000, 30_000)).toBe(true);
+    expect(p.digest).toBe(sha256(seededBytes(3_000_000, 91)));
+    // One flush never carries more than the burst (45 full segments of 1460 + the ACK it may owe)...
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(Math.ceil((64 * 1024) / 1460) + 1);
+    // ...and the limit was actually reached (the congestion window grew past it).
+    expect(Math.max(...sizes)).toBeGreaterThanOrEqual(44);
+  });
+
+  it('flow-table entries nobody owns are taken back (discard() for frames the engine drops; orphans on first segment)', async () => {
+    const { h, sim } = setup();
+    const k = h.k;
+    // An entry classify inserted for a SYN that the engine then dropped: a later non-SYN segment removes it.
+    k.k.flowInsert(h.flowTable, 6, GUEST_IP, 40100, HOST_ALIAS, 80, 0);
+    expect(h.flowCount()).toBe(1);
+    const q = sim.peer({ port: 40100 });
+    q.remoteIp = HOST_ALIAS;
+    q.remotePort = 80;
+    q.raw({ seq: 1, ack: 1, flags: ACK });
+    sim.step();
+    sim.step();
+    expect(h.flowCount()).toBe(0);
+    expect(q.log[0]?.flags).toBe(RST);
+    // discard(d) on a FLOW_NEW descriptor removes the entry classify made.
+    k.k.flowInsert(h.flowTable, 6, GUEST_IP, 40101, HOST_ALIAS, 81, 0);
+    const d = k.alloc(64, 8);
+    k.u8.fill(0, d, d + 64);
+    k.u8[d + D_FLOW_STATUS] = FLOW_NEW;
+    k.dv.setInt32(d + D_FLOW_ID, 0, true);
+    k.dv.setUint32(d + D_SRC_IP, GUEST_IP, true);
+    k.dv.setUint32(d + D_DST_IP, HOST_ALIAS, true);
+    k.dv.setUint16(d + D_SRC_PORT, 40101, true);
+    k.dv.setUint16(d + D_DST_PORT, 81, true);
+    h.stack.discard(d);
+    expect(h.flowCount()).toBe(0);
   });
 });

@@ -138,8 +138,10 @@ export class TcpHarness {
 
   /** One engine turn: classify and handle queued frames, then flush owed output. */
   turn(): void {
+    // Like the engine: an RX batch ends with a flush; work asked for during
+    // that flush (a flow's burst carry-over) waits for the next turn.
     if (this.rx.pending > 0) this.rx.flush();
-    if (this.txWanted) this.flushTx();
+    else if (this.txWanted) this.flushTx();
   }
 
   flushTx(): void {

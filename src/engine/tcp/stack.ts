@@ -98,6 +98,7 @@ export class TcpStack {
   /** Flows whose advertised window is below half: re-checked each tick for a window update. */
   private readonly starved = new Set<Conn>();
   private readonly corked: Conn[] = [];
+  private readonly carry: Conn[] = [];
   private readonly reasmPtrs: number[] = [];
   private readonly reasmFree: number[] = [];
   private readonly seg: Required<TcpSegment>;
@@ -172,15 +173,35 @@ export class TcpStack {
         this.segment(c, ptr, d, flags);
         return;
       }
-      if (c === undefined && (flags & (SYN | ACK)) === SYN && id >= 0) {
-        // A table entry with no connection (should not happen): adopt it as a new flow.
-        this.newFromGuest(port, ptr, d, id);
-        return;
+      if (c === undefined && id >= 0) {
+        // A table entry with no connection (its SYN was dropped before reaching us):
+        // a bare SYN adopts it, anything else removes it.
+        if ((flags & (SYN | ACK)) === SYN) {
+          this.newFromGuest(port, ptr, d, id);
+          return;
+        }
+        this.discard(d);
       }
     }
     if (status === FLOW_FULL) this.counters.flowTableFull++;
     else this.counters.noFlow++;
     if ((flags & RST) === 0) this.rstForSegment(port, ptr, d, flags);
+  }
+
+  /**
+   * The engine dropped this TCP frame before input() (policy, spoofing, a
+   * gone port): if classify inserted a flow for it, take the entry back so
+   * the table does not fill with flows nobody owns.
+   */
+  discard(d: number): void {
+    const k = this.host.kernels;
+    const status = k.u8[d + D_FLOW_STATUS];
+    if (status !== FLOW_NEW && status !== FLOW_FOUND) return;
+    const id = k.dv.getInt32(d + D_FLOW_ID, true);
+    if (status === FLOW_FOUND && id >= 0 && this.conns[id] !== undefined) return;
+    const dv = k.dv;
+    k.k.flowRemove(this.host.flowTable, PROTO_TCP, dv.getUint32(d + D_SRC_IP, true), dv.getUint16(d + D_SRC_PORT, true),
+      dv.getUint32(d + D_DST_IP, true), dv.getUint16(d + D_DST_PORT, true));
   }
 
   private newFromGuest(port: TcpPort, ptr: number, d: number, id: number): void {
@@ -706,6 +727,10 @@ export class TcpStack {
         this.maybeFinished(c);
       }
     }
+    if (this.carry.length > 0) {
+      for (const c of this.carry) this.dirty.add(c);
+      this.carry.length = 0;
+    }
     if (this.corked.length > 0) {
       for (const c of this.corked) {
         c.corked = false;
@@ -730,7 +755,8 @@ export class TcpStack {
       // Sender-side silly-window avoidance (RFC 1122 §4.2.3.4): a window-limited tiny segment waits while data is in flight.
       if (len < c.mss && len < avail && inflight > 0) break;
       if (sent >= this.o.burstBytes) {
-        this.markDirty(c);
+        // Fairness: the rest waits for the next turn (not this flush, which is iterating `dirty`).
+        this.carry.push(c);
         this.host.scheduleTx();
         break;
       }
