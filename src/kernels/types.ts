@@ -21,6 +21,7 @@ export interface KernelExports {
    * RFC 1071 sum of `len` bytes at `ptr` (any alignment, any length), read as
    * big-endian 16-bit words starting at `ptr`, added to `sum` (a 16-bit
    * partial). Returns the folded 16-bit sum, not complemented (0..0xffff).
+   * A range running past the end of memory is cut at the end (no trap).
    */
   csumPartial(ptr: number, len: number, sum: number): number;
 
@@ -42,15 +43,18 @@ export interface KernelExports {
    * [out, out + outCap): Ethernet + IPv4 + L4 header (+ options) + payload
    * copied from T_PAYLOAD_PTR, all checksums filled. Frames are written back to
    * back; each one's (ptr, len) goes to the frame table at `table`, and its
-   * length to T_FRAME_LEN. Returns the number built; fewer than `count` means
-   * the output region is full (the rest are untouched).
+   * length to T_FRAME_LEN. Each frame starts on a 4-byte boundary.
+   * Unbuildable descriptors (protocol not TCP/UDP, IPv4 total length over
+   * 65535, payload outside memory) get T_FRAME_LEN = 0 and a (ptr, 0) table
+   * entry and still count. Returns the number consumed; fewer than `count`
+   * means the output region is full (the rest are untouched).
    */
   buildFrames(txs: number, count: number, out: number, outCap: number, table: number): number;
 
   // ---- flow.ts -----------------------------------------------------------
-  /** Bytes needed by a flow table holding at most `capacity` entries. */
+  /** Bytes needed by a flow table holding at most `capacity` entries; 0 for capacity 0 or above 2^22. */
   flowTableBytes(capacity: number): number;
-  /** Initialise a table at `ptr` (memory must be flowTableBytes(capacity)). `seed` keys the hash. */
+  /** Initialise a table at `ptr` (memory must be flowTableBytes(capacity)). `seed` keys the hash (HalfSipHash): take it from a CSPRNG. */
   flowInit(ptr: number, capacity: number, seed: number): void;
   /** Insert; returns the new flow's id (0..capacity-1), FT_FULL or FT_EXISTS. */
   flowInsert(t: number, proto: number, srcIp: number, srcPort: number, dstIp: number, dstPort: number, now: number): number;
@@ -64,11 +68,11 @@ export interface KernelExports {
   flowCount(t: number): number;
   /** Write (as i32) the ids of up to `max` entries whose last-seen is more than `idle` ms before `now`; returns how many. */
   flowIdle(t: number, now: number, idle: number, out: number, max: number): number;
-  /** Look up `n` keys (KEY_SIZE each) at `keys`, writing one i32 id or FT_MISS per key at `out`; returns hits. */
+  /** Look up `n` keys (KEY_SIZE each; padding ignored) at `keys`, writing one i32 id or FT_MISS per key at `out` (which may overlap `keys`); returns hits. */
   flowLookupBatch(t: number, keys: number, n: number, out: number): number;
   /** Remove every entry. */
   flowClear(t: number): void;
-  /** Last-seen time of flow `id`, or 0 for an unused id. */
+  /** Last-seen time of flow `id`, or 0 for an unused id (WASM returns it as i32: apply `>>> 0`). */
   flowLastSeen(t: number, id: number): number;
   /** Write flow `id`'s key (KEY_SIZE bytes) at `out`; returns 1, or 0 for an unused id. */
   flowKeyOf(t: number, id: number, out: number): number;
