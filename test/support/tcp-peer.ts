@@ -473,6 +473,13 @@ export class TcpPeer {
   }
 
   write(data: Uint8Array): void {
+    if (this.sendLen === 0 && Buffer.isBuffer(data) && data.length > this.sendData.length) {
+      // First big write: adopt the caller's buffer instead of copying it (bench inputs are hundreds of MiB).
+      this.sendData = data;
+      this.sendLen = data.length;
+      this.pump();
+      return;
+    }
     const need = this.sendLen + data.length;
     if (need > this.sendData.length) {
       const nb = Buffer.allocUnsafe(Math.max(need, this.sendData.length * 2, 65536));
