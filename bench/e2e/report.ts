@@ -16,7 +16,7 @@ export interface IperfRun {
 }
 
 export interface ConnRun {
-  peer: PeerName; mtu: number; kind: 'conn' | 'rr'; par: number; n: number; ok: number; fail: number;
+  peer: PeerName; mtu: number; kind: 'conn' | 'rr'; par: number; run: number; n: number; ok: number; fail: number;
   rate?: number; p50us?: number; p99us?: number; enginePct: number; status: string;
 }
 
@@ -71,16 +71,19 @@ function metrics(r: E2eResult): Metric[] {
     out.push({ label: `${tag}: engine CPU s/GB`, better: 'lower', digits: 2,
       value: (peer) => median(ok(peer, mtu, p, dir).map((x) => x.cpuSPerGB).filter((x): x is number => x !== undefined)) });
   }
-  const conn = (peer: PeerName, kind: string, par: number) => r.conns.find((c) => c.peer === peer && c.kind === kind && c.par === par && c.status === 'ok');
+  // median over the rounds of each round's figure
+  const conn = (kind: string, par: number, f: (c: ConnRun) => number | undefined) => (peer: PeerName) =>
+    median(r.conns.filter((c) => c.peer === peer && c.kind === kind && c.par === par && c.status === 'ok')
+      .map(f).filter((x): x is number => x !== undefined));
   if (r.meta.options.conn > 0) {
-    out.push({ label: 'connect + 1 B each way + close, 1 at a time: conn/s', better: 'higher', digits: 0, value: (p) => conn(p, 'conn', 1)?.rate });
-    out.push({ label: 'the same, 8 in parallel: conn/s', better: 'higher', digits: 0, value: (p) => conn(p, 'conn', 8)?.rate });
-    out.push({ label: 'connect + request + close latency p50: µs', better: 'lower', digits: 0, value: (p) => conn(p, 'conn', 1)?.p50us });
-    out.push({ label: 'connect + request + close latency p99: µs', better: 'lower', digits: 0, value: (p) => conn(p, 'conn', 1)?.p99us });
+    out.push({ label: 'connect + 1 B each way + close, 1 at a time: conn/s', better: 'higher', digits: 0, value: conn('conn', 1, (c) => c.rate) });
+    out.push({ label: 'the same, 8 in parallel: conn/s', better: 'higher', digits: 0, value: conn('conn', 8, (c) => c.rate) });
+    out.push({ label: 'connect + request + close latency p50: µs', better: 'lower', digits: 0, value: conn('conn', 1, (c) => c.p50us) });
+    out.push({ label: 'connect + request + close latency p99: µs', better: 'lower', digits: 0, value: conn('conn', 1, (c) => c.p99us) });
   }
   if (r.meta.options.rr > 0) {
-    out.push({ label: 'request/response (1 B, open connection) p50: µs', better: 'lower', digits: 0, value: (p) => conn(p, 'rr', 1)?.p50us });
-    out.push({ label: 'request/response (1 B, open connection) p99: µs', better: 'lower', digits: 0, value: (p) => conn(p, 'rr', 1)?.p99us });
+    out.push({ label: 'request/response (1 B, open connection) p50: µs', better: 'lower', digits: 0, value: conn('rr', 1, (c) => c.p50us) });
+    out.push({ label: 'request/response (1 B, open connection) p99: µs', better: 'lower', digits: 0, value: conn('rr', 1, (c) => c.p99us) });
   }
   return out;
 }
@@ -126,7 +129,13 @@ export function renderMarkdown(r: E2eResult): string {
   L.push('', '## Every throughput configuration', '');
   L.push('| peer | MTU | streams | direction | Gbit/s (median) | min..max | runs ok | retr | engine CPU % | CPU s/GB | relay CPU % | system busy % |');
   L.push('|---|---:|---:|---|---:|---|---:|---:|---:|---:|---:|---:|');
-  const keys = [...new Set(r.runs.map((x) => `${x.peer}|${x.mtu}|${x.streams}|${x.dir}`))];
+  const order = (x: IperfRun) => [r.peers.indexOf(x.peer), x.mtu, x.streams, x.dir === 'up' ? 0 : 1];
+  const sorted = [...r.runs].sort((a, b) => {
+    const oa = order(a), ob = order(b);
+    for (let i = 0; i < oa.length; i++) if (oa[i] !== ob[i]) return oa[i] - ob[i];
+    return 0;
+  });
+  const keys = [...new Set(sorted.map((x) => `${x.peer}|${x.mtu}|${x.streams}|${x.dir}`))];
   for (const k of keys) {
     const [peer, mtu, streams, dir] = k.split('|');
     const all = r.runs.filter((x) => `${x.peer}|${x.mtu}|${x.streams}|${x.dir}` === k);
@@ -140,10 +149,10 @@ export function renderMarkdown(r: E2eResult): string {
   }
   if (r.conns.length) {
     L.push('', '## Connections and latency (first MTU)', '');
-    L.push('| peer | test | parallel | ok / n | conn/s | p50 µs | p99 µs | engine CPU % | status |');
-    L.push('|---|---|---:|---:|---:|---:|---:|---:|---|');
-    for (const c of r.conns) {
-      L.push(`| ${LABEL[c.peer]} | ${c.kind === 'conn' ? 'connect+1 B+close' : '1 B round trips'} | ${c.par} | ${c.ok}/${c.n} | ${c.kind === 'conn' ? fmt(c.rate, 0) : '–'} | ` +
+    L.push('| peer | test | parallel | round | ok / n | conn/s | p50 µs | p99 µs | engine CPU % | status |');
+    L.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---|');
+    for (const c of [...r.conns].sort((a, b) => r.peers.indexOf(a.peer) - r.peers.indexOf(b.peer) || a.kind.localeCompare(b.kind) || a.par - b.par || a.run - b.run)) {
+      L.push(`| ${LABEL[c.peer]} | ${c.kind === 'conn' ? 'connect+1 B+close' : '1 B round trips'} | ${c.par} | ${c.run} | ${c.ok}/${c.n} | ${c.kind === 'conn' ? fmt(c.rate, 0) : '–'} | ` +
         `${fmt(c.p50us, 0)} | ${fmt(c.p99us, 0)} | ${fmt(c.enginePct, 0)} | ${c.status} |`);
     }
   }

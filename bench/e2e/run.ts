@@ -36,10 +36,11 @@ Options:
   --mtus LIST         default 1500,65520 (TAP MTU and engine MTU both set)
   --streams LIST      default 1,4
   --dirs LIST         up (namespace -> host), down (host -> namespace, iperf3 -R); default both
-  --runs N            default 3 (median reported)
-  --time S --omit S   iperf3 -t / -O (default 5 / 2)
-  --conn N            connect+request+close transactions per test (default 2000; 0 skips)
-  --rr N              1-byte round trips on one connection (default 5000; 0 skips)
+  --runs N            rounds, default 3 (median reported). Each round runs every peer once,
+                      so load from elsewhere on the machine spreads over all peers
+  --time S --omit S   iperf3 -t / -O (default 4 / 2; the warm-up hides passt's start-up stalls)
+  --conn N            connect+request+close transactions per test and round (default 1000; 0 skips)
+  --rr N              1-byte round trips on one connection per round (default 3000; 0 skips)
   --profile           also record a CPU profile of vnetkit-simd, guest -> host, 1 stream, at
                       every MTU (separate runs: the profiler slows the engine)
   --profile-only      only the profile runs
@@ -80,10 +81,10 @@ function parseOpts(argv: string[]): Opts {
     streams: [1, 4],
     dirs: ['up', 'down'],
     runs: quick ? 1 : 3,
-    time: quick ? 3 : 5,
+    time: quick ? 3 : 4,
     omit: quick ? 1 : 2,
-    conn: quick ? 500 : 2000,
-    rr: quick ? 1000 : 5000,
+    conn: quick ? 500 : 1000,
+    rr: quick ? 1000 : 3000,
     profile: false,
     profileOnly: false,
     worktree: false,
@@ -439,7 +440,7 @@ async function iperfRun(s: Session, o: Opts, streams: number, dir: 'up' | 'down'
   }
 }
 
-async function connRun(s: Session, kind: 'conn' | 'rr', n: number, par: number): Promise<ConnRun> {
+async function connRun(s: Session, kind: 'conn' | 'rr', n: number, par: number, round: number): Promise<ConnRun> {
   const args = [join(HERE, 'probe.mjs'), kind, '--host', s.spec.target, '--port', String(PROBE_PORT), '--n', String(n), '--timeout', '5',
     ...(kind === 'conn' ? ['--par', String(par), '--duration', '30'] : [])];
   const e0 = treeTicks(s.engine.proc.pid), t0 = performance.now();
@@ -450,7 +451,7 @@ async function connRun(s: Session, kind: 'conn' | 'rr', n: number, par: number):
   let j: any = {};
   try { j = JSON.parse(r.stdout.trim().split('\n').pop() ?? ''); } catch { j = { err: `bad probe output: ${r.stderr.trim().slice(0, 200)}` }; }
   return {
-    peer: s.name, mtu: s.mtu, kind, par, n: j.n ?? n, ok: j.ok ?? 0, fail: j.fail ?? n, rate: j.rate,
+    peer: s.name, mtu: s.mtu, kind, par, run: round, n: j.n ?? n, ok: j.ok ?? 0, fail: j.fail ?? n, rate: j.rate,
     p50us: j.p50_us, p99us: j.p99_us, enginePct, status: r.code === 0 ? 'ok' : `fail: ${j.err ?? 'exit ' + r.code}`,
   };
 }
@@ -507,45 +508,46 @@ async function main(): Promise<void> {
 
   try {
     if (!o.profileOnly) {
-      for (const name of o.peers) {
-        const spec = peerSpec(name, relayBin, tree.dir);
-        let first = true;
+      // Rounds are the outer loop: the machine may be shared, and load that comes and goes then
+      // lands on every peer alike instead of on whichever peer happened to run at that moment.
+      for (let round = 1; round <= o.runs; round++) {
         for (const mtu of o.mtus) {
-          const s = await startSession(name, spec, mtu, relayBin, logDir);
-          if (typeof s === 'string') {
-            log(`${name} mtu ${mtu}: ${s}`);
-            result.notes.push(`${name} at MTU ${mtu}: ${s}`);
-            for (const streams of o.streams) for (const dir of o.dirs) result.runs.push({ peer: name, mtu, streams, dir, run: 0, status: 'not-ready' });
-            first = false;
-            continue;
-          }
-          for (const streams of o.streams) for (const dir of o.dirs) for (let r = 1; r <= o.runs; r++) {
-            if (s.engine.done || s.relay.done) {
-              result.runs.push({ peer: name, mtu, streams, dir, run: r, status: 'skipped-peer-dead' });
+          for (const name of o.peers) {
+            const spec = peerSpec(name, relayBin, tree.dir);
+            const s = await startSession(name, spec, mtu, relayBin, logDir);
+            if (typeof s === 'string') {
+              log(`${name} mtu ${mtu} round ${round}: ${s}`);
+              result.notes.push(`${name} at MTU ${mtu}, round ${round}: ${s}`);
+              for (const streams of o.streams) for (const dir of o.dirs) result.runs.push({ peer: name, mtu, streams, dir, run: round, status: 'not-ready' });
               continue;
             }
-            const x = await iperfRun(s, o, streams, dir, r, logDir);
-            result.runs.push(x);
-            log(`${name} mtu=${mtu} P=${streams} ${dir} #${r}: ${x.gbps?.toFixed(2) ?? '-'} Gbit/s, engine ${x.enginePct?.toFixed(0) ?? '-'}% ` +
-              `(${x.cpuSPerGB?.toFixed(2) ?? '-'} CPU s/GB), relay ${x.relayPct?.toFixed(0) ?? '-'}%, retr ${x.retr ?? '-'} ${x.status}`);
-          }
-          // connection tests once per peer, at the first MTU (the handshake does not depend on it)
-          if (first && !s.engine.done && !s.relay.done) {
-            if (o.conn > 0) for (const par of [1, 8]) {
-              const c = await connRun(s, 'conn', o.conn, par);
-              result.conns.push(c);
-              log(`${name} conn par=${par}: ${c.rate ?? '-'} conn/s p50 ${c.p50us ?? '-'} µs p99 ${c.p99us ?? '-'} µs ${c.status}`);
+            for (const streams of o.streams) for (const dir of o.dirs) {
+              if (s.engine.done || s.relay.done) {
+                result.runs.push({ peer: name, mtu, streams, dir, run: round, status: 'skipped-peer-dead' });
+                continue;
+              }
+              const x = await iperfRun(s, o, streams, dir, round, logDir);
+              result.runs.push(x);
+              log(`${name} mtu=${mtu} P=${streams} ${dir} #${round}: ${x.gbps?.toFixed(2) ?? '-'} Gbit/s, engine ${x.enginePct?.toFixed(0) ?? '-'}% ` +
+                `(${x.cpuSPerGB?.toFixed(2) ?? '-'} CPU s/GB), relay ${x.relayPct?.toFixed(0) ?? '-'}%, retr ${x.retr ?? '-'} ${x.status}`);
             }
-            if (o.rr > 0) {
-              const c = await connRun(s, 'rr', o.rr, 1);
-              result.conns.push(c);
-              log(`${name} rr: p50 ${c.p50us ?? '-'} µs p99 ${c.p99us ?? '-'} µs ${c.status}`);
+            // connection tests at the first MTU only: a handshake and a 1-byte exchange do not depend on it
+            if (mtu === o.mtus[0] && !s.engine.done && !s.relay.done) {
+              if (o.conn > 0) for (const par of [1, 8]) {
+                const c = await connRun(s, 'conn', o.conn, par, round);
+                result.conns.push(c);
+                log(`${name} conn par=${par} #${round}: ${c.rate ?? '-'} conn/s p50 ${c.p50us ?? '-'} µs p99 ${c.p99us ?? '-'} µs ${c.status}`);
+              }
+              if (o.rr > 0) {
+                const c = await connRun(s, 'rr', o.rr, 1, round);
+                result.conns.push(c);
+                log(`${name} rr #${round}: p50 ${c.p50us ?? '-'} µs p99 ${c.p99us ?? '-'} µs ${c.status}`);
+              }
             }
+            await stopSession(s);
+            const tail = readFileSync(s.relay.logFile, 'utf8').trim().split('\n').pop();
+            if (tail) log(`  ${tail}`);
           }
-          first = false;
-          await stopSession(s);
-          const tail = readFileSync(s.relay.logFile, 'utf8').trim().split('\n').pop();
-          if (tail) log(`  ${tail}`);
         }
       }
     }
