@@ -8,6 +8,9 @@ import dnsPacket from 'dns-packet';
 import { createEngine, type Engine } from '../src/engine/engine.js';
 import { GuestClient, ethType, ipProto, ipSrc, ipDst, udpPorts } from './support/guest-client.js';
 import { parseIPv4 } from '../src/wire/addr.js';
+import { emitUdp } from '../src/wire/udp.js';
+import { emitIpv4 } from '../src/wire/ipv4.js';
+import { emitEthernet, ETHERTYPE_IPV4 } from '../src/wire/ethernet.js';
 
 const GW = parseIPv4('192.168.65.1');
 const HOST = parseIPv4('192.168.65.2');
@@ -24,6 +27,23 @@ function dhcpDiscover(mac: Uint8Array, xid: number): Uint8Array {
   m.set([0x63, 0x82, 0x53, 0x63], 236);
   m.set([53, 1, 1, 55, 4, 1, 3, 6, 26, 255], 240);
   return m;
+}
+
+/** A UDP datagram as IPv4 fragments of at most `mtu` bytes (what a Linux guest sends for a large datagram). */
+function fragmentUdp(src: Uint8Array, dst: Uint8Array, srcIp: number, srcPort: number, dstIp: number, dstPort: number, payload: Uint8Array, mtu: number): Uint8Array[] {
+  const udp = new Uint8Array(8 + payload.length);
+  emitUdp({ srcPort, dstPort, payload }, udp, 0, srcIp, dstIp);
+  const per = (mtu - 20) & ~7;
+  const out: Uint8Array[] = [];
+  for (let off = 0; off < udp.length; off += per) {
+    const n = Math.min(per, udp.length - off);
+    const f = new Uint8Array(34 + n);
+    let o = emitEthernet({ dst, src, ethertype: ETHERTYPE_IPV4 }, f, 0);
+    o += emitIpv4({ src: srcIp, dst: dstIp, protocol: 17, payloadLen: n, ttl: 64, ident: 0x4242, moreFrags: off + n < udp.length, fragOffset: off }, f, o);
+    f.set(udp.subarray(off, off + n), o);
+    out.push(f);
+  }
+  return out;
 }
 
 function dhcpOption(reply: Uint8Array, code: number): Uint8Array | undefined {
@@ -111,6 +131,45 @@ describe.each(['wasm-simd', 'js'] as const)('engine (%s backend)', (backend) => 
       expect(u.src).toBe(port);
       expect(u.dst).toBe(40000);
       expect(Buffer.from(u.payload).toString()).toBe('echo:ping');
+    } finally {
+      server.close();
+    }
+  });
+
+  it('reassembles a fragmented guest datagram, relays it, and fragments the large reply to the MTU', async () => {
+    const server = dgram.createSocket('udp4');
+    await new Promise<void>((r) => server.bind(0, '127.0.0.1', () => r()));
+    const got: Buffer[] = [];
+    server.on('message', (m, rinfo) => {
+      got.push(m);
+      server.send(Buffer.concat([Buffer.from('echo:'), m]), rinfo.port, rinfo.address);
+    });
+    const port = server.address().port;
+    try {
+      const g = await guest(macA);
+      const me = parseIPv4('192.168.65.3');
+      const payload = new Uint8Array(4000).map((_, i) => (i * 7) & 0xff);
+      for (const f of fragmentUdp(macA, GW_MAC, me, 40001, HOST, port, payload, 1500)) g.send(f);
+      const frags: Uint8Array[] = [];
+      let total = -1;
+      let have = 0;
+      while (total < 0 || have < total) {
+        const f = await g.next((x) => ethType(x) === 0x0800 && ipProto(x) === 17);
+        expect(f.length).toBeLessThanOrEqual(1514);
+        frags.push(f);
+        const flags = (f[20] << 8) | f[21];
+        const body = ((f[16] << 8) | f[17]) - 20;
+        have += body;
+        if ((flags & 0x2000) === 0) total = (flags & 0x1fff) * 8 + body;
+      }
+      expect(frags.length).toBe(3);
+      expect(got).toHaveLength(1);
+      expect(Buffer.compare(got[0], Buffer.from(payload))).toBe(0);
+      const dgramBytes = new Uint8Array(total);
+      for (const f of frags) dgramBytes.set(f.subarray(34, 14 + ((f[16] << 8) | f[17])), (((f[20] << 8) | f[21]) & 0x1fff) * 8);
+      expect(Buffer.from(dgramBytes.subarray(8, 13)).toString()).toBe('echo:');
+      expect(Buffer.compare(Buffer.from(dgramBytes.subarray(13)), Buffer.from(payload))).toBe(0);
+      expect(engine.stats().fragments.reassembled).toBe(1);
     } finally {
       server.close();
     }

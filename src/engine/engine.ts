@@ -15,8 +15,9 @@ import {
   D_KIND, D_REASON, D_SRC_IP, D_DST_IP, D_SRC_PORT, D_DST_PORT, D_PAYLOAD_OFF, D_PAYLOAD_LEN,
   D_L3_OFF, D_ICMP_TYPE,
   KIND_INVALID, KIND_ARP, KIND_ICMP, KIND_UDP, KIND_TCP, KIND_FRAGMENT, KIND_IPV6, KIND_OTHER,
-  CF_INSERT_TCP_SYN,
+  CF_INSERT_TCP_SYN, FR_PENDING, FR_OVERLAP, FR_TOO_BIG, FR_FULL, FR_TOO_MANY_PIECES,
 } from '../../assembly/layout.js';
+import { pseudoHeader } from '../wire/checksum.js';
 import { resolveConfig, type EngineConfig, type EngineOptions } from './config.js';
 import { RxBatch } from './rx-batch.js';
 import { TxBatch, type TxSink } from './tx-batch.js';
@@ -37,6 +38,23 @@ import { formatIPv4, formatMac, inSubnet, parseIPv4 } from '../wire/addr.js';
 export type { EngineOptions } from './config.js';
 
 const BROADCAST_MAC = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+/** IPv4 datagrams in reassembly at once (each up to 64 KiB of kernel memory), and how long one may take. */
+const FRAG_SLOTS = 16;
+const FRAG_TIMEOUT_MS = 30_000;
+
+function readU32(b: Uint8Array, o: number): number {
+  return ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
+}
+
+function fragDropName(code: number): string {
+  switch (code) {
+    case FR_OVERLAP: return 'fragment-overlap';
+    case FR_TOO_BIG: return 'fragment-too-big';
+    case FR_FULL: return 'fragment-table-full';
+    case FR_TOO_MANY_PIECES: return 'fragment-too-many-pieces';
+    default: return 'fragment-bad';
+  }
+}
 
 /** Where every frame crossing the switch is shown (pcap capture). */
 export type FrameTap = (buf: Uint8Array, off: number, len: number) => void;
@@ -87,6 +105,7 @@ export interface EngineStats {
   udp: { flows: number } & Record<string, number>;
   tcp: Record<string, number>;
   icmp: { echoReplies: number };
+  fragments: { reassembled: number; pending: number };
   dhcp: Record<string, number>;
   dns: Record<string, number>;
 }
@@ -114,6 +133,9 @@ export class Engine extends EventEmitter {
   /** Port-forwarded UDP: (guest ip:port, source ip:port) → where the guest's replies go. */
   private readonly udpChannels = new Map<string, (data: Buffer) => void>();
   private readonly flowTable: number;
+  private readonly fragTable: number;
+  private readonly fragTimer: NodeJS.Timeout;
+  private fragmentsReassembled = 0;
   private readonly gatewayMacKey: number;
   /** Shared by every port: the capture tap (set while a pcap capture runs) and cumulative output counters. */
   private readonly tap: { fn?: FrameTap; frames: number; bytes: number } = { frames: 0, bytes: 0 };
@@ -139,6 +161,13 @@ export class Engine extends EventEmitter {
     this.flowTable = k.alloc(k.k.flowTableBytes(maxTcpFlows), 64);
     // The hash seed keeps a guest from aiming flows at one probe chain.
     k.k.flowInit(this.flowTable, maxTcpFlows, randomBytes(4).readUInt32LE(0));
+    this.fragTable = k.alloc(k.k.fragBytes(FRAG_SLOTS, 65515), 64);
+    k.k.fragInit(this.fragTable, FRAG_SLOTS, 65515, FRAG_TIMEOUT_MS);
+    this.fragTimer = setInterval(() => {
+      const n = k.k.fragExpire(this.fragTable, this.now());
+      if (n > 0) this.drops.set('fragment-timeout', (this.drops.get('fragment-timeout') ?? 0) + n);
+    }, 1000);
+    this.fragTimer.unref();
     this.macs = new MacTable<VmPort>(cfg.maxMacs);
     this.gatewayMacKey = macKey(cfg.gatewayMac, 0);
     const classify = (table: number, n: number, descs: number) => {
@@ -394,7 +423,7 @@ export class Engine extends EventEmitter {
       case KIND_TCP:
         return this.tcpFromGuest(port, ptr, len, d);
       case KIND_FRAGMENT:
-        return this.drop('ipv4-fragment');
+        return this.fragmentFromGuest(port, ptr, len, d);
     }
   }
 
@@ -456,22 +485,30 @@ export class Engine extends EventEmitter {
   }
 
   private udpFromGuest(port: VmPort, ptr: number, len: number, d: number): void {
+    const dv = this.kernels.dv;
+    this.routeUdp(port, this.kernels.u8.subarray(ptr + 6, ptr + 12),
+      dv.getUint32(d + D_SRC_IP, true), dv.getUint16(d + D_SRC_PORT, true),
+      dv.getUint32(d + D_DST_IP, true), dv.getUint16(d + D_DST_PORT, true),
+      ptr + dv.getUint32(d + D_PAYLOAD_OFF, true), dv.getUint32(d + D_PAYLOAD_LEN, true),
+      ptr + dv.getUint16(d + D_L3_OFF, true));
+  }
+
+  /**
+   * A guest UDP datagram, from one frame or reassembled from fragments:
+   * payload at kernel memory [pOff, pOff + pLen), its IPv4 header at `l3`.
+   * `srcMac` is a view valid only during the call.
+   */
+  private routeUdp(port: VmPort, srcMac: Uint8Array, srcIp: number, srcPort: number, dstIp: number, dstPort: number,
+    pOff: number, pLen: number, l3: number): void {
     const cfg = this.config;
     const u8 = this.kernels.u8;
-    const dv = this.kernels.dv;
-    const srcIp = dv.getUint32(d + D_SRC_IP, true);
-    const dstIp = dv.getUint32(d + D_DST_IP, true);
-    const srcPort = dv.getUint16(d + D_SRC_PORT, true);
-    const dstPort = dv.getUint16(d + D_DST_PORT, true);
-    const pOff = ptr + dv.getUint32(d + D_PAYLOAD_OFF, true);
-    const pLen = dv.getUint32(d + D_PAYLOAD_LEN, true);
     if (dstPort === 67 && (dstIp === 0xffffffff || dstIp === cfg.gatewayIp || dstIp === cfg.broadcast)) {
-      return this.dhcpFromGuest(port, ptr, u8.subarray(pOff, pOff + pLen));
+      return this.dhcpFromGuest(port, srcMac.slice(), u8.subarray(pOff, pOff + pLen));
     }
     if (dstIp === cfg.gatewayIp) {
-      if (dstPort === 53) return this.dnsFromGuest(port, ptr, srcIp, srcPort, u8.slice(pOff, pOff + pLen));
+      if (dstPort === 53) return this.dnsFromGuest(port, srcMac.slice(), srcIp, srcPort, u8.slice(pOff, pOff + pLen));
       // Nothing listens there: say so at once, as a real host would.
-      const f = buildPortUnreachable(u8, ptr, len, dv.getUint16(d + D_L3_OFF, true), cfg.gatewayMac, dstIp);
+      const f = buildPortUnreachable(u8, l3, srcMac, cfg.gatewayMac, dstIp);
       if (f !== null) port.send(f, 0, f.length);
       return this.drop('udp-gateway-port-closed');
     }
@@ -492,6 +529,42 @@ export class Engine extends EventEmitter {
     this.udp.send(port, g.mac, srcIp, srcPort, hostDst, dstPort, u8, pOff, pLen);
   }
 
+  /**
+   * An IPv4 fragment: held by the fragment kernel until its datagram is
+   * whole (bounded slots, timeout, overlaps refused), then handled as if it
+   * had come in one frame. Only UDP is reassembled: a TCP guest never
+   * fragments (DF + MSS), and large pings to the gateway are not answered.
+   */
+  private fragmentFromGuest(port: VmPort, ptr: number, len: number, d: number): void {
+    const k = this.kernels.k;
+    const u8 = this.kernels.u8;
+    const l3Off = this.kernels.dv.getUint16(d + D_L3_OFF, true);
+    const slot = k.fragInsert(this.fragTable, ptr + l3Off, len - l3Off, this.now());
+    if (slot < 0) {
+      if (slot !== FR_PENDING) this.drop(fragDropName(slot));
+      return;
+    }
+    try {
+      const ip = k.fragDatagramPtr(this.fragTable, slot);
+      const ipLen = k.fragDatagramLen(this.fragTable, slot);
+      const ihl = (u8[ip] & 0xf) * 4;
+      if (u8[ip + 9] !== 17) return this.drop('fragmented-non-udp');
+      const udpLen = (u8[ip + ihl + 4] << 8) | u8[ip + ihl + 5];
+      if (ihl + 8 > ipLen || udpLen < 8 || ihl + udpLen > ipLen) return this.drop('bad-udp-length');
+      const srcIp = readU32(u8, ip + 12);
+      const dstIp = readU32(u8, ip + 16);
+      const stored = (u8[ip + ihl + 6] << 8) | u8[ip + ihl + 7];
+      if (stored !== 0 && k.csumPartial(ip + ihl, udpLen, pseudoHeader(srcIp, dstIp, 17, udpLen)) !== 0xffff) {
+        return this.drop('bad-l4-checksum');
+      }
+      this.fragmentsReassembled++;
+      this.routeUdp(port, u8.subarray(ptr + 6, ptr + 12), srcIp, (u8[ip + ihl] << 8) | u8[ip + ihl + 1],
+        dstIp, (u8[ip + ihl + 2] << 8) | u8[ip + ihl + 3], ip + ihl + 8, udpLen - 8, ip);
+    } finally {
+      k.fragRelease(this.fragTable, slot);
+    }
+  }
+
   private blocked(ip: number): boolean {
     const cfg = this.config;
     if (inSubnet(ip, cfg.network, cfg.prefix)) return true;
@@ -500,8 +573,7 @@ export class Engine extends EventEmitter {
     return false;
   }
 
-  private dhcpFromGuest(port: VmPort, ptr: number, payload: Uint8Array): void {
-    const mac = this.kernels.u8.slice(ptr + 6, ptr + 12);
+  private dhcpFromGuest(port: VmPort, mac: Uint8Array, payload: Uint8Array): void {
     const reserved = port.uuid !== undefined ? this.uuids.ipOf(port.uuid) : undefined;
     const r = this.dhcp.handle(payload, mac, Date.now(), reserved);
     if (r === null) return;
@@ -510,8 +582,7 @@ export class Engine extends EventEmitter {
     this.udpToGuest(port, dstMac, this.config.gatewayIp, 67, dstIp, 68, r.reply);
   }
 
-  private dnsFromGuest(port: VmPort, ptr: number, srcIp: number, srcPort: number, query: Uint8Array): void {
-    const mac = this.kernels.u8.slice(ptr + 6, ptr + 12);
+  private dnsFromGuest(port: VmPort, mac: Uint8Array, srcIp: number, srcPort: number, query: Uint8Array): void {
     this.dns.query(query, 'udp').then(
       (answer) => {
         if (answer === null || !this.ports.has(port.id)) return;
@@ -646,6 +717,7 @@ export class Engine extends EventEmitter {
       udp: { flows: this.udp.size, ...this.udp.counters },
       tcp: this.tcp.stats(),
       icmp: { echoReplies: c.echoReplies },
+      fragments: { reassembled: this.fragmentsReassembled, pending: this.kernels.k.fragPending(this.fragTable) },
       dhcp: this.dhcp.stats(),
       dns: this.dns.stats(),
     };
@@ -658,6 +730,7 @@ export class Engine extends EventEmitter {
     this.vmListeners.clear();
     for (const p of [...this.ports.values()]) p.link.close('engine closed');
     await this.stopCapture();
+    clearInterval(this.fragTimer);
     this.tcp.close();
     this.udp.close();
     this.dns.close();

@@ -75,17 +75,17 @@ export function buildUdpFragments(srcMac: Uint8Array, dstMac: Uint8Array, srcIp:
 }
 
 /**
- * ICMP port unreachable for the datagram whose IPv4 header is at
- * `buf[ptr + l3Off]`, from `fromIp` (the address the guest tried to reach).
+ * ICMP port unreachable for the IPv4 datagram whose header is at `buf[l3]`,
+ * sent from `fromIp` (the address the guest tried to reach) to `toMac`.
  */
-export function buildPortUnreachable(buf: Uint8Array, ptr: number, len: number, l3Off: number, ourMac: Uint8Array, fromIp: number): Uint8Array | null {
-  const ip = new Ipv4Packet(buf, ptr + l3Off, len - l3Off);
+export function buildPortUnreachable(buf: Uint8Array, l3: number, toMac: Uint8Array, ourMac: Uint8Array, fromIp: number): Uint8Array | null {
+  const ip = new Ipv4Packet(buf, l3, Math.min(buf.length - l3, 65535));
   if (ip.check() !== 0) return null;
-  const quoted = quoteDatagram(buf.subarray(ptr + l3Off, ptr + l3Off + ip.totalLength));
+  const quoted = quoteDatagram(buf.subarray(l3, l3 + ip.totalLength));
   const repr = { kind: 'destUnreachable' as const, code: UNREACH_PORT, nextHopMtu: 0, quoted, original: null };
   const icmpLen = 8 + quoted.length;
   const f = new Uint8Array(14 + 20 + icmpLen);
-  let o = emitEthernet({ dst: buf.subarray(ptr + 6, ptr + 12), src: ourMac, ethertype: ETHERTYPE_IPV4 }, f, 0);
+  let o = emitEthernet({ dst: toMac, src: ourMac, ethertype: ETHERTYPE_IPV4 }, f, 0);
   o += emitIpv4({ src: fromIp, dst: ip.src, protocol: IP_PROTO_ICMP, payloadLen: icmpLen, ttl: 64, ident: ipIdent++ & 0xffff }, f, o);
   emitIcmp(repr, f, o);
   return f;
