@@ -1,6 +1,6 @@
 /**
  * Self-time summary of a V8 .cpuprofile (what `node --cpu-prof` or the inspector writes):
- *   node --import tsx bench/e2e/profile.ts FILE.cpuprofile [TOP=30] [ROOT_DIR]
+ *   node --import tsx bench/e2e/profile.ts FILE.cpuprofile [TOP=30] [ROOT_DIR] [MODULE.wasm]
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -19,8 +19,62 @@ export interface ProfileSummary {
   totalMs: number;
   idleMs: number;
   gcMs: number;
-  top: { fn: string; where: string; selfMs: number; pctBusy: number }[];
+  top: { fn: string; where: string; selfMs: number; pctBusy: number; caller: string }[];
   byFile: { file: string; selfMs: number; pctBusy: number }[];
+}
+
+/** Function index → export name of a WASM module (the release build has no name section). */
+export function wasmExportNames(bytes: Uint8Array): Map<number, string> {
+  const names = new Map<number, string>();
+  let at = 8;
+  const leb = () => {
+    let v = 0, shift = 0, b: number;
+    do {
+      if (at >= bytes.length) throw new Error('truncated');
+      b = bytes[at++];
+      v += (b & 0x7f) * 2 ** shift;
+      shift += 7;
+    } while (b & 0x80);
+    return v;
+  };
+  const str = () => {
+    const n = leb();
+    const t = new TextDecoder().decode(bytes.subarray(at, at + n));
+    at += n;
+    return t;
+  };
+  try {
+    while (at < bytes.length) {
+      const id = bytes[at++];
+      const size = leb();
+      const end = at + size;
+      if (id === 7) {
+        for (let n = leb(); n > 0; n--) {
+          const name = str();
+          const kind = bytes[at++];
+          const index = leb();
+          if (kind === 0) names.set(index, name);
+        }
+      }
+      at = end;
+    }
+  } catch {
+    // a malformed module only costs the names
+  }
+  return names;
+}
+
+/** First line that defines `fn` in a source file: tsx hands V8 one-line modules, so the profile has no usable line. */
+const sourceCache = new Map<string, string[] | null>();
+function defLine(path: string, fn: string): number | undefined {
+  if (!sourceCache.has(path)) {
+    try { sourceCache.set(path, readFileSync(path, 'utf8').split('\n')); } catch { sourceCache.set(path, null); }
+  }
+  const lines = sourceCache.get(path);
+  if (!lines || !/^[A-Za-z_$][\w$]*$/.test(fn)) return undefined;
+  const re = new RegExp(`^\\s*(?:(?:export|private|public|protected|static|async|readonly|function|get|set|const|let)\\s+)*\\*?${fn.replace(/\$/g, '\\$')}\\s*(?:[(<=:]|\\?\\()`);
+  const i = lines.findIndex((l) => re.test(l));
+  return i >= 0 ? i + 1 : undefined;
 }
 
 function shortUrl(url: string, root: string): string {
@@ -32,8 +86,10 @@ function shortUrl(url: string, root: string): string {
   return u;
 }
 
-export function summarizeProfile(p: CpuProfile, topN = 30, root = ''): ProfileSummary {
+export function summarizeProfile(p: CpuProfile, topN = 30, root = '', wasmNames = new Map<number, string>()): ProfileSummary {
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
+  const parentOf = new Map<number, number>();
+  for (const n of p.nodes) for (const c of n.children ?? []) parentOf.set(c, n.id);
   const self = new Map<number, number>();
   // V8 stores the gap *before* each sample; the time a sample stands for is the gap to the next.
   for (let i = 0; i < p.samples.length; i++) {
@@ -41,20 +97,36 @@ export function summarizeProfile(p: CpuProfile, topN = 30, root = ''): ProfileSu
     self.set(p.samples[i], (self.get(p.samples[i]) ?? 0) + Math.max(0, dt));
   }
   let totalUs = 0, idleUs = 0, gcUs = 0;
-  const fns = new Map<string, { fn: string; where: string; us: number }>();
+  const fns = new Map<string, { fn: string; where: string; us: number; callers: Map<string, number> }>();
   const files = new Map<string, number>();
   for (const [id, us] of self) {
     const n = byId.get(id);
     if (n === undefined) continue;
     totalUs += us;
-    const name = n.callFrame.functionName || '(anonymous)';
+    let name = n.callFrame.functionName || '(anonymous)';
     if (name === '(idle)') { idleUs += us; continue; }
     if (name === '(garbage collector)') gcUs += us;
-    const file = shortUrl(n.callFrame.url, root);
-    const where = n.callFrame.url ? `${file}:${n.callFrame.lineNumber + 1}` : file;
+    const url = n.callFrame.url;
+    const wasmIdx = /^wasm-function\[(\d+)\]$/.exec(name);
+    if (wasmIdx && wasmNames.has(+wasmIdx[1])) name = `${wasmNames.get(+wasmIdx[1])} (wasm export)`;
+    const file = url.startsWith('wasm://') ? 'wasm' : shortUrl(url, root);
+    let line: number | undefined = n.callFrame.lineNumber + 1;
+    if (url.startsWith('file://') && /\.ts$/.test(url)) line = defLine(url.slice('file://'.length), name);
+    const where = url && !url.startsWith('wasm://') ? `${file}${line ? `:${line}` : ''}` : file;
     const key = `${name}@${where}`;
-    const e = fns.get(key) ?? { fn: name, where, us: 0 };
+    const e = fns.get(key) ?? { fn: name, where, us: 0, callers: new Map<string, number>() };
     e.us += us;
+    // the caller tells which path reaches a native or library function (writev from where?)
+    let par = byId.get(parentOf.get(id) ?? -1);
+    const first = par;
+    const direct = par?.callFrame.functionName || '(anonymous)';
+    // then the nearest frame of the project's own code, skipping node internals and natives
+    while (par !== undefined && !/\/(src|bench)\//.test(par.callFrame.url)) par = byId.get(parentOf.get(par.id) ?? -1);
+    if (direct !== '(root)' && par !== undefined) {
+      const own = `${par.callFrame.functionName || '(anonymous)'} (${par.callFrame.url.replace(/^.*\/(src|bench)\//, '')})`;
+      const c = par === first ? own : `${direct} ← ${own}`;
+      e.callers.set(c, (e.callers.get(c) ?? 0) + us);
+    }
     fns.set(key, e);
     files.set(file, (files.get(file) ?? 0) + us);
   }
@@ -64,7 +136,8 @@ export function summarizeProfile(p: CpuProfile, topN = 30, root = ''): ProfileSu
     idleMs: idleUs / 1000,
     gcMs: gcUs / 1000,
     top: [...fns.values()].sort((a, b) => b.us - a.us).slice(0, topN)
-      .map((e) => ({ fn: e.fn, where: e.where, selfMs: e.us / 1000, pctBusy: (100 * e.us) / busy })),
+      .map((e) => ({ fn: e.fn, where: e.where, selfMs: e.us / 1000, pctBusy: (100 * e.us) / busy,
+        caller: [...e.callers.entries()].sort((a, b) => b[1] - a[1])[0]?.[0] ?? '' })),
     byFile: [...files.entries()].sort((a, b) => b[1] - a[1]).slice(0, 15)
       .map(([file, us]) => ({ file, selfMs: us / 1000, pctBusy: (100 * us) / busy })),
   };
@@ -77,8 +150,8 @@ export function renderProfileMarkdown(p: ProfileResult): string {
     `${p.gbps.toFixed(2)} Gbit/s under the profiler (100 µs sampling). Main thread sampled ${(p.totalMs / 1000).toFixed(1)} s: ` +
       `busy ${(busy / 1000).toFixed(1)} s (${((100 * busy) / Math.max(1, p.totalMs)).toFixed(0)} %), GC ${(p.gcMs / 1000).toFixed(2)} s. ` +
       `Percentages are of busy time. Profile: \`${p.file}\`.`, '',
-    '| self ms | % busy | function | where |', '|---:|---:|---|---|',
-    ...p.top.map((t) => `| ${t.selfMs.toFixed(0)} | ${t.pctBusy.toFixed(1)} | \`${t.fn}\` | ${t.where} |`),
+    '| self ms | % busy | function | where | main caller |', '|---:|---:|---|---|---|',
+    ...p.top.map((t) => `| ${t.selfMs.toFixed(0)} | ${t.pctBusy.toFixed(1)} | \`${t.fn}\` | ${t.where} | ${t.caller ? `\`${t.caller}\`` : ''} |`),
     '', '| file | self ms | % busy |', '|---|---:|---:|',
     ...p.byFile.map((f) => `| ${f.file} | ${f.selfMs.toFixed(0)} | ${f.pctBusy.toFixed(1)} |`),
   ];
@@ -86,11 +159,12 @@ export function renderProfileMarkdown(p: ProfileResult): string {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const [file, top, root] = process.argv.slice(2);
+  const [file, top, root, wasm] = process.argv.slice(2);
   if (!file) {
-    console.error('usage: profile.ts FILE.cpuprofile [TOP] [ROOT_DIR]');
+    console.error('usage: profile.ts FILE.cpuprofile [TOP] [ROOT_DIR] [MODULE.wasm]');
     process.exit(2);
   }
-  const s = summarizeProfile(JSON.parse(readFileSync(file, 'utf8')) as CpuProfile, Number(top ?? 30), root ?? '');
+  const names = wasm ? wasmExportNames(readFileSync(wasm)) : undefined;
+  const s = summarizeProfile(JSON.parse(readFileSync(file, 'utf8')) as CpuProfile, Number(top ?? 30), root ?? '', names);
   process.stdout.write(renderProfileMarkdown({ ...s, mtu: 0, dir: 'up', streams: 1, gbps: 0, file }));
 }

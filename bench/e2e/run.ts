@@ -8,7 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpus, loadavg, release } from 'node:os';
 import { renderMarkdown, type E2eResult, type IperfRun, type ConnRun, type PeerName, type ProfileResult } from './report.js';
-import { summarizeProfile, renderProfileMarkdown } from './profile.js';
+import { summarizeProfile, renderProfileMarkdown, wasmExportNames } from './profile.js';
 
 const HELP = `npm run bench:e2e -- [options]
 
@@ -566,7 +566,9 @@ async function main(): Promise<void> {
           result.notes.push(`profile at MTU ${mtu}: the engine wrote no profile`);
           continue;
         }
-        const p: ProfileResult = { mtu, dir: 'up', streams: 1, gbps: x.gbps ?? 0, file: prof, ...summarizeProfile(JSON.parse(readFileSync(prof, 'utf8')), 30, tree.dir) };
+        const names = wasmExportNames(readFileSync(join(tree.dir, 'build/vnetkit-simd.wasm')));
+        const p: ProfileResult = { mtu, dir: 'up', streams: 1, gbps: x.gbps ?? 0, file: prof,
+          ...summarizeProfile(JSON.parse(readFileSync(prof, 'utf8')), 30, tree.dir, names) };
         result.profiles.push(p);
         log(`profile mtu ${mtu}: ${p.gbps.toFixed(2)} Gbit/s under the profiler, ${p.totalMs.toFixed(0)} ms sampled`);
       }
