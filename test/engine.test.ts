@@ -175,6 +175,23 @@ describe.each(['wasm-simd', 'js'] as const)('engine (%s backend)', (backend) => 
     }
   });
 
+  it('answers UDP to a closed host port with ICMP port unreachable', async () => {
+    const probe = dgram.createSocket('udp4');
+    await new Promise<void>((r) => probe.bind(0, '127.0.0.1', () => r()));
+    const closedPort = probe.address().port;
+    probe.close();
+    const g = await guest(macA);
+    const me = parseIPv4('192.168.65.3');
+    g.send(g.udpFrame(GW_MAC, me, 40002, HOST, closedPort, new TextEncoder().encode('anyone?')));
+    const r = await g.next((f) => ethType(f) === 0x0800 && ipProto(f) === 1);
+    expect(ipSrc(r)).toBe(HOST);
+    expect([r[34], r[35]]).toEqual([3, 3]);
+    // The quote names the guest's datagram: its ports.
+    expect((r[62] << 8) | r[63]).toBe(40002);
+    expect((r[64] << 8) | r[65]).toBe(closedPort);
+    expect(engine.stats().udp.refused).toBe(1);
+  });
+
   it('answers DNS for host.docker.internal with the host alias', async () => {
     const g = await guest(macA);
     const me = parseIPv4('192.168.65.3');

@@ -25,7 +25,7 @@ import { MacTable, macKey } from './switch.js';
 import { UdpNat, type UdpBinding } from './udp-nat.js';
 import { reasonName } from './reasons.js';
 import { VpnkitUuids } from './vpnkit-uuids.js';
-import { buildArpReply, buildIcmpEchoReply, buildPortUnreachable, buildUdpFragments, readArp } from './replies.js';
+import { buildArpReply, buildIcmpEchoReply, buildPortUnreachable, buildUdpPortUnreachable, buildUdpFragments, readArp } from './replies.js';
 import { DhcpServer } from '../services/dhcp.js';
 import { DnsServer } from '../services/dns.js';
 import { attachStream, listen as listenTransport, type VmLink, type Framing, type Listener } from '../transport/index.js';
@@ -224,6 +224,13 @@ export class Engine extends EventEmitter {
       log: this.log.child({ svc: 'udp' }),
       now: () => this.now(),
       deliver: (b, srcIp, srcPort, data) => this.udpToGuest(b.port, b.guestMac, srcIp, srcPort, b.guestIp, b.guestPort, data),
+      refused: (b) => {
+        const f = buildUdpPortUnreachable(cfg.gatewayMac, b.guestMac, b.guestIp, b.guestPort, cfg.hostIp, b.loopbackPort ?? 0, b.lastLen);
+        if (this.ports.has(b.port.id)) {
+          b.port.send(f, 0, f.length);
+          b.port.flush();
+        }
+      },
     });
   }
 
@@ -414,7 +421,11 @@ export class Engine extends EventEmitter {
     if (kind === KIND_IPV6) return this.drop('ipv6');
     if (kind === KIND_OTHER) return this.drop('unsupported-protocol');
     const srcIp = dv.getUint32(d + D_SRC_IP, true);
-    if (!this.learnGuestIp(port, srcIp, ptr)) return;
+    if (!this.learnGuestIp(port, srcIp, ptr)) {
+      // classify may have made a flow entry for this frame's SYN: give it back.
+      if (kind === KIND_TCP) this.tcp.discard(d);
+      return;
+    }
     switch (kind) {
       case KIND_UDP:
         return this.udpFromGuest(port, ptr, len, d);

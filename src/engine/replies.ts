@@ -81,12 +81,30 @@ export function buildUdpFragments(srcMac: Uint8Array, dstMac: Uint8Array, srcIp:
 export function buildPortUnreachable(buf: Uint8Array, l3: number, toMac: Uint8Array, ourMac: Uint8Array, fromIp: number): Uint8Array | null {
   const ip = new Ipv4Packet(buf, l3, Math.min(buf.length - l3, 65535));
   if (ip.check() !== 0) return null;
-  const quoted = quoteDatagram(buf.subarray(l3, l3 + ip.totalLength));
+  return unreachableFrame(quoteDatagram(buf.subarray(l3, l3 + ip.totalLength)), ip.src, toMac, ourMac, fromIp);
+}
+
+function unreachableFrame(quoted: Uint8Array, toIp: number, toMac: Uint8Array, ourMac: Uint8Array, fromIp: number): Uint8Array {
   const repr = { kind: 'destUnreachable' as const, code: UNREACH_PORT, nextHopMtu: 0, quoted, original: null };
   const icmpLen = 8 + quoted.length;
   const f = new Uint8Array(14 + 20 + icmpLen);
   let o = emitEthernet({ dst: toMac, src: ourMac, ethertype: ETHERTYPE_IPV4 }, f, 0);
-  o += emitIpv4({ src: fromIp, dst: ip.src, protocol: IP_PROTO_ICMP, payloadLen: icmpLen, ttl: 64, ident: ipIdent++ & 0xffff }, f, o);
+  o += emitIpv4({ src: fromIp, dst: toIp, protocol: IP_PROTO_ICMP, payloadLen: icmpLen, ttl: 64, ident: ipIdent++ & 0xffff }, f, o);
   emitIcmp(repr, f, o);
   return f;
+}
+
+/**
+ * Port unreachable for a guest datagram the host refused after it left the
+ * engine: the quoted header is rebuilt from what the NAT binding remembers
+ * (addresses, ports, length), which is all a guest's stack matches on.
+ */
+export function buildUdpPortUnreachable(ourMac: Uint8Array, guestMac: Uint8Array, guestIp: number, guestPort: number,
+  remoteIp: number, remotePort: number, payloadLen: number): Uint8Array {
+  const orig = new Uint8Array(28);
+  emitIpv4({ src: guestIp, dst: remoteIp, protocol: IP_PROTO_UDP, payloadLen: 8 + payloadLen, ttl: 64, ident: 0 }, orig, 0);
+  put16(orig, 20, guestPort);
+  put16(orig, 22, remotePort);
+  put16(orig, 24, 8 + payloadLen);
+  return unreachableFrame(orig, guestIp, guestMac, ourMac, remoteIp);
 }
