@@ -9,6 +9,7 @@ import { createEngine, type Engine } from '../src/engine/engine.js';
 import { GuestClient, ethType, ipProto, ipSrc, ipDst, udpPorts } from './support/guest-client.js';
 import { parseIPv4 } from '../src/wire/addr.js';
 import { emitUdp } from '../src/wire/udp.js';
+import { TcpPeer, GUEST_MAC } from './support/tcp-peer.js';
 import { emitIpv4 } from '../src/wire/ipv4.js';
 import { emitEthernet, ETHERTYPE_IPV4 } from '../src/wire/ethernet.js';
 
@@ -190,6 +191,35 @@ describe.each(['wasm-simd', 'js'] as const)('engine (%s backend)', (backend) => 
     expect((r[62] << 8) | r[63]).toBe(40002);
     expect((r[64] << 8) | r[65]).toBe(closedPort);
     expect(engine.stats().udp.refused).toBe(1);
+  });
+
+  it('answers DNS over TCP on the gateway through the TCP stack', async () => {
+    const g = await guest(GUEST_MAC);
+    const peer = new TcpPeer((f) => g.send(f), () => Date.now(), { port: 33333, keep: true });
+    const pumpUntil = async (cond: () => boolean) => {
+      const end = Date.now() + 3000;
+      while (!cond()) {
+        if (Date.now() > end) throw new Error('TCP exchange did not finish');
+        for (const f of g.frames.splice(0)) peer.input(f);
+        peer.pump();
+        peer.flushAck();
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    };
+    peer.connect(GW, 53);
+    await pumpUntil(() => peer.state === 'established');
+    const q = dnsPacket.encode({ type: 'query', id: 7, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name: 'gateway.docker.internal' }] });
+    const framed = Buffer.alloc(q.length + 2);
+    framed.writeUInt16BE(q.length, 0);
+    q.copy(framed, 2);
+    peer.write(framed);
+    peer.end();
+    await pumpUntil(() => peer.finRcvd);
+    const answer = Buffer.concat(peer.keep);
+    expect(answer.readUInt16BE(0)).toBe(answer.length - 2);
+    const msg = dnsPacket.decode(answer.subarray(2));
+    expect(msg.id).toBe(7);
+    expect(msg.answers?.[0]).toMatchObject({ type: 'A', data: '192.168.65.1' });
   });
 
   it('answers DNS for host.docker.internal with the host alias', async () => {

@@ -32,6 +32,7 @@ import { attachStream, listen as listenTransport, type VmLink, type Framing, typ
 import { nullLogger, type Logger } from '../log.js';
 import { PcapWriter } from '../wire/pcap.js';
 import { TcpStack, type TcpOptions, type TcpPort } from './tcp/index.js';
+import { openDnsTcpSession } from './gateway-dns-tcp.js';
 import type net from 'node:net';
 import { formatIPv4, formatMac, inSubnet, parseIPv4 } from '../wire/addr.js';
 
@@ -136,6 +137,7 @@ export class Engine extends EventEmitter {
   private readonly fragTable: number;
   private readonly fragTimer: NodeJS.Timeout;
   private fragmentsReassembled = 0;
+  private readonly dnsTcp = { open: () => openDnsTcpSession(this.dns) };
   private readonly gatewayMacKey: number;
   /** Shared by every port: the capture tap (set while a pcap capture runs) and cumulative output counters. */
   private readonly tap: { fn?: FrameTap; frames: number; bytes: number } = { frames: 0, bytes: 0 };
@@ -625,8 +627,9 @@ export class Engine extends EventEmitter {
    * host alias becomes 127.0.0.1 (unless switched off); forbidden
    * destinations give null.
    */
-  private hostAddressFor(ip: number, _port: number): string | null {
+  private hostAddressFor(ip: number, port: number): string | { open(): net.Socket } | null {
     const cfg = this.config;
+    if (ip === cfg.gatewayIp && port === 53) return this.dnsTcp;
     if (ip === cfg.hostIp) return cfg.hostLoopback ? '127.0.0.1' : null;
     if (ip === cfg.gatewayIp || this.blocked(ip) || ip === 0xffffffff || ip >>> 28 >= 0xe) return null;
     return formatIPv4(ip);

@@ -62,8 +62,12 @@ export interface TcpHost {
   now(): number;
   log: Logger;
   mtu: number;
-  /** Policy-checked destination: the host address to connect to (127.0.0.1 for the host alias), or null to refuse (RST). */
-  resolveDestination(dstIp: number, dstPort: number): string | null;
+  /**
+   * Policy-checked destination: the host address to connect to (127.0.0.1
+   * for the host alias), an in-process service to open instead of a socket
+   * (the gateway's own services), or null to refuse (RST).
+   */
+  resolveDestination(dstIp: number, dstPort: number): string | { open(): net.Socket } | null;
 }
 
 export interface TcpFlowInfo {
@@ -245,7 +249,9 @@ export class TcpStack {
     this.all.add(c);
     this.pending++;
     this.arm(c, Timer.Connect, now + this.o.connectTimeoutMs);
-    const socket = this.o.connect ? this.o.connect(target, dstPort) : net.connect({ host: target, port: dstPort, allowHalfOpen: true });
+    const socket = typeof target === 'object'
+      ? target.open()
+      : this.o.connect ? this.o.connect(target, dstPort) : net.connect({ host: target, port: dstPort, allowHalfOpen: true });
     c.socket = socket;
     socket.once('connect', () => this.onConnected(c));
     this.attachSocket(c, socket);
