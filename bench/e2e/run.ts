@@ -20,7 +20,7 @@ subnet and no default route, so nothing can go anywhere else.
 
 NOT part of npm test or CI: it needs root, Debian's iproute2, iperf3, qemu-system-x86, passt
 and gcc (missing ones are installed with apt-get when run as root), and takes minutes:
-about 15-25 min by default, under 5 with --quick.
+about 20 min by default, 2-3 with --quick.
 
 Peers (--peers a,b,c or VNETKIT_E2E_PEERS):
   vnetkit-simd  vnetkit, WASM-SIMD kernels (bench/e2e/vnetkit-engine.ts)   guest 192.168.65.3 -> 192.168.65.2
@@ -38,7 +38,8 @@ Options:
   --dirs LIST         up (namespace -> host), down (host -> namespace, iperf3 -R); default both
   --runs N            rounds, default 3 (median reported). Each round runs every peer once,
                       so load from elsewhere on the machine spreads over all peers
-  --time S --omit S   iperf3 -t / -O (default 4 / 2; the warm-up hides passt's start-up stalls)
+  --time S --omit S   iperf3 -t / -O (default 5 / 2 as in the shared perfbed; the warm-up hides
+                      passt's start-up stalls)
   --conn N            connect+request+close transactions per test and round (default 1000; 0 skips)
   --rr N              1-byte round trips on one connection per round (default 3000; 0 skips)
   --profile           also record a CPU profile of vnetkit-simd, guest -> host, 1 stream, at
@@ -81,7 +82,7 @@ function parseOpts(argv: string[]): Opts {
     streams: [1, 4],
     dirs: ['up', 'down'],
     runs: quick ? 1 : 3,
-    time: quick ? 3 : 4,
+    time: quick ? 3 : 5,
     omit: quick ? 1 : 2,
     conn: quick ? 500 : 1000,
     rr: quick ? 1000 : 3000,
@@ -138,7 +139,10 @@ function die(msg: string): never {
 interface Bg { name: string; proc: ChildProcess; exited: Promise<void>; done: boolean; logFile: string }
 const live = new Set<Bg>();
 
+let interrupted = false;
 function startBg(name: string, cmd: string, args: string[], logFile: string, cwd?: string): Bg {
+  // the measuring loop keeps going while an interrupt cleans up: start nothing new then
+  if (interrupted) throw new Fatal('interrupted');
   const fd = openSync(logFile, 'a');
   const proc = spawn(cmd, args, { stdio: ['ignore', fd, fd], cwd });
   closeSync(fd);
@@ -159,12 +163,16 @@ async function stopBg(bg: Bg | undefined): Promise<void> {
 }
 
 interface CmdResult { code: number; stdout: string; stderr: string }
+/** Foreground commands in flight (an iperf3 client, a probe), so an interrupt can stop them too. */
+const inFlight = new Set<ChildProcess>();
 function run(cmd: string, args: string[], timeoutMs = 60_000, cwd?: string): Promise<CmdResult> {
   return new Promise((res) => {
-    execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 64 << 20, cwd, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
+    const child = execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 64 << 20, cwd, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
+      inFlight.delete(child);
       const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1;
       res({ code, stdout: String(stdout), stderr: String(stderr) });
     });
+    inFlight.add(child);
   });
 }
 async function must(cmd: string, args: string[], timeoutMs?: number, cwd?: string): Promise<string> {
@@ -459,6 +467,8 @@ async function connRun(s: Session, kind: 'conn' | 'rr', n: number, par: number, 
 // ---- main -------------------------------------------------------------------------------------
 
 async function cleanupAll(): Promise<void> {
+  // `ip netns exec` replaces itself with the command (exec), so this PID is the client itself
+  for (const c of inFlight) c.kill('SIGTERM');
   await Promise.all([...live].map((b) => stopBg(b)));
   await nsDown();
 }
@@ -474,7 +484,6 @@ async function main(): Promise<void> {
   const logDir = join(RUN, `logs-${new Date().toISOString().replace(/[:.]/g, '-')}`);
   mkdirSync(logDir, { recursive: true });
   mkdirSync(o.out, { recursive: true });
-  let interrupted = false;
   const onSig = () => {
     if (interrupted) return;
     interrupted = true;
