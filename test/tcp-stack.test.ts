@@ -447,6 +447,23 @@ describe('timers and flow control', () => {
     expect(p.digest).toBe(sha256(data));
   });
 
+  it('a congested VM transport holds new data until it drains, then the flow continues intact', async () => {
+    const total = 300_000;
+    const down = seededBytes(total, 77);
+    const srv = await listen((s) => s.end(down));
+    const { h, sim } = setup();
+    h.link.congested = true;
+    const p = await established(sim, srv.port, 40000, { keep: false });
+    await sim.run(() => false, 300);
+    expect(p.received).toBe(0);
+    h.link.congested = false;
+    h.stack.portDrained(1);
+    expect(await sim.run(() => p.finRcvd, 20_000)).toBe(true);
+    expect(p.received).toBe(total);
+    expect(p.digest).toBe(sha256(down));
+    expect(h.stack.stats().retransmits).toBe(0);
+  });
+
   it('guest zero window: the engine stops, probes, pauses the host socket, and resumes when the window opens', async () => {
     const total = 8_000_000;
     const down = seededBytes(total, 61);

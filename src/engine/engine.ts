@@ -85,6 +85,10 @@ export class VmPort implements TxSink {
   flush(): void {
     this.link.flush();
   }
+
+  get congested(): boolean {
+    return this.link.congested;
+  }
 }
 
 export interface VmInfo {
@@ -296,7 +300,8 @@ export class Engine extends EventEmitter {
       this.scheduleRx();
     };
     link.onClose = (err) => this.removePort(port, err);
-    link.onDrain = () => {};
+    // The VM caught up: flows that held data for it may send again.
+    link.onDrain = () => this.tcp.portDrained(port.id);
     const info = this.info(port);
     this.log.info('vm connected', { vm: port.id, framing: link.framing, peer: link.peer, uuid: port.uuid });
     this.emit('vm-connected', info);

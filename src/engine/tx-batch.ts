@@ -16,6 +16,8 @@ import {
 export interface TxSink {
   send(buf: Uint8Array, off: number, len: number): void;
   flush(): void;
+  /** True while the VM's transport is above its high-water mark: senders hold new data until it drains. */
+  readonly congested?: boolean;
 }
 
 export interface TcpSegment {

@@ -75,6 +75,8 @@ export class TcpHarness {
   readonly rx: RxBatch;
   readonly tx: TxBatch;
   readonly port: TcpPort;
+  /** The fake VM link: set `congested` to act like a transport above its high-water mark. */
+  readonly link: TxSink & { congested: boolean };
   readonly mtu: number;
   now = 0;
   /** Frames the engine sent toward the guest since the last take. */
@@ -92,12 +94,14 @@ export class TcpHarness {
     this.flowTable = this.k.alloc(this.k.k.flowTableBytes(cap), 64);
     this.k.k.flowInit(this.flowTable, cap, 12345);
     const clock = o.now ?? (() => this.now);
-    const sink: TxSink = {
-      send: (buf, off, len) => {
+    const sink = {
+      send: (buf: Uint8Array, off: number, len: number) => {
         this.out.push(buf.slice(off, off + len));
       },
       flush: () => {},
+      congested: false,
     };
+    this.link = sink;
     this.port = { id: 1, link: sink };
     this.tx = new TxBatch(this.k, 1024, 4 * 1024 * 1024, GW_MAC);
     this.rx = new RxBatch(this.k, { maxFrames: 256, arenaBytes: 2 * 1024 * 1024 },

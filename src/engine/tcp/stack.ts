@@ -767,6 +767,9 @@ export class TcpStack {
         break;
       }
       const isNew = c.sndNxt === c.sndMax;
+      // The VM's transport is backed up: new data waits for its drain (portDrained) rather than
+      // piling into the link's queue, where it would be dropped and retransmitted.
+      if (isNew && c.port.link.congested === true) break;
       this.sendData(c, off, len, len === avail ? PSH : 0);
       if (isNew && c.rttSeq === -1) {
         c.rttSeq = c.sndNxt;
@@ -1119,6 +1122,18 @@ export class TcpStack {
   }
 
   // ---- management -------------------------------------------------------------
+
+  /** A VM's transport drained: its flows may send the data they held back. */
+  portDrained(portId: number): void {
+    let any = false;
+    for (const c of this.all) {
+      if (c.port.id === portId && c.state === St.Established) {
+        this.markDirty(c);
+        any = true;
+      }
+    }
+    if (any) this.host.scheduleTx();
+  }
 
   /** A VM went away: reset its flows' host sockets and free their ids. */
   purge(portId: number): void {
