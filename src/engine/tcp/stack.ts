@@ -25,6 +25,7 @@
  *   guest sends neither; window scaling is used both ways when the guest offers it.
  */
 import net from 'node:net';
+import { randomFillSync } from 'node:crypto';
 import type { Kernels } from '../../kernels/index.js';
 import type { Logger } from '../../log.js';
 import type { TxBatch, TcpSegment, TxSink } from '../tx-batch.js';
@@ -140,9 +141,17 @@ export class TcpStack {
     this.challengeTokens = this.o.challengeAcksPerSecond;
   }
 
+  /** Initial sequence numbers are unpredictable (RFC 6528's goal) so a third party cannot guess a flow's window. */
   private newIss(): number {
-    return (this.o.initialSequence ? this.o.initialSequence() : Math.random() * 0x100000000) >>> 0;
+    if (this.o.initialSequence) return this.o.initialSequence() >>> 0;
+    if (this.issNext >= this.issPool.length) {
+      randomFillSync(this.issPool);
+      this.issNext = 0;
+    }
+    return this.issPool[this.issNext++];
   }
+  private readonly issPool = new Uint32Array(64);
+  private issNext = 64;
 
   get size(): number {
     return this.all.size;
