@@ -2,6 +2,7 @@
 # install-deps.sh: host packages the e2e tests need (Debian/Ubuntu).
 #   qemu-system-x86  boots the test guest (TCG; KVM is not required)
 #   busybox-static   the guest's userland (copied into its initrd)
+#   tshark           reads the daemon e2e test's pcap capture
 # netcat-openbsd and the kernel are NOT installed: build-guest.sh fetches their .debs with
 # `apt-get download` and only extracts them into the cache.
 #
@@ -10,7 +11,7 @@
 # would fail later with a less obvious error.
 set -euo pipefail
 
-PKGS=(qemu-system-x86 busybox-static)
+PKGS=(qemu-system-x86 busybox-static tshark)
 # tools the scripts and the harness call; each belongs to a package that is normally
 # present, listed so a minimal image reports them too
 declare -A CMD_PKG=([flock]=util-linux [dpkg-deb]=dpkg [apt-get]=apt [gzip]=gzip)
