@@ -2,7 +2,8 @@
  * npm run bench: one table of every kernel, WASM-SIMD / WASM / JS side by
  * side with the ratio to JS, plus the same numbers as JSON in bench/results/.
  * VNETKIT_BENCH_MS sets the time per cell (default 300 ms);
- * VNETKIT_BENCH_FILTER=substring runs only matching rows.
+ * VNETKIT_BENCH_FILTER=substring runs only matching rows. The tcp-e2e rows are
+ * bulk TCP through the engine (in-process guest peer ⇄ TcpStack ⇄ loopback socket).
  */
 import os from 'node:os';
 import { writeFileSync, mkdirSync, readFileSync, existsSync } from 'node:fs';
@@ -13,6 +14,7 @@ import { rows as checksumRows } from './suites/checksum.js';
 import { rows as classifyRows } from './suites/classify.js';
 import { rows as flowRows } from './suites/flow.js';
 import { rows as reasmRows } from './suites/reasm.js';
+import { tcpE2eRows } from './suites/tcp-e2e.js';
 
 const filter = process.env.VNETKIT_BENCH_FILTER ?? '';
 const specs: RowSpec[] = [...checksumRows(), ...classifyRows(), ...flowRows(), ...reasmRows()].filter(
@@ -25,6 +27,8 @@ for (const spec of specs) {
   results.push(row);
   process.stderr.write(`  measured ${row.group} ${row.name}\n`);
 }
+// Bulk TCP through the engine's stack measures its own wall time (not a kernel call).
+results.push(...(await tcpE2eRows(undefined, filter)));
 
 const fmt = (v: number | undefined) => (v === undefined ? '-' : v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2));
 const ratio = (a: number | undefined, b: number | undefined) => (a && b ? `${(a / b).toFixed(2)}×` : '-');
