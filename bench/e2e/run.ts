@@ -301,6 +301,7 @@ async function mkTap(ns: string, tap: string, mac: string, cidr: string, mtu: nu
 }
 /** Fresh namespace(s) for every MTU: a persistent TAP keeps flags a previous user set. */
 async function nsUp(guestCidr: string, mtu: number, loopPeerCidr?: string): Promise<void> {
+  if (interrupted) throw new Fatal('interrupted');
   await nsDown();
   await mkNs(NS);
   await mkTap(NS, TAP, GUEST_MAC, guestCidr, mtu);
@@ -466,11 +467,41 @@ async function connRun(s: Session, kind: 'conn' | 'rr', n: number, par: number, 
 
 // ---- main -------------------------------------------------------------------------------------
 
+/** Set once this run holds RUN/lock: only then are the namespaces its own to delete. */
+let ownsBench = false;
+const LOCK = join(RUN, 'lock');
+
+/** One bench at a time: the namespace names, ports and socket path are fixed. */
+function takeLock(): void {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(LOCK, String(process.pid), { flag: 'wx' });
+      ownsBench = true;
+      return;
+    } catch {
+      const pid = Number(readFileSync(LOCK, 'utf8').trim());
+      let alive = false;
+      try {
+        // a zombie still answers kill(0): read the state instead
+        const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        alive = st.slice(st.lastIndexOf(')') + 2, st.lastIndexOf(')') + 3) !== 'Z';
+      } catch { /* gone */ }
+      if (alive && pid !== process.pid) die(`another bench:e2e is running (pid ${pid}, ${LOCK})`);
+      rmSync(LOCK, { force: true });
+    }
+  }
+  die(`cannot take ${LOCK}`);
+}
+
 async function cleanupAll(): Promise<void> {
   // `ip netns exec` replaces itself with the command (exec), so this PID is the client itself
   for (const c of inFlight) c.kill('SIGTERM');
   await Promise.all([...live].map((b) => stopBg(b)));
-  await nsDown();
+  if (ownsBench) {
+    await nsDown();
+    rmSync(LOCK, { force: true });
+    ownsBench = false;
+  }
 }
 
 async function main(): Promise<void> {
@@ -481,6 +512,7 @@ async function main(): Promise<void> {
   }
   mkdirSync(RUN, { recursive: true });
   chmodSync(RUN, 0o1777);
+  takeLock();
   const logDir = join(RUN, `logs-${new Date().toISOString().replace(/[:.]/g, '-')}`);
   mkdirSync(logDir, { recursive: true });
   mkdirSync(o.out, { recursive: true });
