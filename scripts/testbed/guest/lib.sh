@@ -109,3 +109,169 @@ tb_udp() {
     return 1
   fi
 }
+
+# ---- TCP helpers (busybox wget/nc). Times are in ms at the 10 ms resolution of tb_cs.
+
+# tb_fetch_md5 <url>  HTTP GET streamed into md5sum, so the size is not bounded by
+# guest RAM. busybox dd prints no byte count, hence the fifo into wc -c.
+#   -> TESTBED: fetch ok <url> md5= bytes= ms=
+tb_fetch_md5() {
+  local url=$1 t0 md5 rc bytes ms
+  rm -f /tmp/fetch.fifo /tmp/fetch.rc /tmp/fetch.n
+  mkfifo /tmp/fetch.fifo
+  wc -c </tmp/fetch.fifo >/tmp/fetch.n &
+  t0=$(tb_cs)
+  md5=$( { wget -q -O - "$url" 2>/tmp/fetch.err; echo $? >/tmp/fetch.rc; } | tee /tmp/fetch.fifo | md5sum | cut -d' ' -f1)
+  ms=$(( ($(tb_cs) - t0) * 10 ))
+  wait $!
+  rc=$(cat /tmp/fetch.rc 2>/dev/null)
+  bytes=$(tr -d ' ' </tmp/fetch.n 2>/dev/null)
+  if [ "$rc" = 0 ]; then
+    tb fetch ok "$url" md5="$md5" bytes="${bytes:-0}" ms=$ms
+  else
+    tb fetch fail "$url" rc="${rc:-none}" md5="$md5" bytes="${bytes:-0}" ms=$ms err="$(tb_oneline </tmp/fetch.err)"
+    return 1
+  fi
+}
+
+# tb_gen <file> <MiB>  random file to upload, with its hash
+#   -> TESTBED: gen ok <file> md5= bytes= ms=
+tb_gen() {
+  local f=$1 mib=$2 t0
+  t0=$(tb_cs)
+  dd if=/dev/urandom of="$f" bs=1048576 count="$mib" 2>/tmp/gen.err || { tb gen fail "$f" err="$(tb_oneline </tmp/gen.err)"; return 1; }
+  tb gen ok "$f" md5="$(md5sum "$f" | cut -d' ' -f1)" bytes="$(wc -c <"$f" | tr -d ' ')" ms=$(( ($(tb_cs) - t0) * 10 ))
+}
+
+# tb_send <what> <host> <port> <file>  sends the file over one TCP connection; busybox nc
+# half-closes (shutdown SHUT_WR) at the end of stdin and keeps reading, so the reply
+# the host sends after seeing EOF still arrives.
+#   -> TESTBED: <what> ok <host>:<port> reply=<first reply line, spaces as _> ms= rc=
+tb_send() {
+  local what=$1 host=$2 port=$3 f=$4 t0 rc reply ms
+  t0=$(tb_cs)
+  nc "$host" "$port" <"$f" >/tmp/send.out 2>/tmp/send.err
+  rc=$?
+  ms=$(( ($(tb_cs) - t0) * 10 ))
+  reply=$(head -1 /tmp/send.out | tr -d '\r\n' | tb_oneline)
+  if [ $rc = 0 ] && [ -n "$reply" ]; then
+    tb "$what" ok "$host:$port" reply="$reply" ms=$ms rc=$rc
+  else
+    tb "$what" fail "$host:$port" reply="${reply:-none}" ms=$ms rc=$rc err="$(tb_oneline </tmp/send.err)"
+    return 1
+  fi
+}
+
+# tb_say <what> <host> <port> <payload>  tb_send with a short payload (no newline added)
+tb_say() {
+  printf '%s' "$4" >/tmp/say.in
+  tb_send "$1" "$2" "$3" /tmp/say.in
+}
+
+# tb_tcp_refused <host> <port> [nc|wget]  a connection that must be refused; ok only when
+# the tool fails with "Connection refused" (a timeout or any other error is a fail).
+#   -> TESTBED: refused ok <host>:<port> tool= ms= err=<tool's message, spaces as _>
+tb_tcp_refused() {
+  local host=$1 port=$2 tool=${3:-nc} t0 rc out ms
+  t0=$(tb_cs)
+  if [ "$tool" = wget ]; then
+    out=$(timeout 20 wget -q -O /dev/null "http://$host:$port/" 2>&1)
+  else
+    out=$(timeout 20 nc "$host" "$port" </dev/null 2>&1)
+  fi
+  rc=$?
+  ms=$(( ($(tb_cs) - t0) * 10 ))
+  out=$(echo "$out" | grep -v '^Connecting to' | head -1 | tb_oneline)
+  if [ $rc != 0 ] && echo "$out" | grep -q 'Connection_refused'; then
+    tb refused ok "$host:$port" tool="$tool" ms=$ms err="$out"
+  else
+    tb refused fail "$host:$port" tool="$tool" ms=$ms rc=$rc err="${out:-none}"
+    return 1
+  fi
+}
+
+# tb_tcp_parallel <host> <port> <n> [secs]  n connections at once, each sending "req-<i>\n"
+# and expecting one line "<token> req-<i>" back; ok counts the connections whose reply
+# names their own request, distinct the different tokens among them. A watchdog kills
+# connections still open after secs so a lost one is counted, not waited for forever.
+#   -> TESTBED: parallel ok|fail <host>:<port> n= ok= distinct= errs= ms= [err=first]
+tb_tcp_parallel() {
+  local host=$1 port=$2 n=$3 secs=${4:-60} i=0 pids='' dog t0 ms ok distinct errs first
+  rm -rf /tmp/par
+  mkdir -p /tmp/par
+  while [ $i -lt "$n" ]; do i=$((i + 1)); echo "req-$i" >/tmp/par/$i.in; done
+  t0=$(tb_cs)
+  i=0
+  while [ $i -lt "$n" ]; do
+    i=$((i + 1))
+    nc "$host" "$port" </tmp/par/$i.in >/tmp/par/$i.out 2>/tmp/par/$i.err &
+    pids="$pids $!"
+  done
+  # the watchdog's sleep outlives a kill of its subshell; it must not keep fd 7 open
+  ( exec 7>&-; sleep "$secs"; kill $pids ) >/dev/null 2>&1 &
+  dog=$!
+  wait $pids
+  ms=$(( ($(tb_cs) - t0) * 10 ))
+  kill $dog 2>/dev/null
+  wait $dog 2>/dev/null
+  set -- $(awk 'FNR == 1 { f = FILENAME; sub(/.*\//, "", f); sub(/\.out$/, "", f)
+                  if (NF == 2 && $2 == "req-" f) { ok++; if (!($1 in seen)) { seen[$1] = 1; d++ } } }
+                END { print ok + 0, d + 0 }' /tmp/par/*.out)
+  ok=$1 distinct=$2
+  errs=$(find /tmp/par -name '*.err' -size +0 | wc -l)
+  first=$(cat /tmp/par/*.err | head -1 | tb_oneline)
+  if [ "$ok" = "$n" ]; then
+    tb parallel ok "$host:$port" n="$n" ok="$ok" distinct="$distinct" errs="$errs" ms=$ms
+  else
+    tb parallel fail "$host:$port" n="$n" ok="$ok" distinct="$distinct" errs="$errs" ms=$ms err="${first:-none}"
+    return 1
+  fi
+}
+
+# One TCP connection held open across script steps: nc reads a fifo that this shell
+# keeps open on fd 7, so the connection only half-closes at tb_hold_close. Background
+# jobs started meanwhile inherit fd 7; they must have exited before tb_hold_close.
+# tb_hold_open <host> <port>  -> TESTBED: hold-open ok <host>:<port>
+tb_hold_open() {
+  rm -f /tmp/hold.in /tmp/hold.out /tmp/hold.err
+  mkfifo /tmp/hold.in
+  : >/tmp/hold.out
+  nc "$1" "$2" </tmp/hold.in >/tmp/hold.out 2>/tmp/hold.err &
+  TB_HOLD_PID=$!
+  exec 7>/tmp/hold.in
+  tb hold-open ok "$1:$2" pid=$TB_HOLD_PID
+}
+
+# tb_hold_send <line> <expected-reply-line> [secs]  writes a line, waits for the reply
+#   -> TESTBED: hold-send ok <line> got=<reply> ms= at=<tb_cs when the reply was seen>
+tb_hold_send() {
+  local line=$1 want=$2 secs=${3:-10} t0 end
+  t0=$(tb_cs)
+  end=$((t0 + secs * 100))
+  echo "$line" >&7
+  while ! grep -qx "$want" /tmp/hold.out; do
+    if [ "$(tb_cs)" -gt $end ] || ! kill -0 "$TB_HOLD_PID" 2>/dev/null; then
+      tb hold-send fail "$line" want="$want" got="$(tb_oneline </tmp/hold.out)" err="$(tb_oneline </tmp/hold.err)"
+      return 1
+    fi
+    usleep 20000
+  done
+  tb hold-send ok "$line" got="$want" ms=$(( ($(tb_cs) - t0) * 10 )) at="$(tb_cs)"
+}
+
+# tb_hold_close [secs]  half-closes and waits for nc to see the host's close
+#   -> TESTBED: hold-close ok received=<all lines, |-joined> rc=
+tb_hold_close() {
+  local secs=${1:-10} rc
+  exec 7>&-
+  ( sleep "$secs"; kill "$TB_HOLD_PID" ) >/dev/null 2>&1 &
+  wait "$TB_HOLD_PID"
+  rc=$?
+  kill $! 2>/dev/null
+  if [ $rc = 0 ]; then
+    tb hold-close ok received="$(tb_oneline </tmp/hold.out)" rc=$rc
+  else
+    tb hold-close fail received="$(tb_oneline </tmp/hold.out)" rc=$rc err="$(tb_oneline </tmp/hold.err)"
+    return 1
+  fi
+}
