@@ -68,7 +68,12 @@ export interface Daemon {
   close(): Promise<void>;
 }
 
-export async function startDaemon(cfg: DaemonConfig, io: DaemonIo): Promise<Daemon> {
+export interface DaemonTuning {
+  /** How often drop counters are checked for the "rejected input" log lines (default 5000 ms). */
+  dropReportMs?: number;
+}
+
+export async function startDaemon(cfg: DaemonConfig, io: DaemonIo, tuning: DaemonTuning = {}): Promise<Daemon> {
   const log = createLogger({ level: cfg.logLevel, format: cfg.logFormat, stream: io.err });
   const startedAt = Date.now();
   const engine = createEngine({ ...cfg.engine, log });
@@ -148,7 +153,7 @@ export async function startDaemon(cfg: DaemonConfig, io: DaemonIo): Promise<Daem
         if (n > before) log.limited(`rejected-${reason}`, 'info', 'rejected input', { reason, count: n - before, total: n });
         seen.set(reason, n);
       }
-    }, 5000);
+    }, tuning.dropReportMs ?? 5000);
     dropTimer.unref();
   } catch (e) {
     await close().catch(() => {});

@@ -1,0 +1,107 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { escapeLabelValue, renderFamilies, renderMetrics } from '../src/daemon/metrics.js';
+import { startDaemon } from '../src/daemon/daemon.js';
+import { buildConfig } from '../src/daemon/options.js';
+import { GuestClient } from './support/guest-client.js';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vnetkit-ml-'));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+describe('Prometheus text format', () => {
+  it('HELP, TYPE and samples, labels escaped', () => {
+    const text = renderFamilies([
+      { name: 'x_total', type: 'counter', help: 'A\\B\nC', samples: [{ labels: { reason: 'a"b\\c\nd' }, value: 3 }, { value: 4 }] },
+      { name: 'empty', type: 'gauge', help: 'never shown', samples: [] },
+      { name: 'g', type: 'gauge', help: 'g', samples: [{ value: NaN }, { value: Infinity }, { value: -Infinity }, { value: 1.5 }] },
+    ]);
+    expect(text).toBe(
+      '# HELP x_total A\\\\B\\nC\n# TYPE x_total counter\nx_total{reason="a\\"b\\\\c\\nd"} 3\nx_total 4\n' +
+        '# HELP g g\n# TYPE g gauge\ng NaN\ng +Inf\ng -Inf\ng 1.5\n',
+    );
+    expect(escapeLabelValue('plain')).toBe('plain');
+  });
+
+  it('refuses invalid metric and label names (a bug, never input)', () => {
+    expect(() => renderFamilies([{ name: 'bad-name', type: 'gauge', help: '', samples: [{ value: 1 }] }])).toThrow(/bad metric name/);
+    expect(() => renderFamilies([{ name: 'ok', type: 'gauge', help: '', samples: [{ labels: { 'bad-label': 'x' }, value: 1 }] }])).toThrow(/bad label name/);
+  });
+
+  it('engine stats map to fixed families; unknown sections become gauges; drop reasons are label values', () => {
+    const text = renderMetrics({
+      stats: {
+        backend: 'js',
+        vms: 2,
+        rx: { frames: 10, bytes: 1000, batches: 3 },
+        tx: { frames: 9, bytes: 900 },
+        drops: { 'short-frame': 2, 'weird "reason"': 1 },
+        switch: { macs: 2, forwarded: 1, flooded: 0, unknownUnicast: 0, macsRefused: 0 },
+        udp: { flows: 1, created: 5 },
+        icmp: { echoReplies: 7 },
+        dhcp: { leases: 1, acks: 2 },
+        dns: { inflight: 0, queries: 3 },
+        tcp: { flows: 4, resets: 1, nested: { a: 1 } },
+      },
+      flows: [{ proto: 'tcp' }, { proto: 'tcp' }, { proto: 'udp' }],
+      forwards: [{ protocol: 'unix' }],
+      capturing: true,
+      uptimeSeconds: 12,
+    });
+    const lines = text.split('\n');
+    expect(lines).toContain('vnetkit_vms 2');
+    expect(lines).toContain('vnetkit_rx_frames_total 10');
+    expect(lines).toContain('vnetkit_drops_total{reason="short-frame"} 2');
+    expect(lines).toContain('vnetkit_drops_total{reason="weird \\"reason\\""} 1');
+    expect(lines).toContain('vnetkit_udp_flows 1');
+    expect(lines).toContain('vnetkit_udp_events_total{event="created"} 5');
+    expect(lines).toContain('vnetkit_dhcp_leases 1');
+    expect(lines).toContain('vnetkit_dhcp_events_total{event="acks"} 2');
+    expect(lines).toContain('# TYPE vnetkit_tcp gauge');
+    expect(lines).toContain('vnetkit_tcp{field="nested.a"} 1');
+    expect(lines).toContain('vnetkit_flows{proto="tcp"} 2');
+    expect(lines).toContain('vnetkit_flows{proto="udp"} 1');
+    expect(lines).toContain('vnetkit_forwards{protocol="unix"} 1');
+    expect(lines).toContain('vnetkit_forwards{protocol="tcp"} 0');
+    expect(lines).toContain('vnetkit_capture_active 1');
+    expect(lines).toContain('vnetkit_info{backend="js"} 1');
+    // one TYPE per family
+    const types = lines.filter((l) => l.startsWith('# TYPE ')).map((l) => l.split(' ')[2]);
+    expect(new Set(types).size).toBe(types.length);
+  });
+});
+
+describe('daemon logs', () => {
+  it('text lines for VM connect/disconnect, and one rate-limited line per class of rejected input', async () => {
+    const q = path.join(tmp, 'q.sock');
+    const logs: string[] = [];
+    const d = await startDaemon(
+      buildConfig({}, { 'listen-qemu': [`unix://${q}`], 'log-level': 'info' }),
+      { out: { write: () => true }, err: { write: (s: string) => logs.push(s) } },
+      { dropReportMs: 50 },
+    );
+    try {
+      const g = await GuestClient.connect(q, Uint8Array.of(0x52, 0x54, 0, 0, 0, 1));
+      // 200 runt frames: one class of rejected input
+      for (let i = 0; i < 200; i++) g.send(Uint8Array.of(1, 2, 3, 4, 5));
+      const deadline = Date.now() + 5000;
+      while (!logs.some((l) => l.includes('rejected input')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 200));
+      g.close();
+      while (!logs.some((l) => l.includes('vm disconnected')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      const text = logs.join('');
+      expect(text).toMatch(/^\S+ INFO {2}vm connected .*framing=qemu/m);
+      expect(text).toMatch(/^\S+ INFO {2}vm disconnected /m);
+      const rejected = logs.filter((l) => l.includes('rejected input'));
+      // Counted per report interval, never per frame; the limiter caps the lines per key.
+      expect(rejected.length).toBeGreaterThanOrEqual(1);
+      expect(rejected.length).toBeLessThanOrEqual(5);
+      for (const l of rejected) expect(l).toContain('reason=short-frame');
+      expect(rejected.reduce((n, l) => n + Number(/count=(\d+)/.exec(l)![1]), 0)).toBe(200);
+    } finally {
+      await d.close();
+    }
+    expect(fs.existsSync(q)).toBe(false);
+  });
+});
