@@ -9,6 +9,7 @@ import type { BackendName } from '../kernels/types.js';
 import type { Logger } from '../log.js';
 import type { DnsZone } from '../services/dns.js';
 import type { TcpOptions } from './tcp/options.js';
+import type { Pinger } from './icmp-proxy.js';
 
 export interface EngineOptions {
   /** Virtual subnet (default '192.168.65.0/24'). */
@@ -51,6 +52,8 @@ export interface EngineOptions {
   maxUdpFlows?: number;
   /** Cap on learned MAC addresses across all ports (default 1024). */
   maxMacs?: number;
+  /** How echo requests to other addresses are tried for real (default: the system `ping`). */
+  pinger?: Pinger;
   /** TCP tunables (buffers, timeouts, caps): see src/engine/tcp/options.ts. */
   tcp?: TcpOptions;
   /** Kernel backend (default: VNETKIT_BACKEND, else the fastest available). */

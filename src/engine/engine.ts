@@ -33,6 +33,7 @@ import { nullLogger, type Logger } from '../log.js';
 import { PcapWriter } from '../wire/pcap.js';
 import { TcpStack, type TcpOptions, type TcpPort } from './tcp/index.js';
 import { openDnsTcpSession } from './gateway-dns-tcp.js';
+import { IcmpProxy, systemPing } from './icmp-proxy.js';
 import type net from 'node:net';
 import { formatIPv4, formatMac, inSubnet, parseIPv4 } from '../wire/addr.js';
 
@@ -109,7 +110,7 @@ export interface EngineStats {
   switch: { macs: number; forwarded: number; flooded: number; unknownUnicast: number; macsRefused: number };
   udp: { flows: number } & Record<string, number>;
   tcp: Record<string, number>;
-  icmp: { echoReplies: number };
+  icmp: { echoReplies: number } & Record<string, number>;
   fragments: { reassembled: number; pending: number };
   dhcp: Record<string, number>;
   dns: Record<string, number>;
@@ -142,6 +143,7 @@ export class Engine extends EventEmitter {
   private readonly fragTimer: NodeJS.Timeout;
   private fragmentsReassembled = 0;
   private readonly dnsTcp = { open: () => openDnsTcpSession(this.dns) };
+  private readonly icmp: IcmpProxy;
   private readonly gatewayMacKey: number;
   /** Shared by every port: the capture tap (set while a pcap capture runs) and cumulative output counters. */
   private readonly tap: { fn?: FrameTap; frames: number; bytes: number } = { frames: 0, bytes: 0 };
@@ -184,6 +186,7 @@ export class Engine extends EventEmitter {
       () => this.afterBatch());
     this.tx = new TxBatch(k, 1024, 4 * 1024 * 1024, cfg.gatewayMac);
     this.uuids = new VpnkitUuids(cfg);
+    this.icmp = new IcmpProxy(options.pinger ?? systemPing);
     this.dhcp = new DhcpServer({
       serverIp: cfg.gatewayIp,
       prefix: cfg.prefix,
@@ -497,9 +500,18 @@ export class Engine extends EventEmitter {
       this.counters.echoReplies++;
       return;
     }
-    // Echo to anywhere else would need a real ICMP socket; without one we
-    // stay silent rather than forge a reply for an address not reached.
-    this.drop('icmp-unreachable-destination');
+    if (dstIp === cfg.hostIp || this.blocked(dstIp) || dstIp === 0xffffffff || dstIp >>> 28 >= 0xe) {
+      return this.drop('icmp-blocked-destination');
+    }
+    // Answer only after a real echo to the destination came back.
+    const reply = buildIcmpEchoReply(u8, ptr, len, dv.getUint16(d + D_L3_OFF, true), cfg.gatewayMac);
+    if (reply === null) return this.drop('bad-icmp');
+    this.icmp.probe(dstIp, () => {
+      if (!this.ports.has(port.id)) return;
+      port.send(reply, 0, reply.length);
+      port.flush();
+      this.counters.echoReplies++;
+    });
   }
 
   private udpFromGuest(port: VmPort, ptr: number, len: number, d: number): void {
@@ -735,7 +747,7 @@ export class Engine extends EventEmitter {
       switch: { macs: this.macs.size, forwarded: c.forwarded, flooded: c.flooded, unknownUnicast: c.unknownUnicast, macsRefused: this.macs.refused },
       udp: { flows: this.udp.size, ...this.udp.counters },
       tcp: this.tcp.stats(),
-      icmp: { echoReplies: c.echoReplies },
+      icmp: { echoReplies: c.echoReplies, ...this.icmp.counters },
       fragments: { reassembled: this.fragmentsReassembled, pending: this.kernels.k.fragPending(this.fragTable) },
       dhcp: this.dhcp.stats(),
       dns: this.dns.stats(),
