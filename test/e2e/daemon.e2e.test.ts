@@ -110,14 +110,14 @@ function api(sock: string, method: string, p: string, body?: unknown): Promise<{
 }
 
 /** HTTP/1.0 GET over a raw socket so the client's local address and port are ours to choose. */
-function httpGet(port: number, p: string, opts: { host?: string; localAddress?: string; localPort?: number } = {}): Promise<{ status: number; body: string; localPort: number }> {
+function httpGet(port: number | string, p: string, opts: { host?: string; localAddress?: string; localPort?: number } = {}): Promise<{ status: number; body: string; localPort: number }> {
   return new Promise((resolve, reject) => {
-    const s = net.connect({ host: opts.host ?? '127.0.0.1', port, localAddress: opts.localAddress, localPort: opts.localPort });
+    const s = typeof port === 'string' ? net.connect({ path: port }) : net.connect({ host: opts.host ?? '127.0.0.1', port, localAddress: opts.localAddress, localPort: opts.localPort });
     let raw = '';
     let lp = 0;
     s.setTimeout(30_000, () => s.destroy(new Error('HTTP request timed out')));
     s.on('connect', () => {
-      lp = s.localPort!;
+      lp = s.localPort ?? 0;
       s.write(`GET ${p} HTTP/1.0\r\nHost: guest\r\n\r\n`);
     });
     s.on('data', (d) => (raw += d.toString()));
@@ -170,7 +170,7 @@ function tsharkCount(file: string, filter: string): number {
 const portOf = (local: string) => Number(local.slice(local.lastIndexOf(':') + 1));
 
 describe('vnetkit daemon with a real guest', () => {
-  it('no arguments: the guest joins at the printed socket; API forwards (tcp, udp), duplicate refused, unexpose; pcap read by tshark', async () => {
+  it('no arguments: the guest joins at the printed socket; API forwards (tcp, unix, udp), duplicate refused, unexpose; pcap read by tshark', async () => {
     const xdg = fs.mkdtempSync(path.join(tmp, 'xdg-'));
     const cli = startCli([], { XDG_RUNTIME_DIR: xdg });
     const m = await cli.waitOut(/^qemu args: .*addr\.path=(\S+) -device virtio-net-pci,netdev=n0$/m);
@@ -216,6 +216,13 @@ describe('vnetkit daemon with a real guest', () => {
     expect(dup.status).toBe(409);
     expect(dup.json.error).toContain(`Bind for ${tcpLocal} failed: port is already allocated`);
 
+    // A host Unix socket to the guest's TCP port
+    const unixLocal = path.join(tmp, 'guest-http.sock');
+    const uex = await api(apiSock, 'POST', '/services/forwarder/expose', { local: unixLocal, remote: `${guestIp}:80`, protocol: 'unix' });
+    expect(uex.status, uex.text).toBe(200);
+    const viaUnix = await httpGet(unixLocal, '/index.html');
+    expect(viaUnix.body.trim()).toBe('hello-from-guest');
+
     // UDP through a forward
     const ux = await api(apiSock, 'POST', '/services/forwarder/expose', { local: '127.0.0.1:0', remote: `${guestIp}:7777`, protocol: 'udp' });
     expect(ux.status, ux.text).toBe(200);
@@ -244,6 +251,7 @@ describe('vnetkit daemon with a real guest', () => {
     expect(await cli.exit).toBe(0);
     expect(fs.existsSync(qemuSock)).toBe(false);
     expect(fs.existsSync(apiSock)).toBe(false);
+    expect(fs.existsSync(unixLocal)).toBe(false);
   });
 
   it('--forward with --source-ip-preservation: the guest sees the client\'s own address and port', async () => {
