@@ -225,6 +225,21 @@ describe('main() in process', () => {
   });
 });
 
+describe('main() signal during startup', () => {
+  it('a SIGTERM that arrives before the daemon is up still stops it cleanly once it is', async () => {
+    const handlers = new Map<string, () => void>();
+    const q = path.join(tmp, 'early-qemu.sock');
+    const done = main(['--listen-qemu', `unix://${q}`, '--log-level', 'silent'], {
+      out: { write: () => true },
+      err: { write: () => true },
+      signals: { once: (sig, fn) => handlers.set(sig, fn), off: (sig) => handlers.delete(sig) },
+    });
+    handlers.get('SIGTERM')!();
+    expect(await done).toBe(0);
+    expect(fs.existsSync(q)).toBe(false);
+  });
+});
+
 /** An Ethernet ARP request from the guest for the gateway, built by hand (independent of the code under test). */
 class GuestClientLike {
   arp(): Buffer {

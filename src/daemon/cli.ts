@@ -48,32 +48,44 @@ export async function main(argv: readonly string[], io: CliIo = { out: process.s
   const cfg = parsed.config!;
   // With a stdio VM, stdout carries frames: human-facing text goes to stderr.
   const out = cfg.listenStdio ? io.err : io.out;
-  let daemon;
-  try {
-    daemon = await startDaemon(cfg, { ...io, out });
-  } catch (e) {
-    io.err.write(`vnetkit: ${(e as Error).message}\n`);
-    return 1;
-  }
+  // Handlers go in before anything is bound, so a signal during startup (or
+  // right after "ready" is printed) still means a clean stop, never the default kill.
   const signals = io.signals ?? process;
-  let signalled = false;
+  let daemon: Awaited<ReturnType<typeof startDaemon>> | undefined;
+  let stopRequested = false;
   const onSignal = (): void => {
-    if (signalled) return;
-    signalled = true;
-    daemon.log.info('shutting down');
+    if (stopRequested) return;
+    stopRequested = true;
     // A second signal while closing means "now".
     if (signals === process) {
       const force = (): never => process.exit(130);
       process.once('SIGINT', force);
       process.once('SIGTERM', force);
     }
-    void daemon.close();
+    if (daemon !== undefined) {
+      daemon.log.info('shutting down');
+      void daemon.close();
+    }
   };
   signals.once('SIGINT', onSignal);
   signals.once('SIGTERM', onSignal);
+  const unhook = (): void => {
+    signals.off?.('SIGINT', onSignal);
+    signals.off?.('SIGTERM', onSignal);
+  };
+  try {
+    daemon = await startDaemon(cfg, { ...io, out });
+  } catch (e) {
+    unhook();
+    io.err.write(`vnetkit: ${(e as Error).message}\n`);
+    return 1;
+  }
+  if (stopRequested) {
+    daemon.log.info('shutting down');
+    void daemon.close();
+  }
   await daemon.done;
-  signals.off?.('SIGINT', onSignal);
-  signals.off?.('SIGTERM', onSignal);
+  unhook();
   return 0;
 }
 
