@@ -104,6 +104,19 @@ describe.each(['wasm-simd', 'js'] as const)('engine (%s backend)', (backend) => 
     expect(Buffer.from(dhcpOption(payload, 15)!).toString()).toBe('vnetkit.test');
   });
 
+  it('binds the leased address to the VM on the DHCP ACK, before the guest sends anything else', async () => {
+    const g = await guest(macA);
+    g.send(g.udpFrame(BCAST, 0, 68, 0xffffffff, 67, dhcpDiscover(macA, 0x99)));
+    await g.next((f) => ethType(f) === 0x0800 && ipProto(f) === 17 && udpPorts(f).src === 67);
+    expect(engine.vms()[0].ips).toEqual([]);
+    const req = dhcpDiscover(macA, 0x99);
+    req.set([53, 1, 3, 50, 4, 192, 168, 65, 3, 54, 4, 192, 168, 65, 1, 255], 240);
+    g.send(g.udpFrame(BCAST, 0, 68, 0xffffffff, 67, req));
+    const r = await g.next((f) => ethType(f) === 0x0800 && ipProto(f) === 17 && udpPorts(f).src === 67);
+    expect([...dhcpOption(udpPorts(r).payload, 53)!]).toEqual([5]);
+    expect(engine.vms()[0].ips).toEqual(['192.168.65.3']);
+  });
+
   it('answers ICMP echo to the gateway with the same id, sequence and data', async () => {
     const g = await guest(macA);
     const data = new Uint8Array(56).map((_, i) => i);

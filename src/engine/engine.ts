@@ -40,6 +40,19 @@ import { formatIPv4, formatMac, inSubnet, parseIPv4 } from '../wire/addr.js';
 export type { EngineOptions } from './config.js';
 
 const BROADCAST_MAC = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+/** The DHCP message type (option 53) of a reply, 0 if absent. */
+function dhcpMessageType(m: Uint8Array): number {
+  for (let i = 240; i + 1 < m.length && m[i] !== 255;) {
+    if (m[i] === 0) {
+      i++;
+      continue;
+    }
+    if (m[i] === 53 && m[i + 1] === 1) return m[i + 2] ?? 0;
+    i += 2 + m[i + 1];
+  }
+  return 0;
+}
+
 /** IPv4 datagrams in reassembly at once (each up to 64 KiB of kernel memory), and how long one may take. */
 const FRAG_SLOTS = 16;
 const FRAG_TIMEOUT_MS = 30_000;
@@ -462,11 +475,15 @@ export class Engine extends EventEmitter {
           this.drop('guest-table-full');
           return false;
         }
-        this.guests.set(srcIp, { port, mac: this.kernels.u8.slice(ptr + 6, ptr + 12) });
-        port.ips.add(srcIp);
+        this.learnGuest(port, srcIp, this.kernels.u8.slice(ptr + 6, ptr + 12));
       }
     }
     return true;
+  }
+
+  private learnGuest(port: VmPort, ip: number, mac: Uint8Array): void {
+    this.guests.set(ip, { port, mac });
+    port.ips.add(ip);
   }
 
   private arp(port: VmPort, ptr: number, len: number): void {
@@ -476,8 +493,7 @@ export class Engine extends EventEmitter {
     if (a.senderIp !== 0 && inSubnet(a.senderIp, cfg.network, cfg.prefix) && a.senderIp !== cfg.gatewayIp && a.senderIp !== cfg.hostIp) {
       const g = this.guests.get(a.senderIp);
       if ((g === undefined && this.guests.size < cfg.maxMacs) || (g !== undefined && g.port === port)) {
-        this.guests.set(a.senderIp, { port, mac: a.senderMac });
-        port.ips.add(a.senderIp);
+        this.learnGuest(port, a.senderIp, a.senderMac);
       }
     }
     if (a.op !== 1) return;
@@ -607,6 +623,8 @@ export class Engine extends EventEmitter {
     const reserved = port.uuid !== undefined ? this.uuids.ipOf(port.uuid) : undefined;
     const r = this.dhcp.handle(payload, mac, Date.now(), reserved);
     if (r === null) return;
+    // An ACK binds the address to this VM now, so forwards reach a guest that has not sent anything yet.
+    if (r.yiaddr !== 0 && dhcpMessageType(r.reply) === 5) this.learnGuest(port, r.yiaddr, mac);
     const dstMac = r.broadcast ? BROADCAST_MAC : mac;
     const dstIp = r.dest;
     this.udpToGuest(port, dstMac, this.config.gatewayIp, 67, dstIp, 68, r.reply);
