@@ -81,6 +81,9 @@ export class VmPort implements TxSink {
   ips = new Set<number>();
   uuid?: string;
   readonly connectedAt = Date.now();
+  /** The MAC this port last learned and the table version then (see handleFrame). */
+  learnedMac = -1;
+  learnedVersion = -1;
 
   /** The TCP stack's handle on this port: its segments go through send() (and so through the capture tap). */
   readonly tcp: TcpPort;
@@ -399,9 +402,14 @@ export class Engine extends EventEmitter {
       return;
     }
     const src = macKey(u8, ptr + 6);
-    if ((u8[ptr + 6] & 1) === 0) {
+    // Learning costs a Map operation; a VM sends from the same MAC frame after frame, so skip it
+    // while neither the MAC nor the table changed since this port last learned.
+    if ((u8[ptr + 6] & 1) === 0 && (src !== port.learnedMac || this.macs.version !== port.learnedVersion)) {
       if (port.mac === undefined) port.mac = u8.slice(ptr + 6, ptr + 12);
-      this.macs.learn(src, port);
+      if (this.macs.learn(src, port)) {
+        port.learnedMac = src;
+        port.learnedVersion = this.macs.version;
+      }
     }
     if (u8[ptr] & 1) {
       // Broadcast/multicast: every other VM gets it, and so does the gateway.

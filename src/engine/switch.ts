@@ -13,6 +13,8 @@ export class MacTable<P> {
   private readonly owner = new Map<number, P>();
   /** MACs not learned because the table was full. */
   refused = 0;
+  /** Bumped on every ownership change, so callers can cache "already learned". */
+  version = 0;
 
   constructor(private readonly max: number) {}
 
@@ -29,6 +31,7 @@ export class MacTable<P> {
       return false;
     }
     this.owner.set(mac, port);
+    this.version++;
     return true;
   }
 
@@ -39,5 +42,6 @@ export class MacTable<P> {
   /** Forget every MAC of a port (it disconnected). */
   purge(port: P): void {
     for (const [mac, p] of this.owner) if (p === port) this.owner.delete(mac);
+    this.version++;
   }
 }

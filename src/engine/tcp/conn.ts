@@ -53,7 +53,9 @@ export class Conn {
   finPending = -1;
   /** Reassembly buffer slot in use, or -1. */
   reasmSlot = -1;
-  corked = false;
+  /** Guest bytes staged this turn for the host socket: (offset, length) pairs in the stack's staging buffer. */
+  stageParts: number[] = [];
+  stageBytes = 0;
 
   // send side: host → guest
   iss = 0;

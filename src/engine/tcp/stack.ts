@@ -6,7 +6,9 @@
  *   refusal or timeout → RST, so the guest sees ECONNREFUSED / a timeout as
  *   it would against the real destination.
  * - Guest → host: in-order payload is copied once from the RX arena into a
- *   socket write (corked per turn, so one writev per flow per turn).
+ *   socket write: segments are staged in one reused buffer during the turn
+ *   and written as ONE Buffer per flow per turn (one allocation, one write,
+ *   instead of one per segment).
  *   Out-of-order segments go to a reassembly buffer from a shared pool in
  *   kernel memory. The advertised window is what the socket's buffer can
  *   still take (rcvBufBytes − writableLength), so a slow host socket shrinks
@@ -53,6 +55,8 @@ const DEFAULT_MSS = 536;
 /** Floor for a guest-announced MSS, so a lying tiny MSS cannot make us send 1-byte segments (Linux: tcp_min_snd_mss). */
 const MIN_MSS = 88;
 const MAX_CWND = 64 << 20;
+/** Staging for guest→host bytes within one turn (an RX batch holds at most 2 MiB of frames). */
+const STAGE_BYTES = 4 << 20;
 
 export interface TcpHost {
   kernels: Kernels;
@@ -102,7 +106,10 @@ export class TcpStack {
   private readonly timed = new Set<Conn>();
   /** Flows whose advertised window is below half: re-checked each tick for a window update. */
   private readonly starved = new Set<Conn>();
-  private readonly corked: Conn[] = [];
+  /** Guest payload staged during a turn, written per flow in flush(); reused every turn. */
+  private readonly stage = Buffer.allocUnsafeSlow(STAGE_BYTES);
+  private stageUsed = 0;
+  private readonly staged: Conn[] = [];
   private readonly carry: Conn[] = [];
   private readonly reasmPtrs: number[] = [];
   private readonly reasmFree: number[] = [];
@@ -432,7 +439,7 @@ export class TcpStack {
   }
 
   private rcvBudget(c: Conn): number {
-    const queued = c.socket !== null ? c.socket.writableLength : 0;
+    const queued = (c.socket !== null ? c.socket.writableLength : 0) + c.stageBytes;
     let held = 0;
     if (c.reasmSlot >= 0) held = this.host.kernels.k.reasmHeld(this.reasmPtrs[c.reasmSlot]);
     return Math.max(0, this.rcvLimit(c) - queued - held);
@@ -611,12 +618,37 @@ export class TcpStack {
     const s = c.socket;
     c.bytesIn += n;
     if (s === null || s.destroyed || s.writableEnded) return;
-    if (!c.corked) {
-      s.cork();
-      c.corked = true;
-      this.corked.push(c);
+    if (this.stageUsed + n > STAGE_BYTES) this.writeStaged();
+    this.stage.set(u8.subarray(p, p + n), this.stageUsed);
+    c.stageParts.push(this.stageUsed, n);
+    if (c.stageBytes === 0) this.staged.push(c);
+    c.stageBytes += n;
+    this.stageUsed += n;
+  }
+
+  /** Hand every flow's staged bytes to its socket, one Buffer each. */
+  private writeStaged(): void {
+    for (const c of this.staged) this.writeConnStage(c);
+    this.staged.length = 0;
+    this.stageUsed = 0;
+  }
+
+  private writeConnStage(c: Conn): void {
+    const n = c.stageBytes;
+    if (n === 0) return;
+    const parts = c.stageParts;
+    const s = c.socket;
+    if (s !== null && !s.destroyed && !s.writableEnded) {
+      const buf = Buffer.allocUnsafe(n);
+      let o = 0;
+      for (let i = 0; i < parts.length; i += 2) {
+        this.stage.copy(buf, o, parts[i], parts[i] + parts[i + 1]);
+        o += parts[i + 1];
+      }
+      s.write(buf);
     }
-    s.write(Buffer.from(u8.subarray(p, p + n)));
+    parts.length = 0;
+    c.stageBytes = 0;
   }
 
   private guestFin(c: Conn): void {
@@ -629,6 +661,7 @@ export class TcpStack {
     this.starved.delete(c);
     this.queueAck(c);
     const s = c.socket;
+    this.writeConnStage(c);
     if (s !== null && !s.destroyed && !s.writableEnded) s.end();
   }
 
@@ -733,6 +766,8 @@ export class TcpStack {
    * per flow that needs one. The engine calls this right before TxBatch.flush().
    */
   flush(): void {
+    // Staged bytes go out first, so the windows computed below see them in writableLength.
+    if (this.staged.length > 0) this.writeStaged();
     if (this.dirty.size > 0) {
       for (const c of this.dirty) {
         this.dirty.delete(c);
@@ -745,13 +780,6 @@ export class TcpStack {
     if (this.carry.length > 0) {
       for (const c of this.carry) this.dirty.add(c);
       this.carry.length = 0;
-    }
-    if (this.corked.length > 0) {
-      for (const c of this.corked) {
-        c.corked = false;
-        c.socket?.uncork();
-      }
-      this.corked.length = 0;
     }
   }
 
