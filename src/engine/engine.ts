@@ -24,11 +24,10 @@ import { TxBatch, type TxSink } from './tx-batch.js';
 import { MacTable, macKey } from './switch.js';
 import { UdpNat, type UdpBinding } from './udp-nat.js';
 import { reasonName } from './reasons.js';
-import { VpnkitUuids } from './vpnkit-uuids.js';
 import { buildArpReply, buildIcmpEchoReply, buildPortUnreachable, buildUdpPortUnreachable, buildUdpFragments, readArp } from './replies.js';
 import { DhcpServer } from '../services/dhcp.js';
 import { DnsServer } from '../services/dns.js';
-import { attachStream, listen as listenTransport, type VmLink, type Framing, type Listener } from '../transport/index.js';
+import { attachStream, listen as listenTransport, createSimpleNegotiator, type VmLink, type Framing, type Listener, type VpnkitRequest } from '../transport/index.js';
 import { nullLogger, type Logger } from '../log.js';
 import { PcapWriter } from '../wire/pcap.js';
 import { TcpStack, type TcpOptions, type TcpPort } from './tcp/index.js';
@@ -150,7 +149,7 @@ export class Engine extends EventEmitter {
   private readonly rx: RxBatch;
   private readonly tx: TxBatch;
   private readonly udp: UdpNat<VmPort>;
-  private readonly uuids: VpnkitUuids;
+  private readonly uuids: ReturnType<typeof createSimpleNegotiator>;
   private readonly vmListeners = new Set<Listener>();
   /** Port-forwarded UDP: (guest ip:port, source ip:port) → where the guest's replies go. */
   private readonly udpChannels = new Map<string, (data: Buffer) => void>();
@@ -201,7 +200,16 @@ export class Engine extends EventEmitter {
       (i, portId, ptr, len, d) => this.handleFrame(portId, ptr, len, d),
       () => this.afterBatch());
     this.tx = new TxBatch(k, 1024, 4 * 1024 * 1024, cfg.gatewayMac);
-    this.uuids = new VpnkitUuids(cfg);
+    // A vpnkit UUID keeps its MAC and IP across reconnects; its IP is pinned in the DHCP server.
+    this.uuids = createSimpleNegotiator({
+      mtu: cfg.mtu,
+      lowestIp: cfg.dhcpStart,
+      highestIp: cfg.dhcpEnd,
+      reserved: [cfg.gatewayIp, cfg.hostIp],
+      maxClients: cfg.dhcpEnd - cfg.dhcpStart + 1,
+      isTaken: (ip) => this.dhcp.isAllocated(ip),
+      onAssign: (mac, ip) => this.dhcp.reserve(formatMac(mac), ip),
+    });
     this.icmp = new IcmpProxy(options.pinger ?? systemPing);
     this.dhcp = new DhcpServer({
       serverIp: cfg.gatewayIp,
@@ -293,7 +301,7 @@ export class Engine extends EventEmitter {
       mtu: this.config.mtu,
       log: this.log.child({ svc: 'transport' }),
       vpnkit: {
-        negotiate: (req: { uuid: string; preferredIp?: number }) => this.uuids.negotiate(req, this.dhcp),
+        negotiate: (req: VpnkitRequest) => this.uuids.negotiate(req),
       },
     };
   }

@@ -164,6 +164,10 @@ export interface SimpleNegotiatorOptions {
   reserved?: Iterable<number>;
   /** Most UUIDs remembered; vpnkit never prunes its table, we refuse past this bound instead (default 4096). */
   maxClients?: number;
+  /** Addresses taken by someone else (e.g. a DHCP lease), checked on top of this negotiator's own. */
+  isTaken?: (ip: number) => boolean;
+  /** Called when a new UUID is given an address (e.g. to pin it in the DHCP server). */
+  onAssign?: (mac: Uint8Array, ip: number) => void;
 }
 
 /**
@@ -172,7 +176,7 @@ export interface SimpleNegotiatorOptions {
  * low 32 bits count clients from 1, and the preferred IP when it is in range
  * and free, else the first free IP from the bottom of the range.
  */
-export function createSimpleNegotiator(opts: SimpleNegotiatorOptions = {}): VpnkitNegotiator & { clients(): number } {
+export function createSimpleNegotiator(opts: SimpleNegotiatorOptions = {}): VpnkitNegotiator & { clients(): number; ipOf(uuid: string): number | undefined } {
   const mtu = opts.mtu ?? 1500;
   const lo = opts.lowestIp === undefined ? undefined : opts.lowestIp >>> 0;
   const hi = opts.highestIp === undefined ? undefined : opts.highestIp >>> 0;
@@ -182,10 +186,12 @@ export function createSimpleNegotiator(opts: SimpleNegotiatorOptions = {}): Vpnk
   const usedIps = new Set<number>();
   let nextId = 1;
 
+  const taken = (ip: number): boolean => usedIps.has(ip) || (opts.isTaken?.(ip) ?? false);
   const makeMac = (id: number): Uint8Array => new Uint8Array([0x02, 0x50, (id >>> 24) & 255, (id >>> 16) & 255, (id >>> 8) & 255, id & 255]);
 
   return {
     clients: () => byUuid.size,
+    ipOf: (uuid: string) => byUuid.get(uuid)?.ip,
     negotiate(req: VpnkitRequest): VpnkitDecision {
       const known = byUuid.get(req.uuid);
       if (known) {
@@ -199,11 +205,11 @@ export function createSimpleNegotiator(opts: SimpleNegotiatorOptions = {}): Vpnk
         if (req.preferredIp !== undefined) {
           const want = req.preferredIp >>> 0;
           if (want < lo || want > hi || reserved.has(want)) return { reason: VpnkitReasons.OUT_OF_RANGE };
-          if (usedIps.has(want)) return { reason: VpnkitReasons.alreadyUsed(formatIp(want)) };
+          if (taken(want)) return { reason: VpnkitReasons.alreadyUsed(formatIp(want)) };
           ip = want;
         } else {
           for (let a = lo; a <= hi; a++) {
-            if (!usedIps.has(a) && !reserved.has(a)) {
+            if (!taken(a) && !reserved.has(a)) {
               ip = a;
               break;
             }
@@ -213,13 +219,16 @@ export function createSimpleNegotiator(opts: SimpleNegotiatorOptions = {}): Vpnk
       } else if (req.preferredIp !== undefined) {
         // No range configured: honour the client's choice, still one IP per client.
         const want = req.preferredIp >>> 0;
-        if (usedIps.has(want)) return { reason: VpnkitReasons.alreadyUsed(formatIp(want)) };
+        if (taken(want)) return { reason: VpnkitReasons.alreadyUsed(formatIp(want)) };
         ip = want;
       }
       if (byUuid.size >= maxClients) return { reason: VpnkitReasons.NO_ADDRESSES };
       const entry = { mac: makeMac(nextId++), ip };
       byUuid.set(req.uuid, entry);
-      if (ip !== undefined) usedIps.add(ip);
+      if (ip !== undefined) {
+        usedIps.add(ip);
+        opts.onAssign?.(entry.mac, ip);
+      }
       return { mac: entry.mac, mtu, ip };
     },
   };
