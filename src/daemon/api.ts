@@ -12,6 +12,7 @@
  * Every error body is {"error": "..."}.
  */
 import fs from 'node:fs';
+import { unixPathState } from '../unix-path.js';
 import http from 'node:http';
 import net from 'node:net';
 import { VnetkitError } from '../errors.js';
@@ -287,25 +288,10 @@ function listenServer(server: net.Server, opts: net.ListenOptions, url: string):
 }
 
 async function clearStaleSocket(p: string): Promise<void> {
-  let st: fs.Stats;
-  try {
-    st = fs.lstatSync(p);
-  } catch {
-    return;
-  }
-  if (!st.isSocket()) throw new VnetkitError('ERR_VNETKIT_API', `control API: ${p} exists and is not a socket; refusing to replace it`);
-  const alive = await new Promise<boolean>((resolve) => {
-    const c = net.connect({ path: p });
-    const done = (v: boolean): void => {
-      c.destroy();
-      resolve(v);
-    };
-    c.once('connect', () => done(true));
-    c.once('error', () => done(false));
-    c.setTimeout(1000, () => done(false));
-  });
-  if (alive) throw new VnetkitError('ERR_VNETKIT_ADDRESS_IN_USE', `control API: another process is listening on ${p}`);
-  fs.unlinkSync(p);
+  const state = await unixPathState(p);
+  if (state === 'not-socket') throw new VnetkitError('ERR_VNETKIT_API', `control API: ${p} exists and is not a socket; refusing to replace it`);
+  if (state === 'live') throw new VnetkitError('ERR_VNETKIT_ADDRESS_IN_USE', `control API: another process is listening on ${p}`);
+  if (state === 'stale') fs.unlinkSync(p);
 }
 
 function closeServer(server: http.Server): Promise<void> {

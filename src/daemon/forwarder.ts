@@ -18,6 +18,7 @@
  */
 import dgram from 'node:dgram';
 import fs from 'node:fs';
+import { unixPathState } from '../unix-path.js';
 import net from 'node:net';
 import { VnetkitError } from '../errors.js';
 import { nullLogger, type Logger } from '../log.js';
@@ -353,30 +354,17 @@ export class Forwarder {
 
   /** A socket file nobody answers on is left from a crash: remove it. Anything else at the path is an error. */
   private async clearStaleUnix(p: string): Promise<void> {
-    let st: fs.Stats;
-    try {
-      st = fs.lstatSync(p);
-    } catch {
-      return;
-    }
-    if (!st.isSocket()) throw new ForwardError(ForwardErrorCodes.BIND, `Bind for ${p} failed: the path exists and is not a socket`, 409);
-    const alive = await new Promise<boolean>((resolve) => {
-      const c = net.connect({ path: p });
-      const done = (v: boolean): void => {
-        c.destroy();
-        resolve(v);
-      };
-      c.once('connect', () => done(true));
-      c.once('error', () => done(false));
-      c.setTimeout(1000, () => done(false));
-    });
-    if (alive) throw new ForwardError(ForwardErrorCodes.BIND, `Bind for ${p} failed: address already in use`, 409);
+    const state = await unixPathState(p);
+    if (state === 'not-socket') throw new ForwardError(ForwardErrorCodes.BIND, `Bind for ${p} failed: the path exists and is not a socket`, 409);
+    if (state === 'live') throw new ForwardError(ForwardErrorCodes.BIND, `Bind for ${p} failed: address already in use`, 409);
+    if (state !== 'stale') return;
     try {
       fs.unlinkSync(p);
     } catch (e) {
       throw new ForwardError(ForwardErrorCodes.BIND, `Bind for ${p} failed: cannot remove stale socket: ${(e as Error).message}`, 500, { cause: e });
     }
   }
+
 
   private async openUdp(req: ForwardRequest, guestIp: number, guestPort: number): Promise<Forward> {
     const hp = parseHostPort(req.local) as { host: string; port: number };

@@ -11,6 +11,7 @@
  * never reach onLink.
  */
 import fs from 'node:fs';
+import { unixPathState } from '../unix-path.js';
 import net from 'node:net';
 import { VnetkitError } from '../errors.js';
 import { nullLogger } from '../log.js';
@@ -130,17 +131,12 @@ async function listenUnix(path: string, opts: ListenOptions, onLink: (link: VmLi
 
   let err = await tryListen();
   if (err !== null && err.code === 'EADDRINUSE') {
-    let st: fs.Stats;
-    try {
-      st = fs.lstatSync(path);
-    } catch {
-      st = undefined as unknown as fs.Stats;
-    }
-    if (st !== undefined && !st.isSocket()) {
+    const state = await unixPathState(path);
+    if (state === 'not-socket') {
       throw transportError(E.PATH_NOT_SOCKET, `${path} exists and is not a socket; refusing to replace it`);
     }
-    if (st !== undefined) {
-      if (await somethingListens(path)) throw transportError(E.ADDRESS_IN_USE, `another process is listening on ${path}`);
+    if (state === 'live') throw transportError(E.ADDRESS_IN_USE, `another process is listening on ${path}`);
+    if (state === 'stale') {
       // A socket file nobody answers on: left behind by a crashed process.
       log.info('removing stale unix socket', { path });
       try {
@@ -174,19 +170,6 @@ async function listenUnix(path: string, opts: ListenOptions, onLink: (link: VmLi
       }
     },
   };
-}
-
-function somethingListens(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const c = net.connect({ path });
-    const done = (v: boolean): void => {
-      c.destroy();
-      resolve(v);
-    };
-    c.once('connect', () => done(true));
-    c.once('error', () => done(false));
-    c.setTimeout(1000, () => done(false));
-  });
 }
 
 function closeServer(server: net.Server, links: Set<StreamLink>): Promise<void> {
