@@ -20,7 +20,7 @@ subnet and no default route, so nothing can go anywhere else.
 
 NOT part of npm test or CI: it needs root, Debian's iproute2, iperf3, qemu-system-x86, passt
 and gcc (missing ones are installed with apt-get when run as root), and takes minutes:
-about 20 min by default, 2-3 with --quick.
+about 15 min by default (925 s with --profile on the 2-core project VM), 2-3 with --quick.
 
 Peers (--peers a,b,c or VNETKIT_E2E_PEERS):
   vnetkit-simd  vnetkit, WASM-SIMD kernels (bench/e2e/vnetkit-engine.ts)   guest 192.168.65.3 -> 192.168.65.2
