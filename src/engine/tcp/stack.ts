@@ -39,6 +39,7 @@ import {
 import { formatIPv4 } from '../../wire/addr.js';
 import { Conn, St, Timer, type TcpPort } from './conn.js';
 import { resolveTcpOptions, type ResolvedTcpOptions, type TcpOptions } from './options.js';
+import { WriteSlabs } from './write-slabs.js';
 import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt } from './seq.js';
 
 export type { TcpOptions } from './options.js';
@@ -110,6 +111,7 @@ export class TcpStack {
   private readonly stage = Buffer.allocUnsafeSlow(STAGE_BYTES);
   private stageUsed = 0;
   private readonly staged: Conn[] = [];
+  private readonly slabs = new WriteSlabs();
   private readonly carry: Conn[] = [];
   private readonly reasmPtrs: number[] = [];
   private readonly reasmFree: number[] = [];
@@ -639,13 +641,13 @@ export class TcpStack {
     const parts = c.stageParts;
     const s = c.socket;
     if (s !== null && !s.destroyed && !s.writableEnded) {
-      const buf = Buffer.allocUnsafe(n);
+      const { buf, done } = this.slabs.take(n);
       let o = 0;
       for (let i = 0; i < parts.length; i += 2) {
         this.stage.copy(buf, o, parts[i], parts[i] + parts[i + 1]);
         o += parts[i + 1];
       }
-      s.write(buf);
+      s.write(buf, done);
     }
     parts.length = 0;
     c.stageBytes = 0;
