@@ -60,4 +60,30 @@ describe('SendQueue', () => {
       }
     }), { numRuns: 300 });
   });
+
+  it('releases each chunk exactly once, when its last byte is consumed', () => {
+    fc.assert(fc.property(fc.array(fc.integer({ min: 0, max: 50 }), { maxLength: 20 }), fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 20 }), (sizes, cuts) => {
+      const q = new SendQueue();
+      const released: number[] = [];
+      const ends: number[] = [];
+      let total = 0;
+      sizes.forEach((n, i) => {
+        q.push(Buffer.alloc(n), () => released.push(i));
+        total += n;
+        ends.push(total);
+      });
+      let consumed = 0;
+      for (const f of cuts) {
+        const n = Math.floor(f * q.length);
+        q.consume(n);
+        consumed += n;
+        // Exactly the chunks that are wholly consumed (empty ones at once) have been released, in order.
+        const expected = sizes.map((_, i) => i).filter((i) => sizes[i] === 0 || ends[i] <= consumed);
+        expect([...released].sort((a, b) => a - b)).toEqual(expected);
+      }
+      q.consume(q.length);
+      expect([...released].sort((a, b) => a - b)).toEqual(sizes.map((_, i) => i));
+      expect(new Set(released).size).toBe(released.length);
+    }), { numRuns: 300 });
+  });
 });

@@ -1,6 +1,7 @@
 /**
- * Bytes from a host socket not yet acknowledged by the guest. Chunks are the
- * socket's own Buffers, kept by reference (no copy on arrival); a segment that
+ * Bytes from a host socket not yet acknowledged by the guest. Chunks are kept
+ * by reference (no copy on arrival), each with an optional release callback
+ * run when the chunk leaves the queue (slab-backed chunks); a segment that
  * straddles chunks is gathered into a caller-provided scratch buffer so the
  * hot path never allocates per segment.
  */
@@ -8,21 +9,32 @@ const EMPTY = new Uint8Array(0);
 
 export class SendQueue {
   private chunks: Buffer[] = [];
+  private releases: ((() => void) | undefined)[] = [];
   /** Bytes of chunks[0] already acknowledged. */
   private headOff = 0;
   /** Bytes held (acknowledged ones excluded). */
   length = 0;
 
-  push(b: Buffer): void {
-    if (b.length === 0) return;
+  push(b: Buffer, release?: () => void): void {
+    if (b.length === 0) {
+      release?.();
+      return;
+    }
     this.chunks.push(b);
+    this.releases.push(release);
     this.length += b.length;
+  }
+
+  private drop(count: number): void {
+    for (let i = 0; i < count; i++) this.releases[i]?.();
+    this.chunks.splice(0, count);
+    this.releases.splice(0, count);
   }
 
   /** Drop `n` acknowledged bytes from the front. */
   consume(n: number): void {
     if (n >= this.length) {
-      this.chunks.length = 0;
+      this.drop(this.chunks.length);
       this.headOff = 0;
       this.length = 0;
       return;
@@ -40,7 +52,7 @@ export class SendQueue {
         i++;
       }
     }
-    if (i > 0) this.chunks.splice(0, i);
+    if (i > 0) this.drop(i);
   }
 
   /**

@@ -39,7 +39,7 @@ import {
 import { formatIPv4 } from '../../wire/addr.js';
 import { Conn, St, Timer, type TcpPort } from './conn.js';
 import { resolveTcpOptions, type ResolvedTcpOptions, type TcpOptions } from './options.js';
-import { WriteSlabs } from './write-slabs.js';
+import { Slabs } from './slabs.js';
 import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt } from './seq.js';
 
 export type { TcpOptions } from './options.js';
@@ -111,7 +111,9 @@ export class TcpStack {
   private readonly stage = Buffer.allocUnsafeSlow(STAGE_BYTES);
   private stageUsed = 0;
   private readonly staged: Conn[] = [];
-  private readonly slabs = new WriteSlabs();
+  private readonly slabs = new Slabs();
+  /** Host socket reads land here (one buffer shared by every socket: each read is handled before the next), then are copied into a slab piece. */
+  private readonly readBuf = Buffer.allocUnsafeSlow(64 * 1024);
   private readonly carry: Conn[] = [];
   private readonly reasmPtrs: number[] = [];
   private readonly reasmFree: number[] = [];
@@ -269,7 +271,11 @@ export class TcpStack {
     this.arm(c, Timer.Connect, now + this.o.connectTimeoutMs);
     const socket = typeof target === 'object'
       ? target.open()
-      : this.o.connect ? this.o.connect(target, dstPort) : net.connect({ host: target, port: dstPort, allowHalfOpen: true });
+      : this.o.connect ? this.o.connect(target, dstPort) : net.connect({
+        host: target, port: dstPort, allowHalfOpen: true,
+        // Reads go into one static buffer instead of a fresh Buffer per read (no GC churn at high rates).
+        onread: { buffer: this.readBuf, callback: (n: number, buf: Uint8Array) => this.onHostRead(c, n, buf) },
+      });
     c.socket = socket;
     socket.once('connect', () => this.onConnected(c));
     this.attachSocket(c, socket);
@@ -703,9 +709,20 @@ export class TcpStack {
 
   // ---- host socket events ---------------------------------------------------
 
-  private onHostData(c: Conn, b: Buffer): void {
-    if (c.state === St.Closed) return;
-    c.q.push(b);
+  private onHostRead(c: Conn, n: number, buf: Uint8Array): boolean {
+    if (c.state === St.Closed || n <= 0) return true;
+    const { buf: piece, done } = this.slabs.take(n);
+    piece.set(buf.subarray(0, n));
+    this.onHostData(c, piece, done);
+    return !c.paused;
+  }
+
+  private onHostData(c: Conn, b: Buffer, release?: () => void): void {
+    if (c.state === St.Closed) {
+      release?.();
+      return;
+    }
+    c.q.push(b, release);
     c.bytesOut += b.length;
     if (!c.paused && c.q.length > this.o.sndBufBytes) {
       c.paused = true;

@@ -1,9 +1,11 @@
 /**
- * Buffers for guest→host socket writes, carved from a few reused slabs
- * instead of allocated per write. At large MTUs a fresh multi-megabyte
- * Buffer per flow per turn made garbage collection half of the engine's time;
- * a slab returns to the free list once every write cut from it has completed
- * (its write callback ran), so steady-state bulk transfer allocates nothing.
+ * Buffers carved from a few reused slabs instead of allocated one by one:
+ * guest→host socket writes (released when the write completes) and host
+ * socket reads held until the guest acknowledges them (released when the
+ * send queue drops them). At large MTUs a fresh Buffer per write or read made
+ * garbage collection half of the engine's time; a slab returns to the free
+ * list once every piece cut from it is released, so steady-state bulk
+ * transfer allocates nothing.
  */
 
 const SLAB_BYTES = 1 << 20;
@@ -18,14 +20,14 @@ interface Slab {
   retired: boolean;
 }
 
-export class WriteSlabs {
+export class Slabs {
   private current: Slab | null = null;
   private readonly free: Slab[] = [];
   allocated = 0;
 
   /**
-   * A buffer of `n` bytes and the callback to pass to socket.write so its
-   * slab can be reused. Requests larger than a slab get their own Buffer.
+   * A buffer of `n` bytes and the callback that releases it (e.g. passed to
+   * socket.write). Requests larger than a slab get their own Buffer.
    */
   take(n: number): { buf: Buffer; done: () => void } {
     if (n > SLAB_BYTES) return { buf: Buffer.allocUnsafe(n), done: noop };
