@@ -18,7 +18,7 @@ export interface TcpOptions {
   sndBufBytes?: number;
   /** Reassembly buffers (reasmBufBytes each, in kernel memory) shared by all flows; a flow takes one on its first out-of-order segment (default 8). */
   reasmSlots?: number;
-  /** Bytes per reassembly buffer: out-of-order data further than this past rcv.nxt is dropped and later retransmitted (default 1 MiB). */
+  /** Bytes per reassembly buffer: out-of-order data further than this past rcv.nxt is dropped and later retransmitted (default: the receive window, so nothing the guest may send is dropped). */
   reasmBufBytes?: number;
   /** Holes tracked per reassembly buffer (default 32; the kernel's maximum is 64). */
   reasmMaxHoles?: number;
@@ -48,11 +48,13 @@ export type ResolvedTcpOptions = Required<Omit<TcpOptions, 'connect' | 'initialS
 
 export function resolveTcpOptions(o: TcpOptions = {}): ResolvedTcpOptions {
   const pos = (v: number | undefined, def: number, min = 1) => (v === undefined || !(v >= min) ? def : Math.floor(v));
+  const rcvBufBytes = Math.min(pos(o.rcvBufBytes, 2 << 20, 4096), 1 << 24);
   return {
     connectTimeoutMs: pos(o.connectTimeoutMs, 10_000),
     maxPendingConnects: pos(o.maxPendingConnects, 1024),
-    rcvBufBytes: Math.min(pos(o.rcvBufBytes, 2 << 20, 4096), 1 << 24),
-    reasmBufBytes: Math.min(pos(o.reasmBufBytes, 1 << 20, 4096), 16 << 20),
+    rcvBufBytes,
+    // Smaller than the window, a loss anywhere in its far half made every later segment be dropped too.
+    reasmBufBytes: Math.min(pos(o.reasmBufBytes, rcvBufBytes, 4096), 16 << 20),
     sndBufBytes: pos(o.sndBufBytes, 1 << 20, 4096),
     reasmSlots: pos(o.reasmSlots, 8, 0),
     reasmMaxHoles: pos(o.reasmMaxHoles, 32),
