@@ -69,14 +69,4 @@ function scale(unit: Unit, perSec: number): number {
   }
 }
 
-/** Deterministic PRNG (mulberry32) so inputs are the same on every backend and run. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng } from '../test/support/rng.js';

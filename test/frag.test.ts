@@ -1,3 +1,4 @@
+import { rng } from './support/rng.js';
 import { describe, it, expect, beforeAll } from 'vitest';
 import fc from 'fast-check';
 import { createKernels, type Kernels, type BackendName } from '../src/kernels/index.js';
@@ -18,19 +19,9 @@ interface Dgram {
   payload: Uint8Array;
 }
 
-function rand(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function fill(n: number, seed: number): Uint8Array {
-  const r = rand(seed);
+  const r = rng(seed);
   const b = new Uint8Array(n);
   for (let i = 0; i < n; i++) b[i] = (r() * 256) | 0;
   return b;
@@ -453,7 +444,7 @@ type Step = { t: 'frag'; f: Frag; dt: number } | { t: 'expire'; dt: number } | {
 
 /** A scenario from a seed: fragment, perturb (drop, duplicate, overlap), shuffle, sprinkle expiry and releases. */
 function scenario(seed: number, ds: Dgram[], sizes: number[], dropPs: number[]): Step[] {
-  const r = rand(seed);
+  const r = rng(seed);
   const frags: Frag[] = [];
   ds.forEach((d, di) => {
     // Only some datagrams get duplicates and conflicting copies, so the

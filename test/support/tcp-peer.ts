@@ -9,6 +9,7 @@
  * out-of-order map on receive, an ACK for every data segment, zero-window
  * probes. It validates the IPv4 and TCP checksums of every frame it gets.
  */
+import { rng } from './rng.js';
 import { createHash, type Hash } from 'node:crypto';
 import { createKernels, type Kernels, type BackendName } from '../../src/kernels/index.js';
 import { RxBatch } from '../../src/engine/rx-batch.js';
@@ -29,17 +30,7 @@ export const GUEST_MAC = new Uint8Array([0x02, 0x00, 0x00, 0x00, 0x00, 0x05]);
 export const GUEST_IP = 0xc0a84103; // 192.168.65.3
 export const HOST_ALIAS = 0xc0a84102; // 192.168.65.2
 
-/** Deterministic PRNG (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng };
 
 export function seededBytes(n: number, seed: number): Buffer {
   const r = rng(seed);
