@@ -532,7 +532,7 @@ export class Engine extends EventEmitter {
       this.counters.echoReplies++;
       return;
     }
-    if (dstIp === cfg.hostIp || this.blocked(dstIp) || dstIp === 0xffffffff || dstIp >>> 28 >= 0xe) {
+    if (dstIp === cfg.hostIp || this.blocked(dstIp)) {
       return this.drop('icmp-blocked-destination');
     }
     // Answer only after a real echo to the destination came back.
@@ -627,10 +627,16 @@ export class Engine extends EventEmitter {
     }
   }
 
+  /**
+   * Destinations a guest's traffic may never be relayed to on the host: the
+   * virtual subnet (the gateway included), the host's loopback and 0/8 (the
+   * alias is the only way in), multicast, class E and broadcast, and the
+   * configured blocked subnets.
+   */
   private blocked(ip: number): boolean {
     const cfg = this.config;
     if (inSubnet(ip, cfg.network, cfg.prefix)) return true;
-    if (ip >>> 24 === 127 || ip >>> 24 === 0) return true;
+    if (ip >>> 24 === 127 || ip >>> 24 === 0 || ip >>> 28 >= 0xe) return true;
     for (const b of cfg.blocked) if (inSubnet(ip, b.network, b.prefix)) return true;
     return false;
   }
@@ -682,7 +688,7 @@ export class Engine extends EventEmitter {
     const cfg = this.config;
     if (ip === cfg.gatewayIp && port === 53) return this.dnsTcp;
     if (ip === cfg.hostIp) return cfg.hostLoopback ? '127.0.0.1' : null;
-    if (ip === cfg.gatewayIp || this.blocked(ip) || ip === 0xffffffff || ip >>> 28 >= 0xe) return null;
+    if (this.blocked(ip)) return null;
     return formatIPv4(ip);
   }
 
