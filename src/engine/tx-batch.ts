@@ -2,8 +2,9 @@
  * The transmit side of the batch boundary. Outbound TCP/UDP segments for all
  * VMs are described by TX descriptors during a turn (payload copied once into
  * kernel memory); flush() builds every frame — headers, options, checksums —
- * with ONE buildFrames call, hands each to its VM link, and flushes each
- * touched link once, so a VM gets one socket write per turn.
+ * with ONE buildFrames call and hands each to its VM link. The owner
+ * flushes the links once at the end of the turn (the engine's flushTx), so a
+ * VM gets one socket write per turn.
  */
 import type { Kernels } from '../kernels/index.js';
 import {
@@ -15,7 +16,6 @@ import {
 /** Where built frames go: the engine's VM port. */
 export interface TxSink {
   send(buf: Uint8Array, off: number, len: number): void;
-  flush(): void;
   /** True while the VM's transport is above its high-water mark: senders hold new data until it drains. */
   readonly congested?: boolean;
 }
@@ -139,27 +139,21 @@ export class TxBatch {
     dv.setUint32(d + T_TS_ECR, (s.tsEcr ?? 0) >>> 0, true);
   }
 
-  /** Build everything queued in one kernel call and hand the frames to their links. */
+  /** Build everything queued in one kernel call and hand the frames to their links (which the caller flushes). */
   flush(): void {
     const n = this.count;
     if (n === 0) return;
     const built = this.kern.k.buildFrames(this.descs, n, this.out, this.outCap, this.table);
     const dv = this.kern.dv;
     const u8 = this.kern.u8;
-    const touched = new Set<TxSink>();
     for (let i = 0; i < built; i++) {
       const e = this.table + i * FRAME_ENTRY_SIZE;
       const len = dv.getUint32(e + 4, true);
-      const sink = this.sinks[i]!;
-      if (len > 0) {
-        sink.send(u8, dv.getUint32(e, true), len);
-        touched.add(sink);
-      }
+      if (len > 0) this.sinks[i]!.send(u8, dv.getUint32(e, true), len);
       this.sinks[i] = undefined;
     }
     this.framesBuilt += built;
     this.count = 0;
     this.nextPayload = this.payload;
-    for (const s of touched) s.flush();
   }
 }

@@ -89,7 +89,6 @@ export class TcpHarness {
       send: (buf: Uint8Array, off: number, len: number) => {
         this.out.push(buf.slice(off, off + len));
       },
-      flush: () => {},
       congested: false,
     };
     this.link = sink;
