@@ -22,6 +22,8 @@ export interface ConnRun {
 
 export interface ProfileResult extends ProfileSummary {
   mtu: number; dir: 'up'; streams: number; gbps: number; file: string;
+  /** Set for the connection-rate profile (connect, 1 byte each way, close; one at a time): conn/s under the profiler. */
+  connRate?: number;
 }
 
 export interface E2eResult {

@@ -42,8 +42,9 @@ Options:
                       passt's start-up stalls)
   --conn N            connect+request+close transactions per test and round (default 1000; 0 skips)
   --rr N              1-byte round trips on one connection per round (default 3000; 0 skips)
-  --profile           also record a CPU profile of vnetkit-simd, guest -> host, 1 stream, at
-                      every MTU (separate runs: the profiler slows the engine)
+  --profile           also record CPU profiles of vnetkit-simd: guest -> host, 1 stream, at
+                      every MTU, and the connection-rate probe (1 at a time, --conn N) at the
+                      first MTU (separate runs: the profiler slows the engine)
   --profile-only      only the profile runs
   --worktree          run the engine from the working tree (default: a snapshot of git HEAD
                       built with the release WASM build, so concurrent edits cannot leak in)
@@ -612,6 +613,24 @@ async function main(): Promise<void> {
           ...summarizeProfile(JSON.parse(readFileSync(prof, 'utf8')), 30, tree.dir, names) };
         result.profiles.push(p);
         log(`profile mtu ${mtu}: ${p.gbps.toFixed(2)} Gbit/s under the profiler, ${p.totalMs.toFixed(0)} ms sampled`);
+      }
+      if (o.conn > 0) {
+        // The connection path is its own profile: handshakes and closes, not bulk data.
+        const prof = join(logDir, 'vnetkit-simd-conn.cpuprofile');
+        const s = await startSession('vnetkit-simd', spec, o.mtus[0], relayBin, logDir, prof);
+        if (typeof s === 'string') result.notes.push(`connection profile: ${s}`);
+        else {
+          const c = await connRun(s, 'conn', o.conn, 1, 1);
+          await stopSession(s);
+          if (!existsSync(prof)) result.notes.push('connection profile: the engine wrote no profile');
+          else {
+            const names = wasmExportNames(readFileSync(join(tree.dir, 'build/vnetkit-simd.wasm')));
+            const p: ProfileResult = { mtu: o.mtus[0], dir: 'up', streams: 1, gbps: 0, file: prof, connRate: c.rate ?? 0,
+              ...summarizeProfile(JSON.parse(readFileSync(prof, 'utf8')), 30, tree.dir, names) };
+            result.profiles.push(p);
+            log(`profile conn: ${c.rate ?? '-'} conn/s under the profiler (${c.status}), ${p.totalMs.toFixed(0)} ms sampled`);
+          }
+        }
       }
     }
   } finally {
