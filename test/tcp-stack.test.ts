@@ -668,3 +668,84 @@ describe('connectToGuest and management', () => {
     expect(h.flowCount()).toBe(0);
   });
 });
+
+describe('delayed ACK', () => {
+  /** Step the simulation in real time only (fake time frozen, so no held ACK comes due) until done(). */
+  async function stepUntil(sim: Sim, done: () => boolean, realMs = 2000): Promise<boolean> {
+    const end = Date.now() + realMs;
+    while (!done()) {
+      if (Date.now() > end) return false;
+      sim.step();
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    return true;
+  }
+
+  it('a small request is acknowledged by the host answer itself: one segment back, no pure ACK', async () => {
+    const srv = await listen((s) => s.on('data', (d) => s.write(d)));
+    const { h, sim } = setup();
+    const p = await established(sim, srv.port);
+    const before = p.log.length;
+    p.write(Buffer.from('ping'));
+    expect(await stepUntil(sim, () => p.received === 4)).toBe(true);
+    const after = p.log.slice(before);
+    expect(after.map((s) => [s.flags & ~PSH, s.payload.length])).toEqual([[ACK, 4]]);
+    expect(after[0].ack).toBe(p.sndNxt);
+    expect(h.stack.counters.segmentsOut).toBe(2); // SYN-ACK + the answer
+  });
+
+  it('with no answer the ACK goes alone once delayedAckMs has passed, and not before', async () => {
+    const srv = await listen();
+    const { h, sim } = setup({ tcp: { delayedAckMs: 5 } });
+    const p = await established(sim, srv.port);
+    const before = p.log.length;
+    p.write(Buffer.from('quiet'));
+    expect(await stepUntil(sim, () => srv.rx[0]?.length === 5)).toBe(true);
+    for (let i = 0; i < 5; i++) sim.step();
+    expect(p.log.length).toBe(before);
+    sim.advance(4);
+    sim.step();
+    expect(p.log.length).toBe(before);
+    sim.advance(1);
+    await new Promise((r) => setImmediate(r));
+    sim.step();
+    const after = p.log.slice(before);
+    expect(after.map((s) => [s.flags, s.payload.length, s.ack === p.sndNxt])).toEqual([[ACK, 0, true]]);
+    expect(h.stack.stats().flows).toBe(1);
+  });
+
+  it('two full segments are acknowledged in the same turn', async () => {
+    const srv = await listen();
+    const { sim } = setup({ mtu: 1500 });
+    const p = await established(sim, srv.port);
+    const before = p.log.length;
+    p.write(seededBytes(2 * 1460, 3));
+    expect(await stepUntil(sim, () => p.log.length > before, 500)).toBe(true);
+    expect(p.log[before].flags).toBe(ACK);
+    expect(p.log[before].ack).toBe(p.sndNxt);
+  });
+
+  it("the guest's FIN is acknowledged by the host's FIN: one FIN|ACK, no separate ACK", async () => {
+    const srv = await listen((s) => s.on('end', () => s.end()));
+    const { h, sim } = setup();
+    const p = await established(sim, srv.port, 40000, { keep: false });
+    const before = p.log.length;
+    p.end();
+    expect(await stepUntil(sim, () => p.finRcvd)).toBe(true);
+    const after = p.log.slice(before);
+    expect(after.map((s) => s.flags)).toEqual([FIN | ACK]);
+    expect(after[0].ack).toBe(p.sndNxt);
+    expect(await sim.run(() => h.stack.size === 0, 5000)).toBe(true);
+  });
+
+  it('delayedAckMs: 0 acknowledges every turn, before the answer', async () => {
+    const srv = await listen((s) => s.on('data', (d) => setTimeout(() => s.write(d), 20)));
+    const { sim } = setup({ tcp: { delayedAckMs: 0 } });
+    const p = await established(sim, srv.port);
+    const before = p.log.length;
+    p.write(Buffer.from('ping'));
+    expect(await stepUntil(sim, () => p.received === 4)).toBe(true);
+    const after = p.log.slice(before);
+    expect(after.map((s) => [s.flags & ~PSH, s.payload.length])).toEqual([[ACK, 0], [ACK, 4]]);
+  });
+});

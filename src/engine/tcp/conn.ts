@@ -87,7 +87,14 @@ export class Conn {
 
   timer: Timer = Timer.None as Timer;
   timerAt = 0;
+  /** An ACK must go out this turn. */
   ackNow = false;
+  /** An ACK is owed but may wait (delayedAckMs) for data or a FIN to carry it. */
+  ackOwed = false;
+  /** When a held ACK is due (stack time, ms). */
+  ackDueAt = 0;
+  /** In-order guest bytes received since we last sent an ACK. */
+  rcvUnacked = 0;
   bytesIn = 0;
   bytesOut = 0;
 

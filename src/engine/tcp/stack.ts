@@ -19,7 +19,10 @@
  *   above sndBufBytes pauses the socket.
  * - All segments go through the engine's TxBatch; ACKs are sent once per
  *   flow per turn from flush() (the engine calls it before building frames),
- *   so a batch of N guest segments costs one ACK, not N/2.
+ *   so a batch of N guest segments costs one ACK, not N/2. An ACK for less
+ *   than two segments of in-order data, or for a FIN, waits up to
+ *   delayedAckMs for the host's answer to carry it: a request/response or a
+ *   close then costs the guest one frame instead of two.
  * - Timers: one deadline per flow, checked by a single shared interval that
  *   exists only while some flow has a deadline. No idle timer exists: an idle
  *   established flow has no deadline at all.
@@ -107,6 +110,9 @@ export class TcpStack {
   private readonly timed = new Set<Conn>();
   /** Flows whose advertised window is below half: re-checked each tick for a window update. */
   private readonly starved = new Set<Conn>();
+  /** Flows holding an owed ACK until ackDueAt (delayedAckMs). */
+  private readonly delayedAcks = new Set<Conn>();
+  private delayedAckTimer: NodeJS.Timeout | null = null;
   /** Guest payload staged during a turn, written per flow in flush(); reused every turn. */
   private readonly stage = Buffer.allocUnsafeSlow(STAGE_BYTES);
   private stageUsed = 0;
@@ -566,7 +572,10 @@ export class TcpStack {
     if (len <= 0) return;
     this.deliver(c, k.u8, p, len);
     c.rcvNxt = seqAdd(c.rcvNxt, len);
-    this.queueAck(c);
+    // RFC 1122 §4.2.3.2 / RFC 5681: at least every second full-sized segment is acknowledged at once.
+    c.rcvUnacked += len;
+    if (c.rcvUnacked >= 2 * c.mss) this.queueAck(c);
+    else this.delayAck(c);
     if (c.finPending !== -1 && c.finPending === c.rcvNxt) this.guestFin(c);
   }
 
@@ -667,7 +676,8 @@ export class TcpStack {
     this.counters.guestFins++;
     this.releaseReasm(c);
     this.starved.delete(c);
-    this.queueAck(c);
+    // The host's FIN usually follows within the delay and then carries this ACK.
+    this.delayAck(c);
     const s = c.socket;
     this.writeConnStage(c);
     if (s !== null && !s.destroyed && !s.writableEnded) s.end();
@@ -775,6 +785,47 @@ export class TcpStack {
     this.dirty.add(c);
   }
 
+  /** An ACK that may wait briefly for a segment to carry it (see delayedAckMs). */
+  private delayAck(c: Conn): void {
+    if (this.o.delayedAckMs === 0) {
+      this.queueAck(c);
+      return;
+    }
+    c.ackOwed = true;
+    this.dirty.add(c);
+  }
+
+  /** Nothing carried the owed ACK this turn: it goes out by itself when due. */
+  private holdAck(c: Conn): void {
+    if (this.delayedAcks.has(c)) return;
+    c.ackDueAt = this.host.now() + this.o.delayedAckMs;
+    this.delayedAcks.add(c);
+    if (this.delayedAckTimer === null && !this.o.manualTimers && !this.closedDown) {
+      this.delayedAckTimer = setTimeout(this.onDelayedAckTimer, this.o.delayedAckMs);
+      this.delayedAckTimer.unref();
+    }
+  }
+
+  private readonly onDelayedAckTimer = (): void => {
+    this.delayedAckTimer = null;
+    // Node's timer may fire a fraction of a millisecond before a deadline taken from the
+    // stack's clock; every ACK held when it fires has waited about the delay, so all go.
+    this.releaseHeldAcks(Infinity);
+  };
+
+  private releaseHeldAcks(now: number): void {
+    let any = false;
+    for (const c of this.delayedAcks) {
+      if (c.ackDueAt > now) continue;
+      this.delayedAcks.delete(c);
+      if (c.ackOwed && c.state !== St.Closed) {
+        this.queueAck(c);
+        any = true;
+      }
+    }
+    if (any) this.host.scheduleTx();
+  }
+
   private queueAck(c: Conn): void {
     c.ackNow = true;
     this.dirty.add(c);
@@ -793,6 +844,7 @@ export class TcpStack {
         if (c.state === St.Closed) continue;
         this.output(c);
         if (c.ackNow) this.sendAck(c);
+        else if (c.ackOwed) this.holdAck(c);
         this.maybeFinished(c);
       }
     }
@@ -913,7 +965,14 @@ export class TcpStack {
   }
 
   private out(c: Conn, data: Uint8Array | undefined, off: number, len: number): void {
-    if (this.seg.flags & ACK) c.ackNow = false;
+    if (this.seg.flags & ACK) {
+      c.ackNow = false;
+      c.rcvUnacked = 0;
+      if (c.ackOwed) {
+        c.ackOwed = false;
+        this.delayedAcks.delete(c);
+      }
+    }
     this.counters.segmentsOut++;
     this.host.tx.tcp(c.port.link, c.mac, this.seg, data, off, len);
   }
@@ -1009,7 +1068,7 @@ export class TcpStack {
 
   private maybeFinished(c: Conn): void {
     if (c.state === St.Established && c.finRcvd && c.finAcked) {
-      if (c.ackNow) this.sendAck(c);
+      if (c.ackNow || c.ackOwed) this.sendAck(c);
       this.counters.closed++;
       this.remove(c, false);
     }
@@ -1025,6 +1084,7 @@ export class TcpStack {
     this.dirty.delete(c);
     this.timed.delete(c);
     this.starved.delete(c);
+    this.delayedAcks.delete(c);
     this.releaseReasm(c);
     c.q.consume(c.q.length);
     const s = c.socket;
@@ -1080,6 +1140,7 @@ export class TcpStack {
       else if (kind === Timer.Persist) this.onPersist(c, now);
     }
     for (const c of this.starved) this.windowUpdate(c);
+    if (this.o.manualTimers && this.delayedAcks.size > 0) this.releaseHeldAcks(now);
     if (any) this.host.scheduleTx();
   }
 
@@ -1224,6 +1285,8 @@ export class TcpStack {
     this.closedDown = true;
     if (this.interval !== null) clearInterval(this.interval);
     this.interval = null;
+    if (this.delayedAckTimer !== null) clearTimeout(this.delayedAckTimer);
+    this.delayedAckTimer = null;
     for (const c of [...this.all]) this.remove(c, true);
   }
 }
