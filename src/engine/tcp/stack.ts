@@ -800,23 +800,32 @@ export class TcpStack {
     if (this.delayedAcks.has(c)) return;
     c.ackDueAt = this.host.now() + this.o.delayedAckMs;
     this.delayedAcks.add(c);
-    if (this.delayedAckTimer === null && !this.o.manualTimers && !this.closedDown) {
-      this.delayedAckTimer = setTimeout(this.onDelayedAckTimer, this.o.delayedAckMs);
-      this.delayedAckTimer.unref();
-    }
+    this.armDelayedAcks(this.o.delayedAckMs);
+  }
+
+  private armDelayedAcks(ms: number): void {
+    if (this.delayedAckTimer !== null || this.o.manualTimers || this.closedDown) return;
+    this.delayedAckTimer = setTimeout(this.onDelayedAckTimer, ms);
+    this.delayedAckTimer.unref();
   }
 
   private readonly onDelayedAckTimer = (): void => {
     this.delayedAckTimer = null;
-    // Node's timer may fire a fraction of a millisecond before a deadline taken from the
-    // stack's clock; every ACK held when it fires has waited about the delay, so all go.
-    this.releaseHeldAcks(Infinity);
+    // Node's timers count whole milliseconds of loop time and can fire early against the
+    // stack's clock: ACKs not yet due wait for another round rather than go early.
+    const next = this.releaseHeldAcks(this.host.now());
+    if (next !== Infinity) this.armDelayedAcks(Math.max(1, Math.ceil(next - this.host.now())));
   };
 
-  private releaseHeldAcks(now: number): void {
+  /** Queue every held ACK due by `now`; returns the earliest deadline still held. */
+  private releaseHeldAcks(now: number): number {
     let any = false;
+    let next = Infinity;
     for (const c of this.delayedAcks) {
-      if (c.ackDueAt > now) continue;
+      if (c.ackDueAt > now) {
+        if (c.ackDueAt < next) next = c.ackDueAt;
+        continue;
+      }
       this.delayedAcks.delete(c);
       if (c.ackOwed && c.state !== St.Closed) {
         this.queueAck(c);
@@ -824,6 +833,7 @@ export class TcpStack {
       }
     }
     if (any) this.host.scheduleTx();
+    return next;
   }
 
   private queueAck(c: Conn): void {
