@@ -21,7 +21,7 @@ export interface ConnRun {
 }
 
 export interface ProfileResult extends ProfileSummary {
-  mtu: number; dir: 'up'; streams: number; gbps: number; file: string;
+  mtu: number; dir: 'up' | 'down'; streams: number; gbps: number; file: string;
   /** Set for the connection-rate profile (connect, 1 byte each way, close; one at a time): conn/s under the profiler. */
   connRate?: number;
 }

@@ -42,7 +42,7 @@ Options:
                       passt's start-up stalls)
   --conn N            connect+request+close transactions per test and round (default 1000; 0 skips)
   --rr N              1-byte round trips on one connection per round (default 3000; 0 skips)
-  --profile           also record CPU profiles of vnetkit-simd: guest -> host, 1 stream, at
+  --profile           also record CPU profiles of vnetkit-simd: 1 stream in each of --dirs at
                       every MTU, and the connection-rate probe (1 at a time, --conn N) at the
                       first MTU (separate runs: the profiler slows the engine)
   --profile-only      only the profile runs
@@ -595,24 +595,24 @@ async function main(): Promise<void> {
     }
     if (o.profile) {
       const spec = peerSpec('vnetkit-simd', relayBin, tree.dir);
-      for (const mtu of o.mtus) {
-        const prof = join(logDir, `vnetkit-simd-up-${mtu}.cpuprofile`);
+      for (const mtu of o.mtus) for (const dir of o.dirs) {
+        const prof = join(logDir, `vnetkit-simd-${dir}-${mtu}.cpuprofile`);
         const s = await startSession('vnetkit-simd', spec, mtu, relayBin, logDir, prof);
         if (typeof s === 'string') {
-          result.notes.push(`profile at MTU ${mtu}: ${s}`);
+          result.notes.push(`profile ${dir} at MTU ${mtu}: ${s}`);
           continue;
         }
-        const x = await iperfRun(s, o, 1, 'up', 1, logDir);
+        const x = await iperfRun(s, o, 1, dir, 1, logDir);
         await stopSession(s);
         if (!existsSync(prof)) {
-          result.notes.push(`profile at MTU ${mtu}: the engine wrote no profile`);
+          result.notes.push(`profile ${dir} at MTU ${mtu}: the engine wrote no profile`);
           continue;
         }
         const names = wasmExportNames(readFileSync(join(tree.dir, 'build/vnetkit-simd.wasm')));
-        const p: ProfileResult = { mtu, dir: 'up', streams: 1, gbps: x.gbps ?? 0, file: prof,
+        const p: ProfileResult = { mtu, dir, streams: 1, gbps: x.gbps ?? 0, file: prof,
           ...summarizeProfile(JSON.parse(readFileSync(prof, 'utf8')), 30, tree.dir, names) };
         result.profiles.push(p);
-        log(`profile mtu ${mtu}: ${p.gbps.toFixed(2)} Gbit/s under the profiler, ${p.totalMs.toFixed(0)} ms sampled`);
+        log(`profile ${dir} mtu ${mtu}: ${p.gbps.toFixed(2)} Gbit/s under the profiler, ${p.totalMs.toFixed(0)} ms sampled`);
       }
       if (o.conn > 0) {
         // The connection path is its own profile: handshakes and closes, not bulk data.
