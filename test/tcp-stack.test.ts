@@ -87,11 +87,12 @@ describe('handshake and options', () => {
     expect(srv.socks.length).toBe(1);
     await sim.run(() => h.stack.flows()[0]?.state === 'established', 1000);
     expect(h.stack.flows()[0]).toMatchObject({ proto: 'tcp', guest: '192.168.65.3:40000', state: 'established' });
-    // The advertised receive window is at least 1 MiB once scaled.
+    // A lone sending flow is offered its VM's whole share once scaled: vmWindowSegments (512) × MSS.
     p.write(Buffer.from('x'));
-    await sim.run(() => srv.rx[0]?.length === 1, 5000);
+    await sim.run(() => srv.rx[0]?.length === 1 && engineSegs(p).some((s) => s.ack === p.sndNxt), 5000);
     const last = engineSegs(p)[engineSegs(p).length - 1];
-    expect(last.window << synack.wscale!).toBeGreaterThanOrEqual(1 << 20);
+    expect(last.ack).toBe(p.sndNxt);
+    expect(last.window << synack.wscale!).toBeGreaterThanOrEqual(512 * 1460 - (1 << synack.wscale!));
   });
 
   it('without the guest offering window scaling, sends no WSCALE and keeps the window within 64 KiB', async () => {
@@ -747,5 +748,33 @@ describe('delayed ACK', () => {
     expect(await stepUntil(sim, () => p.received === 4)).toBe(true);
     const after = p.log.slice(before);
     expect(after.map((s) => [s.flags & ~PSH, s.payload.length])).toEqual([[ACK, 0], [ACK, 4]]);
+  });
+});
+
+describe("sharing a VM's receive window", () => {
+  it('flows sending at once split vmWindowSegments × MSS; a flow left alone gets the whole share back', async () => {
+    const srv = await listen();
+    const { sim } = setup({ mtu: 1500 });
+    const peers: TcpPeer[] = [];
+    for (let i = 0; i < 4; i++) peers.push(await established(sim, srv.port, 41000 + i));
+    const shift = peers[0].peerShift;
+    const lastWindow = (p: TcpPeer) => p.log[p.log.length - 1].window << shift;
+    for (const p of peers) p.write(seededBytes(60_000, 7));
+    expect(await sim.run(() => srv.rx.reduce((n, b) => n + b.length, 0) === 240_000, 10_000)).toBe(true);
+    await sim.run(() => peers.every((p) => p.log[p.log.length - 1].ack === p.sndNxt), 1000);
+    const share = (512 * 1460) / 4;
+    for (const p of peers) {
+      expect(lastWindow(p)).toBeLessThanOrEqual(share + (1 << shift));
+      expect(lastWindow(p)).toBeGreaterThanOrEqual(8 * 1460 - (1 << shift));
+    }
+    // Two epochs without data from the others: the one still sending is offered all of it.
+    sim.advance(250);
+    const p = peers[0];
+    for (let i = 0; i < 3; i++) {
+      const before = p.log.length;
+      p.write(seededBytes(3000, 8 + i));
+      await sim.run(() => p.log.length > before && p.log[p.log.length - 1].ack === p.sndNxt, 1000);
+    }
+    expect(lastWindow(p)).toBeGreaterThan(share * 2);
   });
 });

@@ -8,6 +8,8 @@
  * and on SIGTERM/SIGINT closes the engine, prints its stats to stderr as one JSON line and
  * exits 0. --cpu-prof records a V8 CPU profile over the engine's whole life (written on exit)
  * through the inspector, so the profile covers exactly what the bench measured.
+ * VNETKIT_BENCH_TCP='{"sndBufBytes":4194304}' passes TCP tunables (src/engine/tcp/options.ts)
+ * through, for trying a setting without a commit; the bench records none by default.
  */
 import { Session } from 'node:inspector/promises';
 import { writeFileSync } from 'node:fs';
@@ -44,8 +46,11 @@ if (profFile !== undefined) {
   await session.post('Profiler.start');
 }
 
+const tcp = process.env.VNETKIT_BENCH_TCP ? JSON.parse(process.env.VNETKIT_BENCH_TCP) : undefined;
+if (tcp !== undefined) process.stdout.write(`tcp options ${JSON.stringify(tcp)}\n`);
 const engine = createEngine({
   subnet,
+  tcp,
   mtu,
   backend,
   // The bench guest uses a static address and never asks for DNS; keep the engine from

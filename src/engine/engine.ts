@@ -105,6 +105,14 @@ export class VmPort implements TxSink {
   get congested(): boolean {
     return this.link.congested;
   }
+
+  get backlog(): number {
+    return this.link.backlog;
+  }
+
+  get highWater(): number {
+    return this.link.highWater;
+  }
 }
 
 export interface VmInfo {

@@ -18,6 +18,10 @@ export interface TxSink {
   send(buf: Uint8Array, off: number, len: number): void;
   /** True while the VM's transport is above its high-water mark: senders hold new data until it drains. */
   readonly congested?: boolean;
+  /** Bytes the VM's transport holds that the VM has not taken yet (see VmLink.backlog). */
+  readonly backlog?: number;
+  /** Backlog at which the transport turns congested. */
+  readonly highWater?: number;
 }
 
 export interface TcpSegment {

@@ -77,6 +77,15 @@ export class DgramLink implements VmLink {
     return false;
   }
 
+  get backlog(): number {
+    return this.queuedBytes + this.inflightBytes;
+  }
+
+  /** Never reached: past txQueueLimit datagrams are dropped, not held. */
+  get highWater(): number {
+    return Infinity;
+  }
+
   get closed(): boolean {
     return this.isClosed;
   }

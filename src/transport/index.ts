@@ -34,8 +34,10 @@
  *   counted. Bytes queued by the link plus the socket's own buffer are capped
  *   at txQueueLimit (default 4 MiB): a VM that stops reading makes the link
  *   drop new frames (counted in stats().dropped) instead of buffering without
- *   bound. `congested` turns true when a write passes the socket's high-water
- *   mark and back to false (with onDrain) when it drains.
+ *   bound. `congested` turns true when the backlog reaches highWater (half
+ *   the cap) and back to false, with onDrain, once written segments bring it
+ *   down to half of that: the socket always has a megabyte or so in hand while
+ *   senders refill, instead of running dry while they wait for a full drain.
  * - Errors: VnetkitError with codes in TransportErrorCodes.
  */
 export type { Framing, LinkOptions, LinkStats, VmLink, VpnkitDecision, VpnkitNegotiator, VpnkitRequest } from './types.js';

@@ -145,6 +145,14 @@ export class StreamLink implements VmLink {
     return this.congestedFlag;
   }
 
+  get backlog(): number {
+    return this.queuedBytes + this.w.writableLength;
+  }
+
+  get highWater(): number {
+    return this.txLimit >> 1;
+  }
+
   get closed(): boolean {
     return this.phase === PH_CLOSED;
   }
@@ -230,25 +238,37 @@ export class StreamLink implements VmLink {
     if (seg === null || seg.used === 0) return;
     this.cur = null;
     const w = this.w;
-    let ok: boolean;
+    // Congestion follows our own watermarks, not write()'s return value: the
+    // socket's 16 KiB high-water mark would report every large write as full,
+    // and 'drain' comes only once the buffer is empty, so the VM's side would
+    // run dry before senders were woken.
     if (this.sealed.length === 0) {
       seg.inflight = 1;
-      ok = w.write(seg.buf.subarray(0, seg.used), seg.done);
+      seg.onWritten = this.onSegmentWritten;
+      w.write(seg.buf.subarray(0, seg.used), seg.done);
     } else {
       this.sealed.push(seg);
       w.cork();
-      ok = true;
       for (let i = 0; i < this.sealed.length; i++) {
         const s = this.sealed[i];
         s.inflight = 1;
-        ok = w.write(s.buf.subarray(0, s.used), s.done) && ok;
+        s.onWritten = this.onSegmentWritten;
+        w.write(s.buf.subarray(0, s.used), s.done);
       }
       this.sealed.length = 0;
       w.uncork();
     }
     this.queuedBytes = 0;
-    if (!ok) this.congestedFlag = true;
+    if (w.writableLength >= this.highWater) this.congestedFlag = true;
   }
+
+  /** A segment left: once the backlog is down to half the high-water mark, senders may refill it. */
+  private readonly onSegmentWritten = (): void => {
+    if (!this.congestedFlag || this.phase === PH_CLOSED) return;
+    if (this.queuedBytes + this.w.writableLength > this.highWater >> 1) return;
+    this.congestedFlag = false;
+    this.onDrain();
+  };
 
   private readonly onWritableDrain = (): void => {
     if (!this.congestedFlag || this.phase === PH_CLOSED) return;

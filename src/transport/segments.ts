@@ -7,17 +7,22 @@
 
 /** Big enough for any frame the transports send (≤ 65550 + 4-byte header) plus slack. */
 export const SEG_SIZE = 128 * 1024;
-/** Free segments kept for reuse; beyond that, completed segments go to the GC. */
-const POOL_MAX = 16;
+/** Free segments kept for reuse (enough for a full default 4 MiB queue); beyond that, completed segments go to the GC. */
+const POOL_MAX = 40;
 
 export class Segment {
   readonly buf: Buffer = Buffer.allocUnsafe(SEG_SIZE);
   used = 0;
   /** Outstanding writes/sends that still reference `buf`. */
   inflight = 0;
+  /** Told when this segment's write completes (the link that wrote it; set per write). */
+  onWritten: (() => void) | null = null;
   /** Write/send completion callback, bound once so writes allocate no closures. */
   readonly done = (): void => {
-    if (--this.inflight === 0) releaseSegment(this);
+    if (--this.inflight !== 0) return;
+    const after = this.onWritten;
+    releaseSegment(this);
+    after?.();
   };
 }
 
@@ -32,6 +37,7 @@ export function takeSegment(): Segment {
 export function releaseSegment(s: Segment): void {
   s.used = 0;
   s.inflight = 0;
+  s.onWritten = null;
   if (free.length < POOL_MAX) free.push(s);
 }
 

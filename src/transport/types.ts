@@ -41,8 +41,12 @@ export interface VmLink {
   send(buf: Uint8Array, off: number, len: number): void;
   /** Write out everything queued now (a setImmediate flush is the fallback). */
   flush(): void;
-  /** True while the socket is above its high-water mark. */
+  /** True from the moment the backlog reaches highWater until it has fallen to half of that (then onDrain). */
   readonly congested: boolean;
+  /** Bytes queued toward the VM and not yet taken by its transport (ours plus the socket's own buffer). */
+  readonly backlog: number;
+  /** Backlog at which the link turns congested: senders stop adding new data there (half the queue cap). */
+  readonly highWater: number;
   /** Stop / restart delivering frames from the VM. Frames after the one during which pause() was called are held, not lost. */
   pause(): void;
   resume(): void;

@@ -93,6 +93,8 @@ export class Conn {
   ackOwed = false;
   /** When a held ACK is due (stack time, ms). */
   ackDueAt = 0;
+  /** Activity epoch in which this flow last received guest data (see TcpStack's share of the VM window). */
+  rxEpoch = -1;
   /** In-order guest bytes received since we last sent an ACK. */
   rcvUnacked = 0;
   bytesIn = 0;

@@ -14,6 +14,17 @@ export interface TcpOptions {
   maxPendingConnects?: number;
   /** Receive window per flow and the cap on guest bytes queued toward the host socket (default 2 MiB: the window stays ≥ 1 MiB while half of it is queued). */
   rcvBufBytes?: number;
+  /**
+   * Receive window one VM's flows share while they are sending, in segments
+   * of our MSS (default 512: 748 KiB at MTU 1500, 32 MiB at 65520, so there
+   * each flow keeps its full rcvBufBytes). Each flow that sent data in the
+   * last 100-200 ms gets an equal share, never less than 8 segments. Windows
+   * beyond what the VM's path can queue (its NIC ring, its qdisc, the
+   * transport socket) buy no speed here, where the RTT is well under a
+   * millisecond; they only let several flows overrun that queue together
+   * and lose frames.
+   */
+  vmWindowSegments?: number;
   /** Host bytes read but not yet acknowledged by the guest, per flow; the host socket is paused above it (default 1 MiB). */
   sndBufBytes?: number;
   /** Reassembly buffers (reasmBufBytes each, in kernel memory) shared by all flows; a flow takes one on its first out-of-order segment (default 8). */
@@ -66,6 +77,7 @@ export function resolveTcpOptions(o: TcpOptions = {}): ResolvedTcpOptions {
     // Smaller than the window, a loss anywhere in its far half made every later segment be dropped too.
     reasmBufBytes: Math.min(pos(o.reasmBufBytes, rcvBufBytes, 4096), 16 << 20),
     sndBufBytes: pos(o.sndBufBytes, 1 << 20, 4096),
+    vmWindowSegments: pos(o.vmWindowSegments, 512, 8),
     reasmSlots: pos(o.reasmSlots, 8, 0),
     reasmMaxHoles: pos(o.reasmMaxHoles, 32),
     minRtoMs: pos(o.minRtoMs, 200),

@@ -110,6 +110,12 @@ export class TcpStack {
   private readonly timed = new Set<Conn>();
   /** Flows whose advertised window is below half: re-checked each tick for a window update. */
   private readonly starved = new Set<Conn>();
+  /** Per VM port: flows that sent data in the current and the previous activity epoch. */
+  private readonly portSenders = new Map<number, { cur: number; prev: number }>();
+  private rxEpoch = 0;
+  private rxEpochAt = 0;
+  /** Bytes of data frames built for each VM port during the current flush() (its link sees them only after). */
+  private readonly portTurnBytes = new Map<number, number>();
   /** Flows holding an owed ACK until ackDueAt (delayedAckMs). */
   private readonly delayedAcks = new Set<Conn>();
   private delayedAckTimer: NodeJS.Timeout | null = null;
@@ -459,9 +465,39 @@ export class TcpStack {
     return Math.max(0, this.rcvLimit(c) - queued - held);
   }
 
-  /** Without window scaling the guest cannot be offered more than 64 KiB. */
+  /** Per-flow receive cap: rcvBufBytes, this flow's share of its VM's window, and 64 KiB without window scaling. */
   private rcvLimit(c: Conn): number {
-    return c.rcvShift === 0 ? Math.min(this.o.rcvBufBytes, 65535) : this.o.rcvBufBytes;
+    const senders = this.portSenders.get(c.port.id);
+    const active = senders === undefined ? 1 : Math.max(1, senders.cur, senders.prev);
+    const share = Math.max(8 * this.ourMss, Math.floor((this.o.vmWindowSegments * this.ourMss) / active));
+    const cap = Math.min(this.o.rcvBufBytes, share);
+    return c.rcvShift === 0 ? Math.min(cap, 65535) : cap;
+  }
+
+  /** Count this flow among its VM's senders for the current activity epoch. */
+  private markSender(c: Conn): void {
+    if (c.rxEpoch === this.rxEpoch) return;
+    c.rxEpoch = this.rxEpoch;
+    let s = this.portSenders.get(c.port.id);
+    if (s === undefined) {
+      s = { cur: 0, prev: 0 };
+      this.portSenders.set(c.port.id, s);
+    }
+    s.cur++;
+  }
+
+  /** Epochs of 100 ms: a flow counts as a sender for one to two epochs after its last data. */
+  private rollSenderEpoch(now: number): void {
+    const elapsed = now - this.rxEpochAt;
+    if (elapsed < 100) return;
+    this.rxEpochAt = now;
+    this.rxEpoch++;
+    for (const [id, s] of this.portSenders) {
+      // A quiet stretch of two epochs or more leaves nobody counted.
+      if ((s.cur === 0 && s.prev === 0) || elapsed >= 200) this.portSenders.delete(id);
+      s.prev = s.cur;
+      s.cur = 0;
+    }
   }
 
   /** RFC 793 ACK processing. Returns false when the segment must be dropped. */
@@ -555,6 +591,7 @@ export class TcpStack {
 
   private receiveData(c: Conn, p: number, seq: number, len: number): void {
     if (c.finRcvd) return;
+    this.markSender(c);
     const k = this.host.kernels;
     let off = seqDiff(seq, c.rcvNxt);
     if (off > 0 || c.reasmSlot >= 0) {
@@ -848,6 +885,8 @@ export class TcpStack {
   flush(): void {
     // Staged bytes go out first, so the windows computed below see them in writableLength.
     if (this.staged.length > 0) this.writeStaged();
+    this.portTurnBytes.clear();
+    if (this.portSenders.size > 0) this.rollSenderEpoch(this.host.now());
     if (this.dirty.size > 0) {
       for (const c of this.dirty) {
         this.dirty.delete(c);
@@ -885,10 +924,21 @@ export class TcpStack {
         break;
       }
       const isNew = c.sndNxt === c.sndMax;
-      // The VM's transport is backed up: new data waits for its drain (portDrained) rather than
-      // piling into the link's queue, where it would be dropped and retransmitted.
-      if (isNew && c.port.link.congested === true) break;
+      if (isNew) {
+        const link = c.port.link;
+        // The VM's transport is backed up: new data waits for its drain (portDrained) rather than
+        // piling into the link's queue, where it would be dropped and retransmitted.
+        if (link.congested === true) break;
+        // Frames built this turn reach the link only after flush(), so the link cannot see them
+        // yet: count them here, or several flows bursting in one turn overrun its queue cap.
+        if (link.highWater !== undefined && (link.backlog ?? 0) + this.turnBytes(c.port.id) >= link.highWater) {
+          this.carry.push(c);
+          this.host.scheduleTx();
+          break;
+        }
+      }
       this.sendData(c, off, len, len === avail ? PSH : 0);
+      this.addTurnBytes(c.port.id, len + 54);
       if (isNew && c.rttSeq === -1) {
         c.rttSeq = c.sndNxt;
         c.rttTime = now;
@@ -910,6 +960,14 @@ export class TcpStack {
     } else if (c.sndWnd === 0 && c.q.length > 0) {
       if (c.timer !== Timer.Persist) this.arm(c, Timer.Persist, now + c.rto);
     }
+  }
+
+  private turnBytes(portId: number): number {
+    return this.portTurnBytes.get(portId) ?? 0;
+  }
+
+  private addTurnBytes(portId: number, n: number): void {
+    this.portTurnBytes.set(portId, (this.portTurnBytes.get(portId) ?? 0) + n);
   }
 
   private sendData(c: Conn, off: number, len: number, extra: number): void {
@@ -1265,6 +1323,7 @@ export class TcpStack {
   /** A VM went away: reset its flows' host sockets and free their ids. */
   purge(portId: number): void {
     for (const c of [...this.all]) if (c.port.id === portId) this.remove(c, true);
+    this.portSenders.delete(portId);
   }
 
   flows(): TcpFlowInfo[] {
