@@ -465,6 +465,29 @@ describe('timers and flow control', () => {
     expect(h.stack.stats().retransmits).toBe(0);
   });
 
+  it('flows bursting in one turn stop at the link\'s high-water mark between them, then continue intact', async () => {
+    const srv = await listen((s, i) => s.end(seededBytes(300_000, 50 + i)));
+    const { h, sim } = setup({ mtu: 1500 });
+    h.link.backlog = 0;
+    h.link.highWater = 50_000;
+    let cur = 0;
+    let max = 0;
+    const send0 = h.link.send.bind(h.link);
+    h.link.send = (b, o, l) => { cur += l; send0(b, o, l); };
+    const flush0 = h.tx.flush.bind(h.tx);
+    h.tx.flush = () => { cur = 0; flush0(); max = Math.max(max, cur); };
+    const peers: TcpPeer[] = [];
+    for (let i = 0; i < 4; i++) {
+      const p = sim.peer({ port: 42000 + i });
+      p.connect(HOST_ALIAS, srv.port);
+      peers.push(p);
+    }
+    expect(await sim.run(() => peers.every((p) => p.finRcvd), 60_000)).toBe(true);
+    for (let i = 0; i < 4; i++) expect(peers[i].digest).toBe(sha256(seededBytes(300_000, 50 + i)));
+    expect(max).toBeGreaterThan(40_000);
+    expect(max).toBeLessThanOrEqual(50_000 + 1514);
+  });
+
   it('guest zero window: the engine stops, probes, pauses the host socket, and resumes when the window opens', async () => {
     const total = 8_000_000;
     const down = seededBytes(total, 61);

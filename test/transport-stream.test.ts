@@ -207,6 +207,34 @@ describe('backpressure', () => {
     server.close();
   });
 
+  it('congestion follows the link\'s own watermarks: on at half the cap, off (onDrain) once the backlog is down to a quarter', async () => {
+    const limit = 8 * 1024 * 1024;
+    const { link, peer, server } = await attachedPair('qemu', { txQueueLimit: limit });
+    expect(link.highWater).toBe(limit / 2);
+    peer.socket.pause();
+    let drainedAt = -1;
+    link.onDrain = () => { drainedAt = link.backlog; };
+    const f = testFrame(2, 1514);
+    let sent = 0;
+    // A sender that honours `congested`, as the TCP stack does, never reaches the cap.
+    for (let turn = 0; turn < 4000 && !link.congested; turn++) {
+      for (let i = 0; i < 64; i++, sent++) link.send(f, 0, f.length);
+      link.flush();
+      await new Promise((r) => setImmediate(r));
+    }
+    expect(link.congested).toBe(true);
+    expect(link.backlog).toBeGreaterThanOrEqual(limit / 2);
+    expect(link.backlog).toBeLessThan(limit / 2 + 64 * 1520);
+    peer.socket.resume();
+    await waitFor(() => drainedAt >= 0, 10_000);
+    expect(drainedAt).toBeLessThanOrEqual(limit / 4);
+    expect(link.congested).toBe(false);
+    await peer.waitFrames(sent, 20_000);
+    expect(link.stats()).toMatchObject({ txFrames: sent, dropped: 0 });
+    peer.close();
+    server.close();
+  });
+
   it('past txQueueLimit frames are dropped and counted instead of buffered', async () => {
     const limit = 512 * 1024;
     const { link, sock, peer, server } = await attachedPair('qemu', { txQueueLimit: limit });

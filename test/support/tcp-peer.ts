@@ -66,8 +66,8 @@ export class TcpHarness {
   readonly rx: RxBatch;
   readonly tx: TxBatch;
   readonly port: TcpPort;
-  /** The fake VM link: set `congested` to act like a transport above its high-water mark. */
-  readonly link: TxSink & { congested: boolean };
+  /** The fake VM link: set `congested` to act like a transport above its high-water mark, `highWater` to give it one. */
+  readonly link: TxSink & { congested: boolean; backlog?: number; highWater?: number };
   readonly mtu: number;
   now = 0;
   /** Frames the engine sent toward the guest since the last take. */
@@ -85,7 +85,7 @@ export class TcpHarness {
     this.flowTable = this.k.alloc(this.k.k.flowTableBytes(cap), 64);
     this.k.k.flowInit(this.flowTable, cap, 12345);
     const clock = o.now ?? (() => this.now);
-    const sink = {
+    const sink: TxSink & { congested: boolean; backlog?: number; highWater?: number } = {
       send: (buf: Uint8Array, off: number, len: number) => {
         this.out.push(buf.slice(off, off + len));
       },
