@@ -8,7 +8,7 @@
  * transfer allocates nothing.
  */
 
-const SLAB_BYTES = 1 << 20;
+export const SLAB_BYTES = 1 << 20;
 /** Free slabs kept for reuse; beyond this a finished slab is left to the GC. */
 const MAX_FREE = 16;
 

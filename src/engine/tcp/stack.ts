@@ -42,7 +42,7 @@ import {
 import { formatIPv4 } from '../../wire/addr.js';
 import { Conn, St, Timer, type TcpPort } from './conn.js';
 import { resolveTcpOptions, type ResolvedTcpOptions, type TcpOptions } from './options.js';
-import { Slabs } from './slabs.js';
+import { Slabs, SLAB_BYTES } from './slabs.js';
 import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt } from './seq.js';
 
 export type { TcpOptions } from './options.js';
@@ -693,13 +693,29 @@ export class TcpStack {
     const parts = c.stageParts;
     const s = c.socket;
     if (s !== null && !s.destroyed && !s.writableEnded) {
-      const { buf, done } = this.slabs.take(n);
-      let o = 0;
-      for (let i = 0; i < parts.length; i += 2) {
-        this.stage.copy(buf, o, parts[i], parts[i] + parts[i + 1]);
-        o += parts[i + 1];
+      // At MTU 65520 one flow can stage more than a slab in a turn: it goes out as slab-sized
+      // pieces in one writev rather than as a fresh Buffer the GC must reclaim.
+      const many = n > SLAB_BYTES;
+      if (many) s.cork();
+      let part = 0;
+      let partOff = 0;
+      for (let left = n; left > 0;) {
+        const take = Math.min(left, SLAB_BYTES);
+        const { buf, done } = this.slabs.take(take);
+        for (let o = 0; o < take;) {
+          const k = Math.min(parts[part + 1] - partOff, take - o);
+          this.stage.copy(buf, o, parts[part] + partOff, parts[part] + partOff + k);
+          o += k;
+          partOff += k;
+          if (partOff === parts[part + 1]) {
+            part += 2;
+            partOff = 0;
+          }
+        }
+        s.write(buf, done);
+        left -= take;
       }
-      s.write(buf, done);
+      if (many) s.uncork();
     }
     parts.length = 0;
     c.stageBytes = 0;
