@@ -157,6 +157,15 @@ export function renderMarkdown(r: E2eResult): string {
       L.push(`| ${LABEL[c.peer]} | ${c.kind === 'conn' ? 'connect+1 B+close' : '1 B round trips'} | ${c.par} | ${c.run} | ${c.ok}/${c.n} | ${c.kind === 'conn' ? fmt(c.rate, 0) : '–'} | ` +
         `${fmt(c.p50us, 0)} | ${fmt(c.p99us, 0)} | ${fmt(c.enginePct, 0)} | ${c.status} |`);
     }
+    // Every transaction of every round counts toward "no failed connection in 10,000".
+    L.push('', '| peer | connections made (connect + 1 B + close) | failed |', '|---|---:|---:|');
+    for (const peer of r.peers) {
+      const cs = r.conns.filter((c) => c.peer === peer && c.kind === 'conn');
+      if (cs.length === 0) continue;
+      const n = cs.reduce((a, c) => a + c.n, 0);
+      const ok = cs.reduce((a, c) => a + c.ok, 0);
+      L.push(`| ${LABEL[peer]} | ${n} | ${n - ok} |`);
+    }
   }
   if (r.notes.length) L.push('', '## Notes', '', ...r.notes.map((n) => `- ${n}`));
   return L.join('\n') + '\n';

@@ -40,7 +40,8 @@ Options:
                       so load from elsewhere on the machine spreads over all peers
   --time S --omit S   iperf3 -t / -O (default 5 / 2 as in the shared perfbed; the warm-up hides
                       passt's start-up stalls)
-  --conn N            connect+request+close transactions per test and round (default 1000; 0 skips)
+  --conn N            connect+request+close transactions per test and round (default 2000: with
+                      1 and 8 in parallel over 3 rounds, 12,000 per peer; 0 skips)
   --rr N              1-byte round trips on one connection per round (default 3000; 0 skips)
   --profile           also record CPU profiles of vnetkit-simd: 1 stream in each of --dirs at
                       every MTU, and the connection-rate probe (1 at a time, --conn N) at the
@@ -85,7 +86,7 @@ function parseOpts(argv: string[]): Opts {
     runs: quick ? 1 : 3,
     time: quick ? 3 : 5,
     omit: quick ? 1 : 2,
-    conn: quick ? 500 : 1000,
+    conn: quick ? 500 : 2000,
     rr: quick ? 1000 : 3000,
     profile: false,
     profileOnly: false,
