@@ -43,8 +43,8 @@ Options:
   --conn N            connect+request+close transactions per test and round (default 2000: with
                       1 and 8 in parallel over 3 rounds, 12,000 per peer; 0 skips)
   --rr N              1-byte round trips on one connection per round (default 3000; 0 skips)
-  --profile           also record CPU profiles of vnetkit-simd: 1 stream in each of --dirs at
-                      every MTU, and the connection-rate probe (1 at a time, --conn N) at the
+  --profile           also record CPU profiles of vnetkit-simd: the first --streams count in
+                      each of --dirs at every MTU, and the connection-rate probe (1 at a time, --conn N) at the
                       first MTU (separate runs: the profiler slows the engine)
   --profile-only      only the profile runs
   --worktree          run the engine from the working tree (default: a snapshot of git HEAD
@@ -597,20 +597,22 @@ async function main(): Promise<void> {
     if (o.profile) {
       const spec = peerSpec('vnetkit-simd', relayBin, tree.dir);
       for (const mtu of o.mtus) for (const dir of o.dirs) {
-        const prof = join(logDir, `vnetkit-simd-${dir}-${mtu}.cpuprofile`);
+        // One profile per MTU and direction, at the first --streams count.
+        const streams = o.streams[0];
+        const prof = join(logDir, `vnetkit-simd-${dir}-${mtu}-P${streams}.cpuprofile`);
         const s = await startSession('vnetkit-simd', spec, mtu, relayBin, logDir, prof);
         if (typeof s === 'string') {
           result.notes.push(`profile ${dir} at MTU ${mtu}: ${s}`);
           continue;
         }
-        const x = await iperfRun(s, o, 1, dir, 1, logDir);
+        const x = await iperfRun(s, o, streams, dir, 1, logDir);
         await stopSession(s);
         if (!existsSync(prof)) {
           result.notes.push(`profile ${dir} at MTU ${mtu}: the engine wrote no profile`);
           continue;
         }
         const names = wasmExportNames(readFileSync(join(tree.dir, 'build/vnetkit-simd.wasm')));
-        const p: ProfileResult = { mtu, dir, streams: 1, gbps: x.gbps ?? 0, file: prof,
+        const p: ProfileResult = { mtu, dir, streams, gbps: x.gbps ?? 0, file: prof,
           ...summarizeProfile(JSON.parse(readFileSync(prof, 'utf8')), 30, tree.dir, names) };
         result.profiles.push(p);
         log(`profile ${dir} mtu ${mtu}: ${p.gbps.toFixed(2)} Gbit/s under the profiler, ${p.totalMs.toFixed(0)} ms sampled`);
