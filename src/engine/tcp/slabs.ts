@@ -12,25 +12,39 @@ export const SLAB_BYTES = 1 << 20;
 /** Free slabs kept for reuse; beyond this a finished slab is left to the GC. */
 const MAX_FREE = 16;
 
-interface Slab {
-  buf: Buffer;
-  used: number;
-  /** Writes cut from this slab whose callback has not run yet. */
-  refs: number;
-  retired: boolean;
+class Slab {
+  readonly buf = Buffer.allocUnsafeSlow(SLAB_BYTES);
+  used = 0;
+  /** Pieces cut from this slab that have not been released yet. */
+  refs = 0;
+  retired = false;
+  /** Releases one piece; bound once per slab so handing out a piece allocates no closure. */
+  readonly release: () => void;
+
+  constructor(owner: Slabs) {
+    this.release = () => {
+      this.refs--;
+      if (this.retired && this.refs === 0) owner.recycle(this);
+    };
+  }
 }
 
 export class Slabs {
   private current: Slab | null = null;
   private readonly free: Slab[] = [];
   allocated = 0;
+  /** Release callback for the piece the last take() returned (e.g. passed to socket.write). */
+  lastDone: () => void = noop;
 
   /**
-   * A buffer of `n` bytes and the callback that releases it (e.g. passed to
-   * socket.write). Requests larger than a slab get their own Buffer.
+   * A buffer of `n` bytes; call `lastDone` (read right after) once it is no
+   * longer used. Requests larger than a slab get their own Buffer.
    */
-  take(n: number): { buf: Buffer; done: () => void } {
-    if (n > SLAB_BYTES) return { buf: Buffer.allocUnsafe(n), done: noop };
+  take(n: number): Buffer {
+    if (n > SLAB_BYTES) {
+      this.lastDone = noop;
+      return Buffer.allocUnsafe(n);
+    }
     let s = this.current;
     if (s === null || s.used + n > SLAB_BYTES) {
       if (s !== null) this.retire(s);
@@ -43,19 +57,13 @@ export class Slabs {
     const buf = s.buf.subarray(s.used, s.used + n);
     s.used += n;
     s.refs++;
-    const slab = s;
-    return {
-      buf,
-      done: () => {
-        slab.refs--;
-        if (slab.retired && slab.refs === 0) this.recycle(slab);
-      },
-    };
+    this.lastDone = s.release;
+    return buf;
   }
 
   private newSlab(): Slab {
     this.allocated++;
-    return { buf: Buffer.allocUnsafeSlow(SLAB_BYTES), used: 0, refs: 0, retired: false };
+    return new Slab(this);
   }
 
   private retire(s: Slab): void {
@@ -63,7 +71,8 @@ export class Slabs {
     if (s.refs === 0) this.recycle(s);
   }
 
-  private recycle(s: Slab): void {
+  /** @internal called by a slab whose last piece was released after it was retired. */
+  recycle(s: Slab): void {
     if (this.free.length < MAX_FREE) this.free.push(s);
   }
 }

@@ -1,0 +1,41 @@
+import { describe, it, expect } from 'vitest';
+import { Slabs, SLAB_BYTES } from '../src/engine/tcp/slabs.js';
+
+describe('Slabs', () => {
+  it('cuts pieces from one slab, reuses a slab once all its pieces are released, and never hands out overlapping live pieces', () => {
+    const s = new Slabs();
+    const a = s.take(SLAB_BYTES / 2);
+    const doneA = s.lastDone;
+    const b = s.take(SLAB_BYTES / 2);
+    const doneB = s.lastDone;
+    expect(a.buffer).toBe(b.buffer);
+    expect(b.byteOffset).toBe(a.byteOffset + SLAB_BYTES / 2);
+    // The next piece does not fit: a second slab; the first is retired but still referenced.
+    const c = s.take(1000);
+    const doneC = s.lastDone;
+    expect(c.buffer).not.toBe(a.buffer);
+    expect(s.allocated).toBe(2);
+    doneA();
+    // Still one live piece in the first slab: it must not come back yet.
+    s.take(SLAB_BYTES - 1000);
+    s.lastDone();
+    const d = s.take(10);
+    expect(d.buffer).not.toBe(a.buffer);
+    expect(s.allocated).toBe(3);
+    doneB();
+    doneC();
+    // Now the first slab is free and is reused instead of allocating.
+    s.take(SLAB_BYTES);
+    const e = s.take(SLAB_BYTES);
+    expect([a.buffer, c.buffer]).toContain(e.buffer);
+    expect(s.allocated).toBe(3);
+  });
+
+  it('a request larger than a slab gets its own Buffer and a no-op release', () => {
+    const s = new Slabs();
+    const big = s.take(SLAB_BYTES + 1);
+    expect(big.length).toBe(SLAB_BYTES + 1);
+    expect(s.allocated).toBe(0);
+    expect(() => s.lastDone()).not.toThrow();
+  });
+});
