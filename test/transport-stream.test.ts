@@ -283,56 +283,6 @@ describe('pause / resume (reading from the VM)', () => {
   });
 });
 
-describe('ingress region', () => {
-  const region = (size: number) => ({ u8: new Uint8Array(size + 4096), ptr: 1000, size, busy: false });
-
-  it('chunks are copied once into the region and frames arrive as views of it, whole and in order, across split frames and a pause', async () => {
-    const ingress = region(64 * 1024);
-    const { link, peer, server } = await attachedPair('qemu', { mtu: 9000, ingress });
-    const got: Buffer[] = [];
-    let inRegion = 0;
-    link.onFrame = (b, o, n) => {
-      if (b === ingress.u8) {
-        inRegion++;
-        expect(o).toBeGreaterThanOrEqual(ingress.ptr);
-        expect(o + n).toBeLessThanOrEqual(ingress.ptr + ingress.size);
-      }
-      got.push(Buffer.from(b.subarray(o, o + n)));
-      if (got.length === 50) link.pause();
-    };
-    // Sizes that make many frames straddle read boundaries.
-    const frames = Array.from({ length: 400 }, (_, i) => testFrame(i, 60 + ((i * 7919) % 8900)));
-    for (let i = 0; i < frames.length; i += 40) peer.send(...frames.slice(i, i + 40));
-    await waitFor(() => got.length >= 50);
-    await new Promise((r) => setTimeout(r, 30));
-    expect(got.length).toBe(50);
-    link.resume();
-    await waitFor(() => got.length === frames.length, 10_000);
-    expect(got).toEqual(frames.map((f) => Buffer.from(f)));
-    expect(inRegion).toBeGreaterThan(frames.length / 2);
-    expect(ingress.busy).toBe(false);
-    peer.close();
-    server.close();
-  });
-
-  it('a region in use or too small for the chunk is bypassed: frames come from the chunk itself', async () => {
-    for (const ingress of [{ ...region(64 * 1024), busy: true }, region(16)]) {
-      const { link, peer, server } = await attachedPair('qemu', { ingress });
-      const got: Buffer[] = [];
-      link.onFrame = (b, o, n) => {
-        expect(b).not.toBe(ingress.u8);
-        got.push(Buffer.from(b.subarray(o, o + n)));
-      };
-      const frames = Array.from({ length: 20 }, (_, i) => testFrame(i));
-      peer.send(...frames);
-      await waitFor(() => got.length === frames.length);
-      expect(got).toEqual(frames.map((f) => Buffer.from(f)));
-      peer.close();
-      server.close();
-    }
-  });
-});
-
 describe('attachStream on a {readable, writable} pair (stdio style)', () => {
   it('le16 frames in and out', async () => {
     const vmToUs = new PassThrough();

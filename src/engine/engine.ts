@@ -27,7 +27,7 @@ import { reasonName } from './reasons.js';
 import { buildArpReply, buildIcmpEchoReply, buildPortUnreachable, buildUdpPortUnreachable, buildUdpFragments, readArp } from './replies.js';
 import { DhcpServer } from '../services/dhcp.js';
 import { DnsServer } from '../services/dns.js';
-import { attachStream, listen as listenTransport, createSimpleNegotiator, type VmLink, type Framing, type Ingress, type Listener, type VpnkitRequest } from '../transport/index.js';
+import { attachStream, listen as listenTransport, createSimpleNegotiator, type VmLink, type Framing, type Listener, type VpnkitRequest } from '../transport/index.js';
 import { nullLogger, type Logger } from '../log.js';
 import { PcapWriter } from '../wire/pcap.js';
 import { TcpStack, type TcpOptions, type TcpPort } from './tcp/index.js';
@@ -155,8 +155,6 @@ export class Engine extends EventEmitter {
   /** Guest IPv4 → the port and MAC it was last seen with. */
   private readonly guests = new Map<number, { port: VmPort; mac: Uint8Array }>();
   private readonly rx: RxBatch;
-  /** Where stream links copy each read chunk before decoding it (shared: chunks are decoded one at a time). */
-  private readonly ingress: Ingress;
   private readonly tx: TxBatch;
   private readonly udp: UdpNat<VmPort>;
   private readonly uuids: ReturnType<typeof createSimpleNegotiator>;
@@ -206,8 +204,6 @@ export class Engine extends EventEmitter {
     const classify = (table: number, n: number, descs: number) => {
       k.k.classify(table, n, descs, this.flowTable, this.now(), CF_INSERT_TCP_SYN);
     };
-    // Node reads at most 64 KiB at a time; a larger chunk (another kind of stream) is decoded in place.
-    this.ingress = { u8: k.u8, ptr: k.alloc(128 * 1024, 64), size: 128 * 1024, busy: false };
     this.rx = new RxBatch(k, { maxFrames: 256, arenaBytes: 2 * 1024 * 1024 }, classify,
       (i, portId, ptr, len, d) => this.handleFrame(portId, ptr, len, d),
       () => this.afterBatch());
@@ -311,7 +307,6 @@ export class Engine extends EventEmitter {
     return {
       framing,
       mtu: this.config.mtu,
-      ingress: this.ingress,
       log: this.log.child({ svc: 'transport' }),
       vpnkit: {
         negotiate: (req: VpnkitRequest) => this.uuids.negotiate(req),

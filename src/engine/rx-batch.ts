@@ -60,10 +60,7 @@ export class RxBatch {
   push(portId: number, buf: Uint8Array, off: number, len: number): void {
     if (this.count === this.maxFrames || this.next + len > this.arenaEnd) this.flush();
     const ptr = this.next;
-    const u8 = this.kern.u8;
-    // Frames the link decoded in kernel memory (its ingress region) move without a view object.
-    if (buf === u8) u8.copyWithin(ptr, off, off + len);
-    else u8.set(len === buf.length && off === 0 ? buf : buf.subarray(off, off + len), ptr);
+    this.kern.u8.set(len === buf.length && off === 0 ? buf : buf.subarray(off, off + len), ptr);
     const e = this.table + this.count * FRAME_ENTRY_SIZE;
     const dv = this.kern.dv;
     dv.setUint32(e, ptr, true);

@@ -19,7 +19,7 @@ import { nullLogger, type Logger } from '../log.js';
 import { DEC_EMPTY, DEC_OK, FrameDecoder, HDR_BE32, HDR_LE16 } from './decoder.js';
 import { TransportErrorCodes as E, transportError } from './errors.js';
 import { SEG_SIZE, takeSegment, type Segment } from './segments.js';
-import type { Framing, Ingress, LinkOptions, LinkStats, VmLink, VpnkitNegotiator } from './types.js';
+import type { Framing, LinkOptions, LinkStats, VmLink, VpnkitNegotiator } from './types.js';
 import {
   VPNKIT_COMMAND_LEN,
   VPNKIT_INIT_LEN,
@@ -82,7 +82,6 @@ export class StreamLink implements VmLink {
   private readonly decoder: FrameDecoder;
   private readonly txLimit: number;
   private readonly negotiator?: VpnkitNegotiator;
-  private readonly ingress?: Ingress;
 
   private phase: number;
   private hs?: Buffer;
@@ -116,7 +115,6 @@ export class StreamLink implements VmLink {
     this.hdrLen = opts.framing === 'qemu' ? HDR_BE32 : HDR_LE16;
     this.log = (opts.log ?? nullLogger).child({ link: this.id, framing: opts.framing, peer });
     this.txLimit = Math.max(SEG_SIZE, opts.txQueueLimit ?? DEFAULT_TX_QUEUE_LIMIT);
-    this.ingress = opts.ingress;
     this.decoder = new FrameDecoder(this.hdrLen as 4 | 2, opts.maxFrame ?? DEFAULT_MAX_FRAME, this.deliver);
     this.maxFrameIn = this.hdrLen === HDR_LE16 ? Math.min(opts.maxFrame ?? DEFAULT_MAX_FRAME, 0xffff) : (opts.maxFrame ?? DEFAULT_MAX_FRAME);
     this.maxFrameOut = maxFrameOutFor(opts.mtu ?? DEFAULT_MTU, this.hdrLen);
@@ -303,19 +301,7 @@ export class StreamLink implements VmLink {
   /** Feed buf[off..] to the decoder; hold the remainder if paused mid-chunk. */
   private consume(chunk: Buffer, off: number): void {
     const end = chunk.length;
-    const ing = this.ingress;
-    let p: number;
-    if (ing !== undefined && !ing.busy && end - off <= ing.size) {
-      ing.busy = true;
-      try {
-        ing.u8.set(off === 0 ? chunk : chunk.subarray(off), ing.ptr);
-        p = off + this.decoder.push(ing.u8, ing.ptr, ing.ptr + end - off) - ing.ptr;
-      } finally {
-        ing.busy = false;
-      }
-    } else {
-      p = this.decoder.push(chunk, off, end);
-    }
+    const p = this.decoder.push(chunk, off, end);
     if (this.decoder.error !== DEC_OK) {
       this.onBadHeader();
       return;

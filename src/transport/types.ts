@@ -94,21 +94,4 @@ export interface LinkOptions {
   handshakeTimeoutMs?: number;
   /** Hard cap on bytes queued toward the VM (ours plus the socket's buffer), default 4 MiB; frames beyond it are dropped and counted. */
   txQueueLimit?: number;
-  /**
-   * Scratch memory each read chunk is copied into (one copy per chunk) before
-   * it is decoded, so onFrame's buf is this memory: the engine passes a region
-   * of its kernel memory and moves frames on with copyWithin() instead of a
-   * view per frame. Chunks larger than `size`, and chunks arriving while the
-   * region is in use (a link fed synchronously from inside another's
-   * onFrame), are decoded where they are. Links may share one region.
-   */
-  ingress?: Ingress;
-}
-
-export interface Ingress {
-  readonly u8: Uint8Array;
-  readonly ptr: number;
-  readonly size: number;
-  /** Set while a chunk is being decoded from the region. */
-  busy: boolean;
 }
