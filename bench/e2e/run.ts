@@ -44,8 +44,9 @@ Options:
                       1 and 8 in parallel over 3 rounds, 12,000 per peer; 0 skips)
   --rr N              1-byte round trips on one connection per round (default 3000; 0 skips)
   --profile           also record CPU profiles of vnetkit-simd: the first --streams count in
-                      each of --dirs at every MTU, and the connection-rate probe (1 at a time, --conn N) at the
-                      first MTU (separate runs: the profiler slows the engine)
+                      each of --dirs at every MTU, and the connection-rate probe (1 at a
+                      time, --conn N) at the first MTU (separate runs: the profiler slows
+                      the engine)
   --profile-only      only the profile runs
   --worktree          run the engine from the working tree (default: a snapshot of git HEAD
                       built with the release WASM build, so concurrent edits cannot leak in)
