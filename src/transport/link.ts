@@ -190,7 +190,7 @@ export class StreamLink implements VmLink {
       return;
     }
     const need = this.hdrLen + len;
-    if (this.queuedBytes + this.w.writableLength + need > this.txLimit) {
+    if (this.backlog + need > this.txLimit) {
       this.droppedFrames++;
       this.log.limited('tx-cap', 'warn', 'VM is not reading: dropping frames over the transmit queue cap', { dropped: this.droppedFrames, limit: this.txLimit });
       return;
@@ -265,7 +265,7 @@ export class StreamLink implements VmLink {
   /** A segment left: once the backlog is down to half the high-water mark, senders may refill it. */
   private readonly onSegmentWritten = (): void => {
     if (!this.congestedFlag || this.phase === PH_CLOSED) return;
-    if (this.queuedBytes + this.w.writableLength > this.highWater >> 1) return;
+    if (this.backlog > this.highWater >> 1) return;
     this.congestedFlag = false;
     this.onDrain();
   };

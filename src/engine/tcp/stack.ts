@@ -59,6 +59,8 @@ const DEFAULT_MSS = 536;
 /** Floor for a guest-announced MSS, so a lying tiny MSS cannot make us send 1-byte segments (Linux: tcp_min_snd_mss). */
 const MIN_MSS = 88;
 const MAX_CWND = 64 << 20;
+/** Ethernet + IPv4 + TCP headers of a data segment we send (no options). */
+const HEADERS_BYTES = 14 + 20 + 20;
 /** Staging for guest→host bytes within one turn (an RX batch holds at most 2 MiB of frames). */
 const STAGE_BYTES = 4 << 20;
 
@@ -141,6 +143,9 @@ export class TcpStack {
   private readonly scratch: Uint8Array;
   private readonly ourMss: number;
   private readonly ourShift: number;
+  /** The receive window one VM's sending flows share (vmWindowSegments × our MSS), and each one's floor. */
+  private readonly vmWindowBytes: number;
+  private readonly minShareBytes: number;
   private pending = 0;
   private interval: NodeJS.Timeout | null = null;
   private challengeTokens: number;
@@ -152,6 +157,8 @@ export class TcpStack {
     this.o = resolveTcpOptions(opts);
     this.counters = Object.fromEntries(COUNTER_NAMES.map((n) => [n, 0])) as Record<CounterName, number>;
     this.ourMss = Math.max(MIN_MSS, Math.min(65535, host.mtu - 40));
+    this.vmWindowBytes = this.o.vmWindowSegments * this.ourMss;
+    this.minShareBytes = 8 * this.ourMss;
     let shift = 0;
     while (this.o.rcvBufBytes >> shift > 65535 && shift < 14) shift++;
     this.ourShift = shift;
@@ -479,7 +486,7 @@ export class TcpStack {
   private rcvLimit(c: Conn): number {
     const senders = this.portSenders.get(c.port.id);
     const active = senders === undefined ? 1 : Math.max(1, senders.cur, senders.prev);
-    const share = Math.max(8 * this.ourMss, Math.floor((this.o.vmWindowSegments * this.ourMss) / active));
+    const share = Math.max(this.minShareBytes, Math.floor(this.vmWindowBytes / active));
     const cap = Math.min(this.o.rcvBufBytes, share);
     return c.rcvShift === 0 ? Math.min(cap, 65535) : cap;
   }
@@ -714,31 +721,17 @@ export class TcpStack {
       let partOff = 0;
       for (let left = n; left > 0;) {
         const take = Math.min(left, SLAB_BYTES);
-        const buf = this.slabs.take(take);
-        // One flow in a turn stages its parts back to back: copy them out with one view.
-        // Interleaved with other flows they are gathered inside kernel memory first (no
-        // allocation per part), then copied out with one view.
-        if (partOff + take <= parts[part + 1] || this.contiguous(parts, part, partOff, take)) {
-          const from = stage + parts[part] + partOff;
-          buf.set(u8.subarray(from, from + take));
-          let adv = take;
-          while (adv > 0) {
-            const k = Math.min(parts[part + 1] - partOff, adv);
-            adv -= k;
-            partOff += k;
-            if (partOff === parts[part + 1]) {
-              part += 2;
-              partOff = 0;
-            }
-          }
-          s.write(buf, this.slabs.lastDone);
-          left -= take;
-          continue;
-        }
+        // One flow in a turn stages its parts back to back: they are copied out as they lie.
+        // Interleaved with other flows they are first gathered inside kernel memory (no
+        // allocation per part). Either way one view copies the piece out.
+        const direct = this.contiguous(parts, part, partOff, take);
+        const src = direct ? stage + parts[part] + partOff : gather;
         for (let o = 0; o < take;) {
           const k = Math.min(parts[part + 1] - partOff, take - o);
-          const from = stage + parts[part] + partOff;
-          u8.copyWithin(gather + o, from, from + k);
+          if (!direct) {
+            const from = stage + parts[part] + partOff;
+            u8.copyWithin(gather + o, from, from + k);
+          }
           o += k;
           partOff += k;
           if (partOff === parts[part + 1]) {
@@ -746,7 +739,8 @@ export class TcpStack {
             partOff = 0;
           }
         }
-        buf.set(u8.subarray(gather, gather + take));
+        const buf = this.slabs.take(take);
+        buf.set(u8.subarray(src, src + take));
         s.write(buf, this.slabs.lastDone);
         left -= take;
       }
@@ -1002,7 +996,7 @@ export class TcpStack {
         }
       }
       this.sendData(c, off, len, len === avail ? PSH : 0);
-      this.addTurnBytes(c.port.id, len + 54);
+      this.addTurnBytes(c.port.id, len + HEADERS_BYTES);
       if (isNew && c.rttSeq === -1) {
         c.rttSeq = c.sndNxt;
         c.rttTime = now;
