@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { VnetkitError } from '../src/errors.js';
 import { createLogger } from '../src/log.js';
 import { attachStream, listen, TransportErrorCodes, type Listener, type StreamLink, type VmLink } from '../src/transport/index.js';
+import { adoptWithReadBuffer } from '../src/transport/read-buffer.js';
 import { SEG_SIZE } from '../src/transport/segments.js';
 import { StreamVmPeer, encodeFrame, rawConnect, targetOf, testFrame, type StreamFraming } from './support/vm-peer.js';
 
@@ -280,6 +281,70 @@ describe('pause / resume (reading from the VM)', () => {
     expect(got).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     peer.close();
     server.close();
+  });
+});
+
+describe('listeners read into one buffer per link', () => {
+  it('the accepted socket reads into the buffer it was given, and the server still closes', async () => {
+    const server = net.createServer({ pauseOnConnect: true });
+    const sockPath = path.join(dir, 'adopt.sock');
+    await new Promise<void>((r) => server.listen(sockPath, () => r()));
+    const mine = Buffer.alloc(4096);
+    const seen: Buffer[] = [];
+    const bufs = new Set<Uint8Array>();
+    let adopted: net.Socket | undefined;
+    let own = false;
+    server.on('connection', (acc) => {
+      const r = adoptWithReadBuffer(acc, mine, (b, n) => {
+        bufs.add(b);
+        seen.push(Buffer.from(b.subarray(0, n)));
+      });
+      adopted = r.socket;
+      own = r.ownBuffer;
+    });
+    const c = await rawConnect({ path: sockPath });
+    const payload = Buffer.alloc(20000, 7);
+    c.write(payload);
+    await waitFor(() => Buffer.concat(seen).length === payload.length);
+    expect(own).toBe(true);
+    expect([...bufs]).toEqual([mine]);
+    expect(Buffer.concat(seen).equals(payload)).toBe(true);
+    // Writing back works on the adopted socket.
+    const back = new Promise<Buffer>((r) => c.once('data', r));
+    adopted!.write(Buffer.from('pong'));
+    expect((await back).toString()).toBe('pong');
+    // The husk settled the server's connection count: close() completes once the adopted socket is gone.
+    const closed = new Promise<void>((r) => server.close(() => r()));
+    c.end();
+    adopted!.destroy();
+    await closed;
+  });
+
+  it('pausing mid-read keeps the rest of the buffer until resume, while the VM keeps writing', async () => {
+    const { rec, listener } = await startEcho(`unix://${path.join(dir, 'p.sock')}`, 'qemu', {}, false);
+    const peer = await StreamVmPeer.connect(targetOf(listener.url), 'qemu');
+    await waitFor(() => rec.links.length === 1);
+    const link = rec.links[0];
+    const got: Buffer[] = [];
+    let pauses = 0;
+    link.onFrame = (b, o, n) => {
+      got.push(Buffer.from(b.subarray(o, o + n)));
+      // Pause every 7th frame and resume a little later: each pause lands inside a read.
+      if (got.length % 7 === 0) {
+        link.pause();
+        pauses++;
+        setTimeout(() => link.resume(), 2);
+      }
+    };
+    const frames = Array.from({ length: 600 }, (_, i) => testFrame(i, 60 + ((i * 97) % 1400)));
+    for (let i = 0; i < frames.length; i += 50) {
+      peer.send(...frames.slice(i, i + 50));
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    await waitFor(() => got.length === frames.length, 10_000);
+    expect(pauses).toBeGreaterThan(50);
+    expect(got).toEqual(frames);
+    peer.close();
   });
 });
 

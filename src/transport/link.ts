@@ -92,8 +92,10 @@ export class StreamLink implements VmLink {
   private failCbs: Array<(err: VnetkitError) => void> = [];
 
   private paused = false;
-  private stash?: Buffer;
+  /** Unconsumed bytes of the chunk a pause stopped in: stash[stashOff, stashEnd). */
+  private stash?: Uint8Array;
   private stashOff = 0;
+  private stashEnd = 0;
   private replayScheduled = false;
 
   private cur: Segment | null = null;
@@ -283,35 +285,45 @@ export class StreamLink implements VmLink {
   };
 
   private readonly onData = (chunk: Buffer | string): void => {
-    if (this.phase === PH_CLOSED) return;
     if (typeof chunk === 'string') {
-      this.fail(transportError(E.BAD_CHUNK, 'VM stream delivered text, not bytes (setEncoding was called on it)'));
+      if (this.phase !== PH_CLOSED) this.fail(transportError(E.BAD_CHUNK, 'VM stream delivered text, not bytes (setEncoding was called on it)'));
       return;
     }
+    this.receive(chunk, chunk.length);
+  };
+
+  /**
+   * The bytes buf[0, end) were read from the VM. The socket may reuse `buf`
+   * for its next read (listen() reads into one buffer per link): nothing here
+   * keeps a view past this call except the stash, and the stash pauses the
+   * socket, so no read lands until the replay has consumed it.
+   */
+  receive(buf: Uint8Array, end: number): void {
+    if (this.phase === PH_CLOSED) return;
     let off = 0;
     if (this.phase !== PH_DATA) {
-      off = this.handshake(chunk);
+      off = this.handshake(buf, end);
       // Frames pipelined behind the Command fall through to the decoder: the
       // ready callback has already run synchronously, so onFrame is installed.
       if (this.phase !== PH_DATA) return;
     }
-    this.consume(chunk, off);
-  };
+    this.consume(buf, off, end);
+  }
 
-  /** Feed buf[off..] to the decoder; hold the remainder if paused mid-chunk. */
-  private consume(chunk: Buffer, off: number): void {
-    const end = chunk.length;
-    const p = this.decoder.push(chunk, off, end);
+  /** Feed buf[off, end) to the decoder; hold the remainder if paused mid-chunk. */
+  private consume(buf: Uint8Array, off: number, end: number): void {
+    const p = this.decoder.push(buf, off, end);
     if (this.decoder.error !== DEC_OK) {
       this.onBadHeader();
       return;
     }
-    if (p < end && this.phase !== PH_CLOSED) this.holdFrom(chunk, p);
+    if (p < end && this.phase !== PH_CLOSED) this.holdFrom(buf, p, end);
   }
 
-  private holdFrom(chunk: Buffer, p: number): void {
-    this.stash = chunk;
+  private holdFrom(buf: Uint8Array, p: number, end: number): void {
+    this.stash = buf;
     this.stashOff = p;
+    this.stashEnd = end;
     this.r.pause();
   }
 
@@ -327,7 +339,7 @@ export class StreamLink implements VmLink {
     const s = this.stash;
     if (s !== undefined) {
       this.stash = undefined;
-      this.consume(s, this.stashOff);
+      this.consume(s, this.stashOff, this.stashEnd);
       if (this.stash !== undefined || this.paused || this.phase === PH_CLOSED) return;
     }
     this.r.resume();
@@ -363,13 +375,13 @@ export class StreamLink implements VmLink {
   // ---- vpnkit handshake -----------------------------------------------------
 
   /** Consumes handshake bytes from `chunk`; returns the offset of the first byte after them. */
-  private handshake(chunk: Buffer): number {
+  private handshake(chunk: Uint8Array, end: number): number {
     let p = 0;
-    while (p < chunk.length && (this.phase === PH_INIT || this.phase === PH_COMMAND)) {
+    while (p < end && (this.phase === PH_INIT || this.phase === PH_COMMAND)) {
       const hs = this.hs!;
       const want = (this.phase === PH_INIT ? VPNKIT_INIT_LEN : VPNKIT_COMMAND_LEN) - this.hsHave;
-      const take = Math.min(want, chunk.length - p);
-      chunk.copy(hs, this.hsHave, p, p + take);
+      const take = Math.min(want, end - p);
+      hs.set(chunk.subarray(p, p + take), this.hsHave);
       this.hsHave += take;
       p += take;
       if (take < want) break;

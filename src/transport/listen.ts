@@ -18,6 +18,7 @@ import { nullLogger } from '../log.js';
 import { listenDgram, type DgramOptions } from './dgram.js';
 import { TransportErrorCodes as E, transportError } from './errors.js';
 import { attachStreamLink, type StreamLink } from './link.js';
+import { adoptWithReadBuffer, READ_BUFFER_BYTES } from './read-buffer.js';
 import type { LinkOptions, VmLink } from './types.js';
 
 export interface ListenOptions extends LinkOptions, Pick<DgramOptions, 'idleTimeoutMs' | 'maxLinks'> {
@@ -77,9 +78,11 @@ export async function listen(url: string, opts: ListenOptions, onLink: (link: Vm
 function makeServer(opts: ListenOptions, onLink: (link: VmLink) => void, peerOf: (s: net.Socket) => string) {
   const log = opts.log ?? nullLogger;
   const links = new Set<StreamLink>();
-  const server = net.createServer({ allowHalfOpen: false, pauseOnConnect: false }, (sock) => {
+  const server = net.createServer({ allowHalfOpen: false, pauseOnConnect: true }, (accepted) => {
+    let link: StreamLink | undefined;
+    const { socket: sock } = adoptWithReadBuffer(accepted, Buffer.allocUnsafe(READ_BUFFER_BYTES), (buf, n) => link?.receive(buf, n));
     sock.setNoDelay?.(true);
-    const link = attachStreamLink(sock, opts, peerOf(sock));
+    link = attachStreamLink(sock, opts, peerOf(sock));
     links.add(link);
     link.closeHook = () => links.delete(link);
     link.whenReady(
