@@ -9,7 +9,8 @@
  * exits 0. --cpu-prof records a V8 CPU profile over the engine's whole life (written on exit)
  * through the inspector, so the profile covers exactly what the bench measured.
  * VNETKIT_BENCH_TCP='{"sndBufBytes":4194304}' passes TCP tunables (src/engine/tcp/options.ts)
- * through, for trying a setting without a commit; the bench records none by default.
+ * through, for trying a setting without a commit; VNETKIT_BENCH_LINK does the same for the
+ * listener's link options (txQueueLimit, ...). The bench records none by default.
  */
 import { Session } from 'node:inspector/promises';
 import { writeFileSync } from 'node:fs';
@@ -58,7 +59,9 @@ const engine = createEngine({
   dns: { upstreams: [], hostsFile: null },
   log: createLogger({ level }),
 });
-const listener = await engine.listen(`unix://${sock}`, { framing: 'qemu' });
+const linkOpts = process.env.VNETKIT_BENCH_LINK ? JSON.parse(process.env.VNETKIT_BENCH_LINK) : undefined;
+if (linkOpts !== undefined) process.stdout.write(`link options ${JSON.stringify(linkOpts)}\n`);
+const listener = await engine.listen(`unix://${sock}`, { ...linkOpts, framing: 'qemu' });
 process.stdout.write(`ready backend=${engine.kernels.backend} mtu=${mtu} sock=${sock}\n`);
 
 let stopping = false;

@@ -134,8 +134,8 @@ export class TcpStack {
   private readonly gatherPtr: number;
   private readonly staged: Conn[] = [];
   private readonly slabs = new Slabs();
-  /** Host socket reads land here (one buffer shared by every socket: each read is handled before the next), then are copied into a slab piece. */
-  private readonly readBuf = Buffer.allocUnsafeSlow(64 * 1024);
+  /** Host socket reads land here (one buffer shared by every socket: each read is handled before the next), then are copied into a slab piece. 256 KiB, not 64: at MTU 65520 a 64 KiB read left nearly every 65480-byte segment straddling two pieces, to be gathered with a second copy. */
+  private readonly readBuf = Buffer.allocUnsafeSlow(256 * 1024);
   private readonly carry: Conn[] = [];
   private readonly reasmPtrs: number[] = [];
   private readonly reasmFree: number[] = [];
