@@ -1,10 +1,15 @@
 /**
  * The transmit side of the batch boundary. Outbound TCP/UDP segments for all
- * VMs are described by TX descriptors during a turn (payload copied once into
- * kernel memory); flush() builds every frame — headers, options, checksums —
- * with ONE buildFrames call and hands each to its VM link. The owner
- * flushes the links once at the end of the turn (the engine's flushTx), so a
- * VM gets one socket write per turn.
+ * VMs are described by TX descriptors during a turn; flush() builds every
+ * frame — headers, options, checksums — with ONE buildFrames call and hands
+ * each to its VM link. The owner flushes the links once at the end of the
+ * turn (the engine's flushTx), so a VM gets one socket write per turn.
+ *
+ * Each descriptor reserves a slot in the output region, in order: HEADROOM
+ * bytes for the largest headers, then its payload, copied there once when the
+ * segment is queued. buildFrames builds the frame around the payload where
+ * it lies and only sums it; a frame without payload is built at the start of
+ * its slot. So every payload byte is copied once on its way to the link.
  */
 import type { Kernels } from '../kernels/index.js';
 import {
@@ -40,16 +45,18 @@ export interface TcpSegment {
   tsEcr?: number;
 }
 
+/** Room in front of a payload for the largest headers: Ethernet 14 + IPv4 20 + TCP 20 + 40 of options, rounded to 8. */
+const HEADROOM = 96;
+
 export class TxBatch {
   private readonly descs: number;
   private readonly table: number;
-  private readonly payload: number;
-  private readonly payloadEnd: number;
   private readonly out: number;
+  private readonly outEnd: number;
   private readonly outCap: number;
   private readonly sinks: (TxSink | undefined)[];
   private count = 0;
-  private nextPayload: number;
+  private nextSlot: number;
   private ipId = 1;
   /** Frames built in total (for stats). */
   framesBuilt = 0;
@@ -62,12 +69,10 @@ export class TxBatch {
   ) {
     this.descs = kern.alloc(maxFrames * TX_SIZE, 64);
     this.table = kern.alloc(maxFrames * FRAME_ENTRY_SIZE, 16);
-    this.payload = kern.alloc(payloadBytes, 64);
-    this.payloadEnd = this.payload + payloadBytes;
-    this.nextPayload = this.payload;
-    // Headers are at most 14 + 60 + 60 bytes; 4-byte alignment padding per frame.
-    this.outCap = payloadBytes + maxFrames * 140;
+    this.outCap = payloadBytes + maxFrames * (HEADROOM + 8);
     this.out = kern.alloc(this.outCap, 64);
+    this.outEnd = this.out + this.outCap;
+    this.nextSlot = this.out;
     this.sinks = new Array(maxFrames);
   }
 
@@ -75,11 +80,11 @@ export class TxBatch {
     return this.count;
   }
 
-  /** Reserve `len` payload bytes for the next descriptor; flushes first when full. Returns the pointer to copy into. */
+  /** Reserve the next descriptor's slot for `len` payload bytes; flushes first when full. Returns where the payload goes. */
   private reserve(len: number): number {
-    if (this.count === this.maxFrames || this.nextPayload + len > this.payloadEnd) this.flush();
-    const ptr = this.nextPayload;
-    this.nextPayload = (ptr + len + 7) & ~7;
+    if (this.count === this.maxFrames || this.nextSlot + HEADROOM + len > this.outEnd) this.flush();
+    const ptr = this.nextSlot + HEADROOM;
+    this.nextSlot = (ptr + len + 7) & ~7;
     return ptr;
   }
 
@@ -114,17 +119,15 @@ export class TxBatch {
     dv.setUint16(d + T_DST_PORT, dstPort, true);
   }
 
-  /**
-   * Queue one TCP segment. The payload is given as a pointer already in
-   * kernel memory (a flow's send buffer) or copied from `data`.
-   */
+  /** Queue one TCP segment; its payload, if any, is copied from `data` now. */
   tcp(sink: TxSink, dstMac: Uint8Array, s: TcpSegment, data?: Uint8Array, off = 0, len = 0): void {
     let ptr = 0;
     if (len > 0 && data) {
       ptr = this.reserve(len);
       this.kern.u8.set(data.subarray(off, off + len), ptr);
-    } else if (this.count === this.maxFrames) {
-      this.flush();
+    } else {
+      this.reserve(0);
+      len = 0;
     }
     const d = this.header(sink, dstMac, 6, ptr, len);
     const dv = this.kern.dv;
@@ -148,6 +151,7 @@ export class TxBatch {
     const n = this.count;
     if (n === 0) return;
     const built = this.kern.k.buildFrames(this.descs, n, this.out, this.outCap, this.table);
+    // Every descriptor had a slot that fits, so all of them are built.
     const dv = this.kern.dv;
     const u8 = this.kern.u8;
     for (let i = 0; i < built; i++) {
@@ -158,6 +162,6 @@ export class TxBatch {
     }
     this.framesBuilt += built;
     this.count = 0;
-    this.nextPayload = this.payload;
+    this.nextSlot = this.out;
   }
 }

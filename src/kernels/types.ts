@@ -43,7 +43,10 @@ export interface KernelExports {
    * [out, out + outCap): Ethernet + IPv4 + L4 header (+ options) + payload
    * copied from T_PAYLOAD_PTR, all checksums filled. Frames are written back to
    * back; each one's (ptr, len) goes to the frame table at `table`, and its
-   * length to T_FRAME_LEN. Each frame starts on a 4-byte boundary.
+   * length to T_FRAME_LEN. Each frame starts on a 4-byte boundary, except
+   * one whose payload already lies inside [out, out + outCap) with room for
+   * its headers after the previous frame: it is built around the payload in
+   * place (payloadPtr - headers), and the payload is summed, not copied.
    * Unbuildable descriptors (protocol not TCP/UDP, IPv4 total length over
    * 65535, payload outside memory) get T_FRAME_LEN = 0 and a (ptr, 0) table
    * entry and still count. Returns the number consumed; fewer than `count`

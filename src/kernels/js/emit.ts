@@ -90,8 +90,11 @@ export function buildFrames(m: JsMem, txs: number, count: number, out: number, o
     const l4Len = l4Hdr + payloadLen;
     const ipTotal = IP_HDR + l4Len;
     const frameLen = ETH_HDR + ipTotal;
-    if (start + frameLen > outEnd) break;
-    const f = start;
+    const hdrs = frameLen - payloadLen;
+    // A payload already placed inside the output region is built around, not copied (see assembly/emit.ts).
+    const at = payloadLen > 0 && payloadPtr >= out + hdrs && payloadPtr - hdrs >= cursor ? payloadPtr - hdrs : start;
+    if (at + frameLen > outEnd) break;
+    const f = at;
 
     for (let j = 0; j < 6; j++) {
       u8[f + j] = u8[t + T_DST_MAC + j];
@@ -135,17 +138,17 @@ export function buildFrames(m: JsMem, txs: number, count: number, out: number, o
     }
 
     // copyWithin is a memmove, like memory.copy, so overlapping sources agree.
-    u8.copyWithin(l4 + l4Hdr, payloadPtr, payloadPtr + payloadLen);
+    if (payloadPtr !== l4 + l4Hdr) u8.copyWithin(l4 + l4Hdr, payloadPtr, payloadPtr + payloadLen);
 
     const pseudo = fold32(addrSum + proto + l4Len);
     let ck = ~csumPartial(m, l4, l4Len, pseudo) & 0xffff;
     if (proto === 17 && ck === 0) ck = 0xffff;
     dv.setUint16(l4 + csumOff, ck);
 
-    dv.setUint32(e + FE_PTR, start, true);
+    dv.setUint32(e + FE_PTR, at, true);
     dv.setUint32(e + FE_LEN, frameLen, true);
     dv.setUint32(t + T_FRAME_LEN, frameLen, true);
-    cursor = start + frameLen;
+    cursor = at + frameLen;
   }
   return i;
 }
