@@ -534,6 +534,36 @@ describe('timers and flow control', () => {
     expect(p.digest).toBe(sha256(down));
   }, 60_000);
 
+  it('the default send buffer is 64 segments of the flow\'s MSS, at least 1 MiB: a stalled guest lets it fill to that and no further', async () => {
+    const queuedWhenStalled = async (mtu: number, mss: number): Promise<number> => {
+      const total = 12_000_000;
+      const srv = await listen((s) => {
+        s.on('error', () => {});
+        s.write(seededBytes(total, 62));
+      });
+      const { h, sim } = setup({ mtu });
+      const p = await established(sim, srv.port, 40000, { keep: false, rcvBuf: 64 * 1024, mss });
+      p.setReadPaused(true);
+      expect(await sim.run(() => p.unread >= 64 * 1024 - mss, 10_000)).toBe(true);
+      // Let the host side fill the queue until the socket is paused.
+      let last = -1;
+      for (let i = 0; i < 400; i++) {
+        await sim.run(() => false, 20);
+        const q = h.stack.flows()[0].sndQueued;
+        if (q === last && q > 0) break;
+        last = q;
+      }
+      return h.stack.flows()[0].sndQueued;
+    };
+    const read = 256 * 1024;
+    const small = await queuedWhenStalled(1500, 1460);
+    expect(small).toBeGreaterThan(1 << 20);
+    expect(small).toBeLessThanOrEqual((1 << 20) + read);
+    const big = await queuedWhenStalled(65520, 65480);
+    expect(big).toBeGreaterThan(64 * 65480);
+    expect(big).toBeLessThanOrEqual(64 * 65480 + read);
+  }, 60_000);
+
   it('slow host socket: the window advertised to the guest shrinks to what the buffer can take, then reopens', async () => {
     let hostSock: net.Socket | undefined;
     const hash = createHash('sha256');

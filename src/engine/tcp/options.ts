@@ -2,7 +2,7 @@
  * TCP stack tunables and their defaults. Every per-flow bound lives here so
  * memory per flow is a known function of the configuration:
  *   guest→host bytes buffered ≤ rcvBufBytes (Node socket's writable buffer)
- *   host→guest bytes buffered ≤ sndBufBytes + one socket read (~64 KiB)
+ *   host→guest bytes buffered ≤ the flow's send buffer (sndBufBytes) + one socket read (≤ 256 KiB)
  *   out-of-order bytes held: only in the shared reasm pool (reasmSlots × reasmBufBytes of kernel memory).
  */
 import type net from 'node:net';
@@ -25,7 +25,13 @@ export interface TcpOptions {
    * and lose frames.
    */
   vmWindowSegments?: number;
-  /** Host bytes read but not yet acknowledged by the guest, per flow; the host socket is paused above it (default 1 MiB). */
+  /**
+   * Host bytes read but not yet acknowledged by the guest, per flow; the host
+   * socket is paused above it. Default: 64 segments of the flow's MSS, at
+   * least 1 MiB (1 MiB at MTU 1500, 4 MiB at 65520). At MTU 65520 a fixed
+   * 1 MiB was 16 segments: the host sender kept hitting a zero window (200
+   * times a second per flow) and sent tail-loss probes into it.
+   */
   sndBufBytes?: number;
   /** Reassembly buffers (reasmBufBytes each, in kernel memory) shared by all flows; a flow takes one on its first out-of-order segment (default 8). */
   reasmSlots?: number;
@@ -65,6 +71,14 @@ export interface TcpOptions {
   connect?: (host: string, port: number) => net.Socket;
 }
 
+export const SND_BUF_SEGMENTS = 64;
+export const SND_BUF_MIN = 1 << 20;
+
+/** A flow's send buffer: the configured size, or 64 segments of its MSS and at least 1 MiB. */
+export function sndBufFor(o: ResolvedTcpOptions, mss: number): number {
+  return o.sndBufBytes > 0 ? o.sndBufBytes : Math.max(SND_BUF_MIN, SND_BUF_SEGMENTS * mss);
+}
+
 export type ResolvedTcpOptions = Required<Omit<TcpOptions, 'connect' | 'initialSequence'>> & Pick<TcpOptions, 'connect' | 'initialSequence'>;
 
 export function resolveTcpOptions(o: TcpOptions = {}): ResolvedTcpOptions {
@@ -76,7 +90,8 @@ export function resolveTcpOptions(o: TcpOptions = {}): ResolvedTcpOptions {
     rcvBufBytes,
     // Smaller than the window, a loss anywhere in its far half made every later segment be dropped too.
     reasmBufBytes: Math.min(pos(o.reasmBufBytes, rcvBufBytes, 4096), 16 << 20),
-    sndBufBytes: pos(o.sndBufBytes, 1 << 20, 4096),
+    // 0: per flow, from its MSS (see sndBufFor).
+    sndBufBytes: pos(o.sndBufBytes, 0, 4096),
     vmWindowSegments: pos(o.vmWindowSegments, 512, 8),
     reasmSlots: pos(o.reasmSlots, 8, 0),
     reasmMaxHoles: pos(o.reasmMaxHoles, 32),

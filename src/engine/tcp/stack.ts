@@ -16,7 +16,7 @@
  * - Host → guest: socket reads are queued by reference; segments are sent
  *   within the guest's window and a Reno congestion window, retransmitted on
  *   RTO (RFC 6298) and on three duplicate ACKs (NewReno recovery). A queue
- *   above sndBufBytes pauses the socket.
+ *   above the flow's send buffer (sndBufFor) pauses the socket.
  * - All segments go through the engine's TxBatch; ACKs are sent once per
  *   flow per turn from flush() (the engine calls it before building frames),
  *   so a batch of N guest segments costs one ACK, not N/2. An ACK for less
@@ -41,7 +41,7 @@ import {
 } from '../../../assembly/layout.js';
 import { formatIPv4 } from '../../wire/addr.js';
 import { Conn, St, Timer, type TcpPort } from './conn.js';
-import { resolveTcpOptions, type ResolvedTcpOptions, type TcpOptions } from './options.js';
+import { resolveTcpOptions, sndBufFor, type ResolvedTcpOptions, type TcpOptions } from './options.js';
 import { Slabs, SLAB_BYTES } from './slabs.js';
 import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt } from './seq.js';
 
@@ -555,7 +555,7 @@ export class TcpStack {
       }
       if (c.sndUna === c.sndMax) this.disarm(c);
       else this.arm(c, Timer.Rto, now + c.rto);
-      if (c.paused && c.q.length <= this.o.sndBufBytes >> 1) {
+      if (c.paused && c.q.length <= sndBufFor(this.o, c.mss) >> 1) {
         c.paused = false;
         c.socket?.resume();
       }
@@ -829,7 +829,7 @@ export class TcpStack {
     }
     c.q.push(b, release);
     c.bytesOut += b.length;
-    if (!c.paused && c.q.length > this.o.sndBufBytes) {
+    if (!c.paused && c.q.length > sndBufFor(this.o, c.mss)) {
       c.paused = true;
       c.socket?.pause();
     }
