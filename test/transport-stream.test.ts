@@ -320,6 +320,14 @@ describe('listeners read into one buffer per link', () => {
     await closed;
   });
 
+  it('a socket without a handle to re-home is used as it is', () => {
+    const bare = new net.Socket();
+    const r = adoptWithReadBuffer(bare, Buffer.alloc(16), () => {});
+    expect(r.socket).toBe(bare);
+    expect(r.ownBuffer).toBe(false);
+    bare.destroy();
+  });
+
   it('pausing mid-read keeps the rest of the buffer until resume, while the VM keeps writing', async () => {
     const { rec, listener } = await startEcho(`unix://${path.join(dir, 'p.sock')}`, 'qemu', {}, false);
     const peer = await StreamVmPeer.connect(targetOf(listener.url), 'qemu');

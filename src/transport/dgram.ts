@@ -14,6 +14,7 @@ import { nullLogger, type Logger } from '../log.js';
 import { TransportErrorCodes as E, transportError } from './errors.js';
 import { DEFAULT_MAX_FRAME, DEFAULT_MTU, DEFAULT_TX_QUEUE_LIMIT, ETH_HLEN, allocLinkId } from './link.js';
 import { SEG_SIZE, takeSegment, type Segment } from './segments.js';
+import { ACCEPT, SendGate } from './send-gate.js';
 import type { LinkOptions, LinkStats, VmLink } from './types.js';
 
 const noop = (): void => {};
@@ -49,14 +50,12 @@ export class DgramLink implements VmLink {
   private readonly qLen: number[] = [];
   private queuedBytes = 0;
   private inflightBytes = 0;
-  private flushScheduled = false;
-  private readonly txLimit: number;
+  private readonly gate: SendGate;
 
   private rxFrames = 0;
   private rxBytes = 0;
-  private txFrames = 0;
-  private txBytes = 0;
-  private droppedFrames = 0;
+  /** Datagrams from the VM that were dropped (empty, too large, or sent while paused). */
+  private rxDropped = 0;
 
   constructor(
     private readonly sock: dgram.Socket,
@@ -69,7 +68,7 @@ export class DgramLink implements VmLink {
     this.peer = `${remoteAddress}:${remotePort}`;
     this.maxFrameIn = Math.min(opts.maxFrame ?? DEFAULT_MAX_FRAME, MAX_DATAGRAM);
     this.maxFrameOut = Math.max(ETH_HLEN, Math.min(MAX_DATAGRAM, Math.floor(opts.mtu ?? DEFAULT_MTU) + ETH_HLEN));
-    this.txLimit = Math.max(SEG_SIZE, opts.txQueueLimit ?? DEFAULT_TX_QUEUE_LIMIT);
+    this.gate = new SendGate(Math.max(SEG_SIZE, opts.txQueueLimit ?? DEFAULT_TX_QUEUE_LIMIT), log, () => this.flush());
   }
 
   /** UDP drops rather than blocks: a dgram link is never congested. */
@@ -101,7 +100,8 @@ export class DgramLink implements VmLink {
   }
 
   stats(): LinkStats {
-    return { rxFrames: this.rxFrames, rxBytes: this.rxBytes, txFrames: this.txFrames, txBytes: this.txBytes, dropped: this.droppedFrames };
+    const g = this.gate;
+    return { rxFrames: this.rxFrames, rxBytes: this.rxBytes, txFrames: g.frames, txBytes: g.bytes, dropped: g.dropped + this.rxDropped };
   }
 
   /** @internal Called by the listener for each datagram from this peer. */
@@ -110,7 +110,7 @@ export class DgramLink implements VmLink {
     const len = msg.length;
     // No stream to resynchronise: a bad datagram is dropped, the link lives on.
     if (this.paused || len === 0 || len > this.maxFrameIn) {
-      this.droppedFrames++;
+      this.rxDropped++;
       return;
     }
     this.rxFrames++;
@@ -119,14 +119,7 @@ export class DgramLink implements VmLink {
   }
 
   send(buf: Uint8Array, off: number, len: number): void {
-    if (this.isClosed || len <= 0 || len > this.maxFrameOut || off < 0 || off + len > buf.length) {
-      this.droppedFrames++;
-      return;
-    }
-    if (this.queuedBytes + this.inflightBytes + len > this.txLimit) {
-      this.droppedFrames++;
-      return;
-    }
+    if (this.gate.admit(this.isClosed, buf, off, len, this.maxFrameOut, this.backlog, len) !== ACCEPT) return;
     let seg = this.cur;
     if (seg === null || SEG_SIZE - seg.used < len) {
       seg = takeSegment();
@@ -139,18 +132,8 @@ export class DgramLink implements VmLink {
     this.qOff.push(p);
     this.qLen.push(len);
     this.queuedBytes += len;
-    this.txFrames++;
-    this.txBytes += len;
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(this.autoFlush);
-    }
+    this.gate.queued(len);
   }
-
-  private readonly autoFlush = (): void => {
-    this.flushScheduled = false;
-    this.flush();
-  };
 
   flush(): void {
     const n = this.qSeg.length;
@@ -165,13 +148,13 @@ export class DgramLink implements VmLink {
       try {
         this.sock.send(seg.buf, this.qOff[i], len, this.remotePort, this.remoteAddress, (err) => {
           this.inflightBytes -= len;
-          if (err) this.droppedFrames++;
+          if (err) this.gate.dropped++;
           seg.done();
         });
       } catch (e) {
         // The shared socket was closed under us.
         this.inflightBytes -= len;
-        this.droppedFrames++;
+        this.gate.dropped++;
         seg.done();
       }
     }

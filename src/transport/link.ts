@@ -19,6 +19,7 @@ import { nullLogger, type Logger } from '../log.js';
 import { DEC_EMPTY, DEC_OK, FrameDecoder, HDR_BE32, HDR_LE16 } from './decoder.js';
 import { TransportErrorCodes as E, transportError } from './errors.js';
 import { SEG_SIZE, takeSegment, type Segment } from './segments.js';
+import { ACCEPT, SendGate } from './send-gate.js';
 import type { Framing, LinkOptions, LinkStats, VmLink, VpnkitNegotiator } from './types.js';
 import {
   VPNKIT_COMMAND_LEN,
@@ -80,7 +81,7 @@ export class StreamLink implements VmLink {
   private readonly log: Logger;
   private readonly hdrLen: number;
   private readonly decoder: FrameDecoder;
-  private readonly txLimit: number;
+  private readonly gate: SendGate;
   private readonly negotiator?: VpnkitNegotiator;
 
   private phase: number;
@@ -101,12 +102,7 @@ export class StreamLink implements VmLink {
   private cur: Segment | null = null;
   private readonly sealed: Segment[] = [];
   private queuedBytes = 0;
-  private flushScheduled = false;
   private congestedFlag = false;
-
-  private txFrames = 0;
-  private txBytes = 0;
-  private droppedFrames = 0;
 
   constructor(r: Readable, w: Writable, peer: string, opts: LinkOptions) {
     if (opts.framing === 'dgram') throw new VnetkitError('ERR_VNETKIT_BAD_OPTION', "framing 'dgram' needs a datagram socket: use listen('udp://…')");
@@ -116,7 +112,7 @@ export class StreamLink implements VmLink {
     this.framing = opts.framing;
     this.hdrLen = opts.framing === 'qemu' ? HDR_BE32 : HDR_LE16;
     this.log = (opts.log ?? nullLogger).child({ link: this.id, framing: opts.framing, peer });
-    this.txLimit = Math.max(SEG_SIZE, opts.txQueueLimit ?? DEFAULT_TX_QUEUE_LIMIT);
+    this.gate = new SendGate(Math.max(SEG_SIZE, opts.txQueueLimit ?? DEFAULT_TX_QUEUE_LIMIT), this.log, () => this.flush());
     this.decoder = new FrameDecoder(this.hdrLen as 4 | 2, opts.maxFrame ?? DEFAULT_MAX_FRAME, this.deliver);
     this.maxFrameIn = this.hdrLen === HDR_LE16 ? Math.min(opts.maxFrame ?? DEFAULT_MAX_FRAME, 0xffff) : (opts.maxFrame ?? DEFAULT_MAX_FRAME);
     this.maxFrameOut = maxFrameOutFor(opts.mtu ?? DEFAULT_MTU, this.hdrLen);
@@ -152,7 +148,7 @@ export class StreamLink implements VmLink {
   }
 
   get highWater(): number {
-    return this.txLimit >> 1;
+    return this.gate.limit >> 1;
   }
 
   get closed(): boolean {
@@ -178,25 +174,15 @@ export class StreamLink implements VmLink {
   }
 
   stats(): LinkStats {
-    return { rxFrames: this.decoder.frames, rxBytes: this.decoder.bytes, txFrames: this.txFrames, txBytes: this.txBytes, dropped: this.droppedFrames };
+    const g = this.gate;
+    return { rxFrames: this.decoder.frames, rxBytes: this.decoder.bytes, txFrames: g.frames, txBytes: g.bytes, dropped: g.dropped };
   }
 
   // ---- send path ------------------------------------------------------------
 
   send(buf: Uint8Array, off: number, len: number): void {
-    if (this.phase === PH_CLOSED || len <= 0 || len > this.maxFrameOut || off < 0 || off + len > buf.length) {
-      this.droppedFrames++;
-      if (len > this.maxFrameOut && this.phase !== PH_CLOSED) {
-        this.log.limited('tx-oversize', 'warn', 'Dropping over-large ethernet frame', { len, max: this.maxFrameOut });
-      }
-      return;
-    }
     const need = this.hdrLen + len;
-    if (this.backlog + need > this.txLimit) {
-      this.droppedFrames++;
-      this.log.limited('tx-cap', 'warn', 'VM is not reading: dropping frames over the transmit queue cap', { dropped: this.droppedFrames, limit: this.txLimit });
-      return;
-    }
+    if (this.gate.admit(this.phase === PH_CLOSED, buf, off, len, this.maxFrameOut, this.backlog, need) !== ACCEPT) return;
     let seg = this.cur;
     if (seg === null || SEG_SIZE - seg.used < need) {
       if (seg !== null) this.sealed.push(seg);
@@ -219,18 +205,8 @@ export class StreamLink implements VmLink {
     b.set(off === 0 && len === buf.length ? buf : buf.subarray(off, off + len), p);
     seg.used = p + len;
     this.queuedBytes += need;
-    this.txFrames++;
-    this.txBytes += len;
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(this.autoFlush);
-    }
+    this.gate.queued(len);
   }
-
-  private readonly autoFlush = (): void => {
-    this.flushScheduled = false;
-    this.flush();
-  };
 
   flush(): void {
     // Before the vpnkit Vif response is out, frames must wait: the client
