@@ -80,7 +80,7 @@ function makeServer(opts: ListenOptions, onLink: (link: VmLink) => void, peerOf:
   const links = new Set<StreamLink>();
   const server = net.createServer({ allowHalfOpen: false, pauseOnConnect: true }, (accepted) => {
     let link: StreamLink | undefined;
-    const { socket: sock } = adoptWithReadBuffer(accepted, Buffer.allocUnsafe(READ_BUFFER_BYTES), (buf, n) => link?.receive(buf, n));
+    const sock = adoptWithReadBuffer(accepted, Buffer.allocUnsafe(READ_BUFFER_BYTES), (buf, n) => link?.receive(buf, n));
     sock.setNoDelay?.(true);
     link = attachStreamLink(sock, opts, peerOf(sock));
     links.add(link);

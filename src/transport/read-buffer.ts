@@ -26,20 +26,21 @@ interface HandleCarrier {
 export type ReadCallback = (buf: Uint8Array, n: number) => void;
 
 /**
- * The socket to use for an accepted (paused) connection. `onRead` sees each
- * read in `buffer`, valid only until it returns or, if it paused the socket,
- * until it resumes it.
+ * The socket to use for an accepted (paused) connection: a new one reading
+ * into `buffer`, or `accepted` itself when its handle cannot be moved.
+ * `onRead` sees each read in `buffer`, valid only until it returns or, if it
+ * paused the socket, until it resumes it.
  */
-export function adoptWithReadBuffer(accepted: net.Socket, buffer: Uint8Array, onRead: ReadCallback): { socket: net.Socket; ownBuffer: boolean } {
+export function adoptWithReadBuffer(accepted: net.Socket, buffer: Uint8Array, onRead: ReadCallback): net.Socket {
   const carrier = accepted as unknown as HandleCarrier;
   const handle = carrier._handle;
   if (handle == null || typeof handle.useUserBuffer !== 'function' || typeof handle.readStart !== 'function' || accepted.destroyed) {
     accepted.resume();
-    return { socket: accepted, ownBuffer: false };
+    return accepted;
   }
   carrier._handle = null;
   accepted.destroy();
-  const socket = new net.Socket({
+  return new net.Socket({
     handle: handle as never,
     allowHalfOpen: false,
     readable: true,
@@ -54,5 +55,4 @@ export function adoptWithReadBuffer(accepted: net.Socket, buffer: Uint8Array, on
       },
     },
   } as net.SocketConstructorOpts);
-  return { socket, ownBuffer: true };
 }

@@ -1025,7 +1025,7 @@ export class TcpStack {
   }
 
   private addTurnBytes(portId: number, n: number): void {
-    this.portTurnBytes.set(portId, (this.portTurnBytes.get(portId) ?? 0) + n);
+    this.portTurnBytes.set(portId, this.turnBytes(portId) + n);
   }
 
   private sendData(c: Conn, off: number, len: number, extra: number): void {
