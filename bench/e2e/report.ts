@@ -18,6 +18,8 @@ export interface IperfRun {
 export interface ConnRun {
   peer: PeerName; mtu: number; kind: 'conn' | 'rr'; par: number; run: number; n: number; ok: number; fail: number;
   rate?: number; p50us?: number; p99us?: number; enginePct: number; status: string;
+  /** The untimed warm-up that precedes the measured connection tests of a session (a fresh engine, cold JIT). */
+  warmup?: boolean;
 }
 
 export interface ProfileResult extends ProfileSummary {
@@ -32,7 +34,7 @@ export interface E2eResult {
     iperf3: string; qemu?: string; passt?: string; seconds: number;
     /** 1-minute load average at the start and the end: the machine may be shared. */
     load: [number, number];
-    options: { peers: string[]; mtus: number[]; streams: number[]; dirs: string[]; runs: number; time: number; omit: number; conn: number; rr: number };
+    options: { peers: string[]; mtus: number[]; streams: number[]; dirs: string[]; runs: number; time: number; omit: number; conn: number; rr: number; connWarmup?: number };
   };
   peers: PeerName[];
   runs: IperfRun[];
@@ -75,11 +77,16 @@ function metrics(r: E2eResult): Metric[] {
   }
   // median over the rounds of each round's figure
   const conn = (kind: string, par: number, f: (c: ConnRun) => number | undefined) => (peer: PeerName) =>
-    median(r.conns.filter((c) => c.peer === peer && c.kind === kind && c.par === par && c.status === 'ok')
+    median(r.conns.filter((c) => c.peer === peer && c.kind === kind && c.par === par && c.status === 'ok' && !c.warmup)
       .map(f).filter((x): x is number => x !== undefined));
   if (r.meta.options.conn > 0) {
     out.push({ label: 'connect + 1 B each way + close, 1 at a time: conn/s', better: 'higher', digits: 0, value: conn('conn', 1, (c) => c.rate) });
     out.push({ label: 'the same, 8 in parallel: conn/s', better: 'higher', digits: 0, value: conn('conn', 8, (c) => c.rate) });
+    if (r.meta.options.connWarmup) {
+      const w = r.meta.options.connWarmup;
+      out.push({ label: `the first ${w} after the engine starts (warm-up), 1 at a time: conn/s`, better: 'higher', digits: 0,
+        value: (peer) => median(r.conns.filter((c) => c.peer === peer && c.warmup && c.status === 'ok').map((c) => c.rate).filter((x): x is number => x !== undefined)) });
+    }
     out.push({ label: 'connect + request + close latency p50: µs', better: 'lower', digits: 0, value: conn('conn', 1, (c) => c.p50us) });
     out.push({ label: 'connect + request + close latency p99: µs', better: 'lower', digits: 0, value: conn('conn', 1, (c) => c.p99us) });
   }
@@ -154,7 +161,7 @@ export function renderMarkdown(r: E2eResult): string {
     L.push('| peer | test | parallel | round | ok / n | conn/s | p50 µs | p99 µs | engine CPU % | status |');
     L.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---|');
     for (const c of [...r.conns].sort((a, b) => r.peers.indexOf(a.peer) - r.peers.indexOf(b.peer) || a.kind.localeCompare(b.kind) || a.par - b.par || a.run - b.run)) {
-      L.push(`| ${LABEL[c.peer]} | ${c.kind === 'conn' ? 'connect+1 B+close' : '1 B round trips'} | ${c.par} | ${c.run} | ${c.ok}/${c.n} | ${c.kind === 'conn' ? fmt(c.rate, 0) : '–'} | ` +
+      L.push(`| ${LABEL[c.peer]} | ${c.kind === 'conn' ? (c.warmup ? 'warm-up: connect+1 B+close' : 'connect+1 B+close') : '1 B round trips'} | ${c.par} | ${c.run} | ${c.ok}/${c.n} | ${c.kind === 'conn' ? fmt(c.rate, 0) : '–'} | ` +
         `${fmt(c.p50us, 0)} | ${fmt(c.p99us, 0)} | ${fmt(c.enginePct, 0)} | ${c.status} |`);
     }
     // Every transaction of every round counts toward "no failed connection in 10,000".

@@ -42,6 +42,12 @@ Options:
                       passt's start-up stalls)
   --conn N            connect+request+close transactions per test and round (default 2000: with
                       1 and 8 in parallel over 3 rounds, 12,000 per peer; 0 skips)
+  --conn-warmup N     before the measured connection tests of each session, N more connections
+                      one at a time (default 2000, --quick 500; 0 skips), reported on a row of
+                      their own and counted as made/failed, but not in the conn/s rows: a fresh
+                      Node engine runs its connection path in the interpreter and baseline
+                      tiers for its first few thousand connections (V8 optimises a function
+                      only after it has run hot), and a daemon lives far longer than that
   --rr N              1-byte round trips on one connection per round (default 3000; 0 skips)
   --profile           also record CPU profiles of vnetkit-simd: the first --streams count in
                       each of --dirs at every MTU, and the connection-rate probe (1 at a
@@ -72,7 +78,7 @@ const ALL_PEERS: PeerName[] = ['vnetkit-simd', 'vnetkit-js', 'slirp', 'passt', '
 
 interface Opts {
   quick: boolean; peers: PeerName[]; mtus: number[]; streams: number[]; dirs: ('up' | 'down')[];
-  runs: number; time: number; omit: number; conn: number; rr: number;
+  runs: number; time: number; omit: number; conn: number; connWarmup: number; rr: number;
   profile: boolean; profileOnly: boolean; worktree: boolean; out: string;
 }
 
@@ -88,6 +94,7 @@ function parseOpts(argv: string[]): Opts {
     time: quick ? 3 : 5,
     omit: quick ? 1 : 2,
     conn: quick ? 500 : 2000,
+    connWarmup: quick ? 500 : 2000,
     rr: quick ? 1000 : 3000,
     profile: false,
     profileOnly: false,
@@ -112,6 +119,7 @@ function parseOpts(argv: string[]): Opts {
       case '--time': o.time = Number(v()); break;
       case '--omit': o.omit = Number(v()); break;
       case '--conn': o.conn = Number(v()); break;
+      case '--conn-warmup': o.connWarmup = Number(v()); break;
       case '--rr': o.rr = Number(v()); break;
       case '--profile': o.profile = true; break;
       case '--profile-only': o.profile = true; o.profileOnly = true; break;
@@ -125,6 +133,7 @@ function parseOpts(argv: string[]): Opts {
   for (const m of o.mtus) if (!Number.isInteger(m) || m < 576 || m > 65520) die(`bad MTU ${m} (576..65520)`);
   for (const d of o.dirs) if (d !== 'up' && d !== 'down') die(`bad direction ${d}`);
   if (!(o.runs >= 1) || !(o.time >= 1) || !(o.omit >= 0)) die('bad --runs/--time/--omit');
+  if (!Number.isInteger(o.conn) || o.conn < 0 || !Number.isInteger(o.connWarmup) || o.connWarmup < 0) die('bad --conn/--conn-warmup');
   return o;
 }
 
@@ -542,7 +551,7 @@ async function main(): Promise<void> {
       iperf3: await version('iperf3', ['--version']),
       qemu: o.peers.includes('slirp') ? await version('qemu-system-x86_64', ['--version']) : undefined,
       passt: o.peers.includes('passt') ? (await run('sh', ['-c', "dpkg-query -W -f='${Version}' passt"])).stdout : undefined,
-      options: { peers: o.peers, mtus: o.mtus, streams: o.streams, dirs: o.dirs, runs: o.runs, time: o.time, omit: o.omit, conn: o.conn, rr: o.rr },
+      options: { peers: o.peers, mtus: o.mtus, streams: o.streams, dirs: o.dirs, runs: o.runs, time: o.time, omit: o.omit, conn: o.conn, connWarmup: o.connWarmup, rr: o.rr },
       seconds: 0,
       load: [loadavg()[0], 0],
     },
@@ -577,6 +586,11 @@ async function main(): Promise<void> {
             }
             // connection tests at the first MTU only: a handshake and a 1-byte exchange do not depend on it
             if (mtu === o.mtus[0] && !s.engine.done && !s.relay.done) {
+              if (o.conn > 0 && o.connWarmup > 0) {
+                const c = { ...(await connRun(s, 'conn', o.connWarmup, 1, round)), warmup: true };
+                result.conns.push(c);
+                log(`${name} conn warm-up #${round}: ${c.rate ?? '-'} conn/s p50 ${c.p50us ?? '-'} µs ${c.status}`);
+              }
               if (o.conn > 0) for (const par of [1, 8]) {
                 const c = await connRun(s, 'conn', o.conn, par, round);
                 result.conns.push(c);
