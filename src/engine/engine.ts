@@ -206,7 +206,8 @@ export class Engine extends EventEmitter {
     };
     this.rx = new RxBatch(k, { maxFrames: 256, arenaBytes: 2 * 1024 * 1024 }, classify,
       (i, portId, ptr, len, d) => this.handleFrame(portId, ptr, len, d),
-      () => this.afterBatch());
+      () => this.afterBatch(),
+      () => Math.floor(performance.now() - this.t0));
     this.tx = new TxBatch(k, 1024, 4 * 1024 * 1024, cfg.gatewayMac);
     // A vpnkit UUID keeps its MAC and IP across reconnects; its IP is pinned in the DHCP server.
     this.uuids = createSimpleNegotiator({
@@ -275,9 +276,13 @@ export class Engine extends EventEmitter {
     });
   }
 
-  /** Milliseconds since the engine started (the kernels' clock; u32 wrap is handled by the kernels). */
+  /**
+   * Milliseconds since the engine started (the kernels' clock; u32 wrap is
+   * handled by the kernels). Inside an RX batch, the time the batch started.
+   */
   now(): number {
-    return Math.floor(performance.now() - this.t0);
+    const b = this.rx.batchNow;
+    return b >= 0 ? b : Math.floor(performance.now() - this.t0);
   }
 
   // ---- VM connections -----------------------------------------------------

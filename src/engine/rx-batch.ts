@@ -33,6 +33,14 @@ export class RxBatch {
   private count = 0;
   private next: number;
   private processing = false;
+  /**
+   * The clock reading taken when the batch in hand started, or -1 between
+   * batches. Everything one batch does (classify, TCP input, the TX flush
+   * after it) sees this one time: a batch lasts well under the millisecond
+   * the timers count in, and reading the clock per ACK cost 2.7 % of busy
+   * time guest→host at MTU 1500.
+   */
+  batchNow = -1;
 
   constructor(
     private readonly kern: Kernels,
@@ -42,6 +50,8 @@ export class RxBatch {
     private readonly handler: BatchHandler,
     /** Called after every batch is handled (the engine flushes TX here). */
     private readonly afterBatch: () => void,
+    /** The engine's clock (ms), read once per batch into batchNow. */
+    private readonly clock: () => number,
   ) {
     this.maxFrames = opts.maxFrames;
     this.table = kern.alloc(opts.maxFrames * FRAME_ENTRY_SIZE, 16);
@@ -75,19 +85,26 @@ export class RxBatch {
   flush(): void {
     if (this.count === 0 || this.processing) return;
     this.processing = true;
+    this.batchNow = this.clock();
     const n = this.count;
     try {
-      this.classify(this.table, n, this.descs);
-      const dv = this.kern.dv;
-      for (let i = 0; i < n; i++) {
-        const e = this.table + i * FRAME_ENTRY_SIZE;
-        this.handler(i, this.ports[i], dv.getUint32(e, true), dv.getUint32(e + 4, true), this.descs + i * DESC_SIZE);
+      try {
+        this.classify(this.table, n, this.descs);
+        const dv = this.kern.dv;
+        for (let i = 0; i < n; i++) {
+          const e = this.table + i * FRAME_ENTRY_SIZE;
+          this.handler(i, this.ports[i], dv.getUint32(e, true), dv.getUint32(e + 4, true), this.descs + i * DESC_SIZE);
+        }
+      } finally {
+        this.count = 0;
+        this.next = this.arena;
+        this.processing = false;
       }
+      this.afterBatch();
     } finally {
-      this.count = 0;
-      this.next = this.arena;
-      this.processing = false;
+      // A batch pushed from inside this one (a frame looped back) has already
+      // reset it; the rest of this batch then reads the live clock.
+      this.batchNow = -1;
     }
-    this.afterBatch();
   }
 }

@@ -102,7 +102,8 @@ export class TcpHarness {
         if (this.k.u8[d + D_KIND] === KIND_TCP) this.stack.input(this.port, ptr, len, d);
         else this.dropped++;
       },
-      () => this.flushTx());
+      () => this.flushTx(),
+      clock);
     this.stack = new TcpStack({
       kernels: this.k,
       flowTable: this.flowTable,
