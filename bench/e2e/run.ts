@@ -41,7 +41,8 @@ Options:
   --time S --omit S   iperf3 -t / -O (default 5 / 2 as in the shared perfbed; the warm-up hides
                       passt's start-up stalls)
   --conn N            connect+request+close transactions per test and round (default 2000: with
-                      1 and 8 in parallel over 3 rounds, 12,000 per peer; 0 skips)
+                      1 and 8 in parallel over 3 rounds, 12,000 per peer, 18,000 with the
+                      warm-up; 0 skips)
   --conn-warmup N     before the measured connection tests of each session, N more connections
                       one at a time (default 2000, --quick 500; 0 skips), reported on a row of
                       their own and counted as made/failed, but not in the conn/s rows: a fresh
