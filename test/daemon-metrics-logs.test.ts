@@ -105,3 +105,42 @@ describe('daemon logs', () => {
     expect(fs.existsSync(q)).toBe(false);
   });
 });
+
+describe('jumbo-MTU link buffer hint', () => {
+  it('is due only above 16 KiB frames with a default send buffer under 4 MiB, and reads the default from /proc', async () => {
+    const { linkBufferHint, readWmemDefault } = await import('../src/daemon/link-buffer-hint.js');
+    expect(linkBufferHint(65520, 212992)).toEqual({ mtu: 65520, wmemDefault: 212992, suggest: 'sysctl -w net.core.wmem_default=8388608' });
+    expect(linkBufferHint(1500, 212992)).toBeNull();
+    expect(linkBufferHint(65520, 8388608)).toBeNull();
+    expect(linkBufferHint(65520, undefined)).toBeNull();
+    const f = path.join(tmp, 'wmem');
+    fs.writeFileSync(f, '212992\n');
+    expect(readWmemDefault(f)).toBe(212992);
+    fs.writeFileSync(f, 'junk');
+    expect(readWmemDefault(f)).toBeUndefined();
+    expect(readWmemDefault(path.join(tmp, 'absent'))).toBeUndefined();
+  });
+
+  async function startupLog(mtu: string, wmem: string): Promise<string> {
+    const q = path.join(tmp, `h${mtu}-${wmem}.sock`);
+    const f = path.join(tmp, `wmem-${wmem}`);
+    fs.writeFileSync(f, wmem + '\n');
+    const logs: string[] = [];
+    const d = await startDaemon(
+      buildConfig({}, { 'listen-qemu': [`unix://${q}`], 'log-level': 'info', mtu }),
+      { out: { write: () => true }, err: { write: (s: string) => logs.push(s) } },
+      { wmemDefaultPath: f },
+    );
+    await d.close();
+    return logs.join('');
+  }
+
+  it('the daemon logs it once at start for a jumbo MTU with a small default, and not otherwise', async () => {
+    const small = await startupLog('65520', '212992');
+    expect(small.match(/system default socket send buffer/g)).toHaveLength(1);
+    expect(small).toContain('wmemDefault=212992');
+    expect(small).toContain('net.core.wmem_default=8388608');
+    expect(await startupLog('65520', '8388608')).not.toContain('send buffer');
+    expect(await startupLog('1500', '212992')).not.toContain('send buffer');
+  });
+});

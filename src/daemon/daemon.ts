@@ -14,6 +14,7 @@ import { Capture } from './capture.js';
 import { Forwarder } from './forwarder.js';
 import { startApiServer, type ApiServer } from './api.js';
 import type { DaemonConfig } from './options.js';
+import { linkBufferHint, readWmemDefault } from './link-buffer-hint.js';
 
 export interface DaemonIo {
   /** Human-facing messages (qemu arguments, ready line). */
@@ -71,6 +72,8 @@ export interface Daemon {
 export interface DaemonTuning {
   /** How often drop counters are checked for the "rejected input" log lines (default 5000 ms). */
   dropReportMs?: number;
+  /** Where the system's default socket send buffer is read for the jumbo-MTU hint (default /proc/sys/net/core/wmem_default). */
+  wmemDefaultPath?: string;
 }
 
 export async function startDaemon(cfg: DaemonConfig, io: DaemonIo, tuning: DaemonTuning = {}): Promise<Daemon> {
@@ -128,6 +131,10 @@ export async function startDaemon(cfg: DaemonConfig, io: DaemonIo, tuning: Daemo
         log.info('listening for VMs', { framing: name, url: l.url });
       }
     }
+    // Datagram links carry one frame per datagram and have no stream buffer to fill.
+    const streams = vmUrls.some((u) => u.framing !== 'dgram');
+    const hint = streams ? linkBufferHint(engine.config.mtu, readWmemDefault(tuning.wmemDefaultPath)) : null;
+    if (hint) log.info('host-to-guest throughput at this MTU is bounded by the system default socket send buffer, which Node cannot raise per socket', hint);
     for (const u of api) {
       const a = await startApiServer(u, { engine, forwarder, capture, log: log.child({ svc: 'api' }), startedAt });
       apis.push(a);
