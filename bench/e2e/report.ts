@@ -89,6 +89,11 @@ function metrics(r: E2eResult): Metric[] {
     }
     out.push({ label: 'connect + request + close latency p50: µs', better: 'lower', digits: 0, value: conn('conn', 1, (c) => c.p50us) });
     out.push({ label: 'connect + request + close latency p99: µs', better: 'lower', digits: 0, value: conn('conn', 1, (c) => c.p99us) });
+    // CPU per connection varies less between rounds than the rate does (the rate also carries
+    // the client's and server's scheduling on a shared machine).
+    const cpuPerConn = (c: ConnRun) => (c.rate ? (c.enginePct / 100 / c.rate) * 1e6 : undefined);
+    out.push({ label: 'engine CPU per connection, 1 at a time: µs', better: 'lower', digits: 0, value: conn('conn', 1, cpuPerConn) });
+    out.push({ label: 'engine CPU per connection, 8 in parallel: µs', better: 'lower', digits: 0, value: conn('conn', 8, cpuPerConn) });
   }
   if (r.meta.options.rr > 0) {
     out.push({ label: 'request/response (1 B, open connection) p50: µs', better: 'lower', digits: 0, value: conn('rr', 1, (c) => c.p50us) });
