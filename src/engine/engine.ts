@@ -207,7 +207,7 @@ export class Engine extends EventEmitter {
     this.rx = new RxBatch(k, { maxFrames: 256, arenaBytes: 2 * 1024 * 1024 }, classify,
       (i, portId, ptr, len, d) => this.handleFrame(portId, ptr, len, d),
       () => this.afterBatch(),
-      () => Math.floor(performance.now() - this.t0));
+      () => this.clockMs());
     this.tx = new TxBatch(k, 1024, 4 * 1024 * 1024, cfg.gatewayMac);
     // A vpnkit UUID keeps its MAC and IP across reconnects; its IP is pinned in the DHCP server.
     this.uuids = createSimpleNegotiator({
@@ -282,7 +282,11 @@ export class Engine extends EventEmitter {
    */
   now(): number {
     const b = this.rx.batchNow;
-    return b >= 0 ? b : Math.floor(performance.now() - this.t0);
+    return b >= 0 ? b : this.clockMs();
+  }
+
+  private clockMs(): number {
+    return Math.floor(performance.now() - this.t0);
   }
 
   // ---- VM connections -----------------------------------------------------
