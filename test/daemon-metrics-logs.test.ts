@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { escapeLabelValue, renderFamilies, renderMetrics } from '../src/daemon/metrics.js';
 import { startDaemon } from '../src/daemon/daemon.js';
 import { buildConfig } from '../src/daemon/options.js';
+import { linkBufferHint, readWmemDefault } from '../src/daemon/link-buffer-hint.js';
 import { GuestClient } from './support/guest-client.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vnetkit-ml-'));
@@ -107,8 +108,7 @@ describe('daemon logs', () => {
 });
 
 describe('jumbo-MTU link buffer hint', () => {
-  it('is due only above 16 KiB frames with a default send buffer under 4 MiB, and reads the default from /proc', async () => {
-    const { linkBufferHint, readWmemDefault } = await import('../src/daemon/link-buffer-hint.js');
+  it('is due only above 16 KiB frames with a default send buffer under 4 MiB, and reads the default from /proc', () => {
     expect(linkBufferHint(65520, 212992)).toEqual({ mtu: 65520, wmemDefault: 212992, suggest: 'sysctl -w net.core.wmem_default=8388608' });
     expect(linkBufferHint(1500, 212992)).toBeNull();
     expect(linkBufferHint(65520, 8388608)).toBeNull();

@@ -76,16 +76,16 @@ function metrics(r: E2eResult): Metric[] {
       value: (peer) => median(ok(peer, mtu, p, dir).map((x) => x.cpuSPerGB).filter((x): x is number => x !== undefined)) });
   }
   // median over the rounds of each round's figure
-  const conn = (kind: string, par: number, f: (c: ConnRun) => number | undefined) => (peer: PeerName) =>
-    median(r.conns.filter((c) => c.peer === peer && c.kind === kind && c.par === par && c.status === 'ok' && !c.warmup)
+  // (the warm-up rounds only when asked for)
+  const conn = (kind: string, par: number, f: (c: ConnRun) => number | undefined, warmup = false) => (peer: PeerName) =>
+    median(r.conns.filter((c) => c.peer === peer && c.kind === kind && c.par === par && c.status === 'ok' && (c.warmup === true) === warmup)
       .map(f).filter((x): x is number => x !== undefined));
   if (r.meta.options.conn > 0) {
     out.push({ label: 'connect + 1 B each way + close, 1 at a time: conn/s', better: 'higher', digits: 0, value: conn('conn', 1, (c) => c.rate) });
     out.push({ label: 'the same, 8 in parallel: conn/s', better: 'higher', digits: 0, value: conn('conn', 8, (c) => c.rate) });
     if (r.meta.options.connWarmup) {
-      const w = r.meta.options.connWarmup;
-      out.push({ label: `the first ${w} after the engine starts (warm-up), 1 at a time: conn/s`, better: 'higher', digits: 0,
-        value: (peer) => median(r.conns.filter((c) => c.peer === peer && c.warmup && c.status === 'ok').map((c) => c.rate).filter((x): x is number => x !== undefined)) });
+      out.push({ label: `the first ${r.meta.options.connWarmup} after the engine starts (warm-up), 1 at a time: conn/s`, better: 'higher', digits: 0,
+        value: conn('conn', 1, (c) => c.rate, true) });
     }
     out.push({ label: 'connect + request + close latency p50: µs', better: 'lower', digits: 0, value: conn('conn', 1, (c) => c.p50us) });
     out.push({ label: 'connect + request + close latency p99: µs', better: 'lower', digits: 0, value: conn('conn', 1, (c) => c.p99us) });

@@ -587,15 +587,17 @@ async function main(): Promise<void> {
             }
             // connection tests at the first MTU only: a handshake and a 1-byte exchange do not depend on it
             if (mtu === o.mtus[0] && !s.engine.done && !s.relay.done) {
-              if (o.conn > 0 && o.connWarmup > 0) {
-                const c = { ...(await connRun(s, 'conn', o.connWarmup, 1, round)), warmup: true };
-                result.conns.push(c);
-                log(`${name} conn warm-up #${round}: ${c.rate ?? '-'} conn/s p50 ${c.p50us ?? '-'} µs ${c.status}`);
-              }
-              if (o.conn > 0) for (const par of [1, 8]) {
-                const c = await connRun(s, 'conn', o.conn, par, round);
-                result.conns.push(c);
-                log(`${name} conn par=${par} #${round}: ${c.rate ?? '-'} conn/s p50 ${c.p50us ?? '-'} µs p99 ${c.p99us ?? '-'} µs ${c.status}`);
+              if (o.conn > 0) {
+                if (o.connWarmup > 0) {
+                  const c = { ...(await connRun(s, 'conn', o.connWarmup, 1, round)), warmup: true };
+                  result.conns.push(c);
+                  log(`${name} conn warm-up #${round}: ${c.rate ?? '-'} conn/s p50 ${c.p50us ?? '-'} µs ${c.status}`);
+                }
+                for (const par of [1, 8]) {
+                  const c = await connRun(s, 'conn', o.conn, par, round);
+                  result.conns.push(c);
+                  log(`${name} conn par=${par} #${round}: ${c.rate ?? '-'} conn/s p50 ${c.p50us ?? '-'} µs p99 ${c.p99us ?? '-'} µs ${c.status}`);
+                }
               }
               if (o.rr > 0) {
                 const c = await connRun(s, 'rr', o.rr, 1, round);
