@@ -4,6 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,11 +35,11 @@ afterEach(() => {
   running.clear();
 });
 
-function startCli(args: string[], env: Record<string, string | undefined> = {}, via: 'tsx' | 'bin' = 'tsx'): Cli {
+function startCli(args: string[], env: Record<string, string | undefined> = {}, via: 'tsx' | 'bin' = 'tsx', inherit: net.Socket[] = []): Cli {
   const argv = via === 'tsx' ? ['--import', 'tsx', path.join(ROOT, 'src/daemon/cli.ts'), ...args] : [path.join(ROOT, 'bin/vnetkit.js'), ...args];
   const fullEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
   for (const [k, v] of Object.entries(env)) if (v === undefined) delete fullEnv[k];
-  const child = spawn(process.execPath, argv, { cwd: ROOT, env: fullEnv, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, argv, { cwd: ROOT, env: fullEnv, stdio: ['pipe', 'pipe', 'pipe', ...inherit] });
   running.add(child);
   let out = '';
   let err = '';
@@ -170,6 +171,47 @@ describe('vnetkit CLI (spawned)', () => {
     cli.child.stdin!.end();
     expect((await cli.exit).code).toBe(0);
     expect(fs.existsSync(a)).toBe(false);
+  });
+
+  it('--fd: a VM on an inherited connected socket with qemu framing; its disconnect stops the daemon', async () => {
+    const a = path.join(tmp, 'fd-api.sock');
+    const p = path.join(tmp, 'fd-pair.sock');
+    // A connected pair, as a launcher's socketpair: this end plays the VM, the other goes to the child as fd 3.
+    const server = net.createServer();
+    await new Promise<void>((r) => server.listen(p, r));
+    const accepted = new Promise<net.Socket>((r) => server.once('connection', r));
+    const vm = net.connect(p);
+    const daemonEnd = await accepted;
+    server.close();
+    const cli = startCli(['--fd', '3', '--listen', `unix://${a}`], {}, 'tsx', [daemonEnd]);
+    // Only the child may hold the daemon's end, or the VM's close would not reach it.
+    daemonEnd.destroy();
+    await cli.waitOut(/vnetkit: ready/);
+    expect(cli.out()).toContain('vnetkit: qemu VM attached on fd 3');
+    // --fd names a VM, so no default qemu socket is made.
+    expect(cli.out()).not.toContain('listening for qemu');
+    let got = Buffer.alloc(0);
+    vm.on('data', (d: Buffer) => (got = Buffer.concat([got, d])));
+    const arp = new GuestClientLike().arp();
+    const hdr = Buffer.alloc(4);
+    hdr.writeUInt32BE(arp.length, 0);
+    vm.write(Buffer.concat([hdr, arp]));
+    await waitFor(() => got.length >= 4 + 42);
+    expect(got.readUInt32BE(0)).toBeGreaterThanOrEqual(42);
+    expect(got.readUInt16BE(4 + 12)).toBe(0x0806);
+    expect(got.readUInt16BE(4 + 20)).toBe(2); // ARP reply
+    vm.end();
+    expect((await cli.exit).code).toBe(0);
+    expect(fs.existsSync(a)).toBe(false);
+  });
+
+  it('--fd that is not an open socket exits 1 naming the descriptor; below 3 is bad usage', async () => {
+    const c1 = startCli(['--fd', '900', '--log-level', 'silent']);
+    expect((await c1.exit).code).toBe(1);
+    expect(c1.err()).toContain('vnetkit: --fd 900: not an open stream socket');
+    const c2 = startCli(['--fd', '1']);
+    expect((await c2.exit).code).toBe(2);
+    expect(c2.err()).toContain('vnetkit: --fd: must be from 3 to');
   });
 
   it('bad usage exits 2 naming the flag; a bad config key exits 2 naming the key', async () => {

@@ -70,6 +70,8 @@ describe('config validation names the key and the reason', () => {
 
   it('meta options are not config keys', () => {
     expect(errOf(() => checkConfigObject({ config: 'x.yaml' }, 'c.yaml')).message).toContain('command line only');
+    // An inherited descriptor belongs to one launch, not to a file reused across launches.
+    expect(errOf(() => checkConfigObject({ fd: 3 }, 'c.yaml')).message).toContain('command line only');
   });
 
   it('wrong types in a file', () => {
@@ -195,6 +197,9 @@ describe('config files and precedence', () => {
     expect(c.engine.hostLoopback).toBe(true);
     expect(c.logLevel).toBe('info');
     expect(resolveCli(['--listen-stdio']).config!.defaultListeners).toBe(false);
+    const f = resolveCli(['--fd', '3']).config!;
+    expect(f.fd).toBe(3);
+    expect(f.defaultListeners).toBe(false);
   });
 });
 

@@ -4,6 +4,7 @@
  * behind when a step fails, and closed the same way on SIGINT/SIGTERM.
  */
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -15,6 +16,7 @@ import { Forwarder } from './forwarder.js';
 import { startApiServer, type ApiServer } from './api.js';
 import type { DaemonConfig } from './options.js';
 import { linkBufferHint, readWmemDefault } from './link-buffer-hint.js';
+import { ErrorCodes, VnetkitError } from '../errors.js';
 
 export interface DaemonIo {
   /** Human-facing messages (qemu arguments, ready line). */
@@ -56,6 +58,19 @@ export function qemuArgs(url: string, netdevId = 'n0'): string {
   return `-netdev stream,id=${netdevId},server=off,${addr} -device virtio-net-pci,netdev=${netdevId}`;
 }
 
+/**
+ * The VM's end of a socket the launcher created and passed down as file
+ * descriptor `fd` (passt's --fd). Node adopts it as is, so a send buffer the
+ * launcher set on it stays.
+ */
+export function inheritedSocket(fd: number): net.Socket {
+  try {
+    return new net.Socket({ fd, readable: true, writable: true });
+  } catch (e) {
+    throw new VnetkitError(ErrorCodes.BAD_OPTION, `--fd ${fd}: not an open stream socket (${(e as Error).message})`, { cause: e });
+  }
+}
+
 export interface Daemon {
   readonly engine: Engine;
   readonly forwarder: Forwarder;
@@ -64,7 +79,7 @@ export interface Daemon {
   /** Bound VM listener URLs by framing. */
   readonly vmListeners: { framing: string; url: string }[];
   readonly apiUrls: string[];
-  /** Resolves when the daemon stops by itself (stdin of a stdio VM closed). */
+  /** Resolves when the daemon stops by itself (the stdio or --fd VM disconnected). */
   readonly done: Promise<void>;
   close(): Promise<void>;
 }
@@ -142,12 +157,18 @@ export async function startDaemon(cfg: DaemonConfig, io: DaemonIo, tuning: Daemo
     }
     for (const f of cfg.forwards) await forwarder.expose(f);
 
-    if (cfg.listenStdio) {
-      const vm = engine.attach({ readable: io.stdin ?? process.stdin, writable: io.stdout ?? process.stdout }, { framing: 'le16' });
-      // gvproxy's stdio mode: the VM's end of stdin is the end of the daemon.
+    // A VM given to the daemon (stdio, an inherited socket) is its only reason
+    // to run: nothing else can arrive on that stream once it ends (gvproxy's
+    // stdio mode, passt --fd).
+    const stopWith = (id: number): void => {
       engine.on('vm-disconnected', (info: { id: number }) => {
-        if (info.id === vm.id) void close();
+        if (info.id === id) void close();
       });
+    };
+    if (cfg.listenStdio) stopWith(engine.attach({ readable: io.stdin ?? process.stdin, writable: io.stdout ?? process.stdout }, { framing: 'le16' }).id);
+    if (cfg.fd !== undefined) {
+      stopWith(engine.attach(inheritedSocket(cfg.fd), { framing: 'qemu' }).id);
+      log.info('VM attached on an inherited socket', { framing: 'qemu', fd: cfg.fd });
     }
 
     // One log line per class of rejected input, however many frames: the
@@ -171,6 +192,7 @@ export async function startDaemon(cfg: DaemonConfig, io: DaemonIo, tuning: Daemo
     io.out.write(`vnetkit: listening for ${v.framing} VMs on ${v.url}\n`);
     if (v.framing === 'qemu') io.out.write(`qemu args: ${qemuArgs(v.url)}\n`);
   }
+  if (cfg.fd !== undefined) io.out.write(`vnetkit: qemu VM attached on fd ${cfg.fd}\n`);
   for (const a of apis) io.out.write(`vnetkit: control API on ${a.url}\n`);
   io.out.write('vnetkit: ready\n');
 

@@ -35,6 +35,7 @@ export const OPTIONS: readonly OptionDef[] = [
   { name: 'listen-qemu', type: 'list', arg: 'URL', help: 'Accept qemu VMs (4-byte big-endian length framing, qemu -netdev stream): unix:///path or tcp://127.0.0.1:PORT. Repeatable.' },
   { name: 'listen-vpnkit', type: 'list', arg: 'URL', help: 'Accept vpnkit-protocol clients (handshake, then 2-byte little-endian framing), e.g. Docker Desktop / hyperkit: unix:///path. Repeatable.' },
   { name: 'listen-stdio', type: 'bool', help: 'Attach one VM on stdin/stdout with 2-byte little-endian framing (as gvproxy/vpnkit stdio). The daemon exits when stdin closes. Messages then go to stderr only.' },
+  { name: 'fd', type: 'int', arg: 'N', help: 'Attach one VM on an inherited, already connected stream socket, file descriptor N (qemu framing; as passt --fd): e.g. one end of a socketpair whose other end the launcher gives to qemu -netdev stream,addr.type=fd. The launcher can size its SO_SNDBUF first, which Node cannot. The daemon exits when that VM disconnects.', cliOnly: true },
   { name: 'listen-dgram', type: 'list', arg: 'URL', help: 'Accept VMs over UDP datagrams, one frame each (qemu -netdev dgram): udp://127.0.0.1:PORT. Repeatable.' },
   { name: 'listen', type: 'list', arg: 'URL', help: 'Control API (HTTP+JSON, gvisor-tap-vsock paths): unix:///path (mode 0600). tcp://127.0.0.1:PORT is accepted only with --no-host-loopback or --allow-guest-api, because guests reach the host\'s loopback through the host alias. Repeatable.' },
   { name: 'allow-guest-api', type: 'bool', help: 'Permit a tcp:// control API while guests can reach host loopback (they could then call it).' },
@@ -213,6 +214,8 @@ export interface DaemonConfig {
   listenVpnkit: string[];
   listenStdio: boolean;
   listenDgram: string[];
+  /** An inherited connected stream socket to attach as one qemu-framed VM. */
+  fd?: number;
   listen: string[];
   allowGuestApi: boolean;
   engine: EngineOptions;
@@ -398,6 +401,8 @@ export function buildConfig(file: RawOptions, flags: RawOptions, fileSource = 'c
   const listenVpnkit = urls('listen-vpnkit', ['unix', 'tcp']);
   const listenDgram = urls('listen-dgram', ['udp']);
   const listenStdio = bool('listen-stdio', false);
+  // 0-2 are stdio, which --listen-stdio serves with its own framing.
+  const fd = int('fd', 3, 2 ** 31 - 1);
   const pcap = str('pcap');
   if (pcap === '') fail('pcap', 'needs a file name');
   return {
@@ -405,6 +410,7 @@ export function buildConfig(file: RawOptions, flags: RawOptions, fileSource = 'c
     listenVpnkit,
     listenStdio,
     listenDgram,
+    fd,
     listen,
     allowGuestApi,
     engine,
@@ -414,7 +420,7 @@ export function buildConfig(file: RawOptions, flags: RawOptions, fileSource = 'c
     snaplen: int('snaplen', 64, 262144),
     logLevel: logLevel as LogLevel | 'silent',
     logFormat: logFormat as 'text' | 'json',
-    defaultListeners: listenQemu.length + listenVpnkit.length + listenDgram.length === 0 && !listenStdio,
+    defaultListeners: listenQemu.length + listenVpnkit.length + listenDgram.length === 0 && !listenStdio && fd === undefined,
   };
 }
 
