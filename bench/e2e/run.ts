@@ -50,6 +50,12 @@ Options:
                       tiers for its first few thousand connections (V8 optimises a function
                       only after it has run hot), and a daemon lives far longer than that
   --rr N              1-byte round trips on one connection per round (default 3000; 0 skips)
+  --link-sndbuf BYTES vnetkit peers get their VM link from accept-exec.c, standing in for a VM
+                      launcher: it accepts the relay's connection, asks for SO_SNDBUF BYTES on
+                      vnetkit's end (passt asks for 4 MiB on its own end; Linux doubles the
+                      request and caps it at net.core.wmem_max) and execs the engine with that
+                      socket as --fd 3. Default 0: vnetkit listens itself and keeps the system
+                      default buffer, because Node cannot size a stream socket's buffer
   --profile           also record CPU profiles of vnetkit-simd: the first --streams count in
                       each of --dirs at every MTU, and the connection-rate probe (1 at a
                       time, --conn N) at the first MTU (separate runs: the profiler slows
@@ -79,7 +85,7 @@ const ALL_PEERS: PeerName[] = ['vnetkit-simd', 'vnetkit-js', 'slirp', 'passt', '
 
 interface Opts {
   quick: boolean; peers: PeerName[]; mtus: number[]; streams: number[]; dirs: ('up' | 'down')[];
-  runs: number; time: number; omit: number; conn: number; connWarmup: number; rr: number;
+  runs: number; time: number; omit: number; conn: number; connWarmup: number; rr: number; linkSndbuf: number;
   profile: boolean; profileOnly: boolean; worktree: boolean; out: string;
 }
 
@@ -97,6 +103,7 @@ function parseOpts(argv: string[]): Opts {
     conn: quick ? 500 : 2000,
     connWarmup: quick ? 500 : 2000,
     rr: quick ? 1000 : 3000,
+    linkSndbuf: 0,
     profile: false,
     profileOnly: false,
     worktree: false,
@@ -122,6 +129,7 @@ function parseOpts(argv: string[]): Opts {
       case '--conn': o.conn = Number(v()); break;
       case '--conn-warmup': o.connWarmup = Number(v()); break;
       case '--rr': o.rr = Number(v()); break;
+      case '--link-sndbuf': o.linkSndbuf = Number(v()); break;
       case '--profile': o.profile = true; break;
       case '--profile-only': o.profile = true; o.profileOnly = true; break;
       case '--worktree': o.worktree = true; break;
@@ -135,6 +143,7 @@ function parseOpts(argv: string[]): Opts {
   for (const d of o.dirs) if (d !== 'up' && d !== 'down') die(`bad direction ${d}`);
   if (!(o.runs >= 1) || !(o.time >= 1) || !(o.omit >= 0)) die('bad --runs/--time/--omit');
   if (!Number.isInteger(o.conn) || o.conn < 0 || !Number.isInteger(o.connWarmup) || o.connWarmup < 0) die('bad --conn/--conn-warmup');
+  if (!Number.isInteger(o.linkSndbuf) || o.linkSndbuf < 0 || o.linkSndbuf > 0x7fffffff) die('bad --link-sndbuf');
   return o;
 }
 
@@ -246,9 +255,10 @@ async function ensureTools(peers: PeerName[]): Promise<void> {
   if (r.code !== 0) die(`apt-get install failed: ${r.stderr.slice(-400)}`);
 }
 
-async function buildRelay(): Promise<string> {
-  const src = join(HERE, 'relay.c');
-  const bin = join(RUN, 'bin/relay');
+/** The bench's C helpers (relay.c, accept-exec.c), rebuilt when their source is newer. */
+async function buildTool(name: string): Promise<string> {
+  const src = join(HERE, `${name}.c`);
+  const bin = join(RUN, 'bin', name);
   mkdirSync(dirname(bin), { recursive: true });
   if (!existsSync(bin) || statSync(src).mtimeMs > statSync(bin).mtimeMs) {
     await must('gcc', ['-O2', '-Wall', '-o', bin, src]);
@@ -347,7 +357,10 @@ interface PeerSpec {
   engine(mtu: number, log: string, prof?: string): Bg;
 }
 
-function peerSpec(name: PeerName, relayBin: string, tree: string): PeerSpec {
+interface Tools { relay: string; acceptExec: string }
+
+function peerSpec(name: PeerName, tools: Tools, tree: string, linkSndbuf: number): PeerSpec {
+  const relayBin = tools.relay;
   const slirpNet = { guest: '10.0.2.15/24', target: '10.0.2.2', serverNs: null, bind: '127.0.0.1', loop: false };
   switch (name) {
     case 'vnetkit-simd':
@@ -357,8 +370,13 @@ function peerSpec(name: PeerName, relayBin: string, tree: string): PeerSpec {
         // static guest address, no default route: the guest ARPs for .2 directly, which vnetkit
         // answers (gateway MAC) and NATs to the host's 127.0.0.1
         guest: '192.168.65.3/24', target: '192.168.65.2', serverNs: null, bind: '127.0.0.1', loop: false, mtuHonoured: true,
-        engine: (mtu, lf, prof) => startBg(name, 'node', ['--import', 'tsx', 'bench/e2e/vnetkit-engine.ts', '--sock', SOCK,
-          '--mtu', String(mtu), '--backend', backend, '--subnet', '192.168.65.0/24', ...(prof ? ['--cpu-prof', prof] : [])], lf, tree),
+        engine: (mtu, lf, prof) => {
+          const args = ['--import', 'tsx', 'bench/e2e/vnetkit-engine.ts', '--mtu', String(mtu), '--backend', backend,
+            '--subnet', '192.168.65.0/24', ...(prof ? ['--cpu-prof', prof] : [])];
+          return linkSndbuf > 0
+            ? startBg(name, tools.acceptExec, ['--listen', SOCK, '--sndbuf', String(linkSndbuf), '--fd', '3', '--', 'node', ...args, '--fd', '3'], lf, tree)
+            : startBg(name, 'node', [...args, '--sock', SOCK], lf, tree);
+        },
       };
     }
     case 'slirp':
@@ -541,7 +559,8 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   await ensureTools(o.peers);
   HZ = Number((await must('getconf', ['CLK_TCK'])).trim()) || 100;
-  const relayBin = await buildRelay();
+  const tools: Tools = { relay: await buildTool('relay'), acceptExec: await buildTool('accept-exec') };
+  const relayBin = tools.relay;
   const tree = o.peers.some((p) => p.startsWith('vnetkit')) || o.profile ? await prepareTree(o.worktree) : { dir: REPO, commit: '', dirty: false };
   for (const port of [IPERF_PORT, PROBE_PORT]) if (await listening(null, port)) die(`127.0.0.1:${port} is already in use`);
 
@@ -552,7 +571,7 @@ async function main(): Promise<void> {
       iperf3: await version('iperf3', ['--version']),
       qemu: o.peers.includes('slirp') ? await version('qemu-system-x86_64', ['--version']) : undefined,
       passt: o.peers.includes('passt') ? (await run('sh', ['-c', "dpkg-query -W -f='${Version}' passt"])).stdout : undefined,
-      options: { peers: o.peers, mtus: o.mtus, streams: o.streams, dirs: o.dirs, runs: o.runs, time: o.time, omit: o.omit, conn: o.conn, connWarmup: o.connWarmup, rr: o.rr },
+      options: { peers: o.peers, mtus: o.mtus, streams: o.streams, dirs: o.dirs, runs: o.runs, time: o.time, omit: o.omit, conn: o.conn, connWarmup: o.connWarmup, rr: o.rr, linkSndbuf: o.linkSndbuf },
       seconds: 0,
       load: [loadavg()[0], 0],
     },
@@ -567,7 +586,7 @@ async function main(): Promise<void> {
       for (let round = 1; round <= o.runs; round++) {
         for (const mtu of o.mtus) {
           for (const name of o.peers) {
-            const spec = peerSpec(name, relayBin, tree.dir);
+            const spec = peerSpec(name, tools, tree.dir, o.linkSndbuf);
             const s = await startSession(name, spec, mtu, relayBin, logDir);
             if (typeof s === 'string') {
               log(`${name} mtu ${mtu} round ${round}: ${s}`);
@@ -613,7 +632,7 @@ async function main(): Promise<void> {
       }
     }
     if (o.profile) {
-      const spec = peerSpec('vnetkit-simd', relayBin, tree.dir);
+      const spec = peerSpec('vnetkit-simd', tools, tree.dir, o.linkSndbuf);
       for (const mtu of o.mtus) for (const dir of o.dirs) {
         // One profile per MTU and direction, at the first --streams count.
         const streams = o.streams[0];

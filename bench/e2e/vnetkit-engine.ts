@@ -1,10 +1,12 @@
 /**
  * Launch one vnetkit engine for the e2e bench:
  *
- *   node --import tsx bench/e2e/vnetkit-engine.ts --sock PATH [--mtu 1500] [--backend wasm-simd|wasm|js]
+ *   node --import tsx bench/e2e/vnetkit-engine.ts --sock PATH | --fd N [--mtu 1500] [--backend wasm-simd|wasm|js]
  *        [--subnet 192.168.65.0/24] [--cpu-prof FILE] [--log-level warn]
  *
- * Listens on unix://PATH with qemu framing, prints "ready" on stdout once the socket exists,
+ * Listens on unix://PATH with qemu framing, or adopts the connected socket inherited as file
+ * descriptor N (as the daemon's --fd; accept-exec.c hands one over with its send buffer sized),
+ * prints "ready" on stdout once the socket exists,
  * and on SIGTERM/SIGINT closes the engine, prints its stats to stderr as one JSON line and
  * exits 0. --cpu-prof records a V8 CPU profile over the engine's whole life (written on exit)
  * through the inspector, so the profile covers exactly what the bench measured.
@@ -15,9 +17,10 @@
 import { Session } from 'node:inspector/promises';
 import { writeFileSync } from 'node:fs';
 import { createEngine, createLogger, type BackendName, type LogLevel } from '../../src/index.js';
+import { inheritedSocket } from '../../src/daemon/daemon.js';
 
 function usage(msg: string): never {
-  process.stderr.write(`vnetkit-engine: ${msg}\nusage: vnetkit-engine.ts --sock PATH [--mtu N] [--backend wasm-simd|wasm|js] [--subnet CIDR] [--cpu-prof FILE] [--log-level LEVEL]\n`);
+  process.stderr.write(`vnetkit-engine: ${msg}\nusage: vnetkit-engine.ts --sock PATH | --fd N [--mtu N] [--backend wasm-simd|wasm|js] [--subnet CIDR] [--cpu-prof FILE] [--log-level LEVEL]\n`);
   process.exit(2);
 }
 
@@ -28,7 +31,9 @@ for (let i = 2; i < process.argv.length; i += 2) {
   if (!k.startsWith('--') || v === undefined) usage(`bad argument ${k}`);
   args.set(k.slice(2), v);
 }
-const sock = args.get('sock') ?? usage('--sock is required');
+const sock = args.get('sock');
+const fd = args.has('fd') ? Number(args.get('fd')) : undefined;
+if ((sock === undefined) === (fd === undefined)) usage('give one of --sock and --fd');
 const mtu = Number(args.get('mtu') ?? '1500');
 const backend = (args.get('backend') ?? 'wasm-simd') as BackendName;
 if (!['wasm-simd', 'wasm', 'js'].includes(backend)) usage(`unknown backend ${backend}`);
@@ -61,8 +66,9 @@ const engine = createEngine({
 });
 const linkOpts = process.env.VNETKIT_BENCH_LINK ? JSON.parse(process.env.VNETKIT_BENCH_LINK) : undefined;
 if (linkOpts !== undefined) process.stdout.write(`link options ${JSON.stringify(linkOpts)}\n`);
-const listener = await engine.listen(`unix://${sock}`, { ...linkOpts, framing: 'qemu' });
-process.stdout.write(`ready backend=${engine.kernels.backend} mtu=${mtu} sock=${sock}\n`);
+const listener = sock !== undefined ? await engine.listen(`unix://${sock}`, { ...linkOpts, framing: 'qemu' }) : undefined;
+if (fd !== undefined) engine.attach(inheritedSocket(fd), { ...linkOpts, framing: 'qemu' });
+process.stdout.write(`ready backend=${engine.kernels.backend} mtu=${mtu} ${sock !== undefined ? `sock=${sock}` : `fd=${fd}`}\n`);
 
 let stopping = false;
 async function stop(sig: string): Promise<void> {
@@ -70,7 +76,7 @@ async function stop(sig: string): Promise<void> {
   stopping = true;
   const stats = engine.stats();
   try {
-    await listener.close();
+    await listener?.close();
     await engine.close();
   } catch (e) {
     process.stderr.write(`vnetkit-engine: close failed: ${(e as Error).message}\n`);
