@@ -208,7 +208,7 @@ describe('vnetkit CLI (spawned)', () => {
   it('--fd that is not an open socket exits 1 naming the descriptor; below 3 is bad usage', async () => {
     const c1 = startCli(['--fd', '900', '--log-level', 'silent']);
     expect((await c1.exit).code).toBe(1);
-    expect(c1.err()).toContain('vnetkit: --fd 900: not an open stream socket');
+    expect(c1.err()).toContain('vnetkit: --fd: file descriptor 900 is not an open stream socket');
     const c2 = startCli(['--fd', '1']);
     expect((await c2.exit).code).toBe(2);
     expect(c2.err()).toContain('vnetkit: --fd: must be from 3 to');

@@ -6,7 +6,7 @@ import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { VnetkitError } from '../src/errors.js';
 import { createLogger } from '../src/log.js';
-import { attachStream, listen, TransportErrorCodes, type Listener, type StreamLink, type VmLink } from '../src/transport/index.js';
+import { attachFd, attachStream, listen, TransportErrorCodes, type Listener, type StreamLink, type VmLink } from '../src/transport/index.js';
 import { adoptWithReadBuffer } from '../src/transport/read-buffer.js';
 import { SEG_SIZE } from '../src/transport/segments.js';
 import { StreamVmPeer, encodeFrame, rawConnect, targetOf, testFrame, type StreamFraming } from './support/vm-peer.js';
@@ -469,3 +469,23 @@ async function waitFor(cond: () => boolean, timeoutMs = 5000): Promise<void> {
     await new Promise((r) => setTimeout(r, 5));
   }
 }
+
+describe('attachFd', () => {
+  it('refuses a descriptor that is not a socket with ERR_VNETKIT_BAD_FD, naming it', () => {
+    const f = path.join(os.tmpdir(), `vnetkit-fd-${process.pid}`);
+    const fd = fs.openSync(f, 'w');
+    try {
+      let err: VnetkitError | undefined;
+      try {
+        attachFd(fd, { framing: 'qemu' });
+      } catch (e) {
+        err = e as VnetkitError;
+      }
+      expect(err?.code).toBe(TransportErrorCodes.BAD_FD);
+      expect(err?.message).toContain(`file descriptor ${fd} is not an open stream socket`);
+    } finally {
+      fs.closeSync(fd);
+      fs.rmSync(f, { force: true });
+    }
+  });
+});

@@ -17,7 +17,6 @@
 import { Session } from 'node:inspector/promises';
 import { writeFileSync } from 'node:fs';
 import { createEngine, createLogger, type BackendName, type LogLevel } from '../../src/index.js';
-import { inheritedSocket } from '../../src/daemon/daemon.js';
 
 function usage(msg: string): never {
   process.stderr.write(`vnetkit-engine: ${msg}\nusage: vnetkit-engine.ts --sock PATH | --fd N [--mtu N] [--backend wasm-simd|wasm|js] [--subnet CIDR] [--cpu-prof FILE] [--log-level LEVEL]\n`);
@@ -67,7 +66,7 @@ const engine = createEngine({
 const linkOpts = process.env.VNETKIT_BENCH_LINK ? JSON.parse(process.env.VNETKIT_BENCH_LINK) : undefined;
 if (linkOpts !== undefined) process.stdout.write(`link options ${JSON.stringify(linkOpts)}\n`);
 const listener = sock !== undefined ? await engine.listen(`unix://${sock}`, { ...linkOpts, framing: 'qemu' }) : undefined;
-if (fd !== undefined) engine.attach(inheritedSocket(fd), { ...linkOpts, framing: 'qemu' });
+if (fd !== undefined) engine.attachFd(fd, { ...linkOpts, framing: 'qemu' });
 process.stdout.write(`ready backend=${engine.kernels.backend} mtu=${mtu} ${sock !== undefined ? `sock=${sock}` : `fd=${fd}`}\n`);
 
 let stopping = false;

@@ -4,7 +4,6 @@
  * behind when a step fails, and closed the same way on SIGINT/SIGTERM.
  */
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -16,7 +15,7 @@ import { Forwarder } from './forwarder.js';
 import { startApiServer, type ApiServer } from './api.js';
 import type { DaemonConfig } from './options.js';
 import { linkBufferHint, readWmemDefault } from './link-buffer-hint.js';
-import { ErrorCodes, VnetkitError } from '../errors.js';
+import { VnetkitError } from '../errors.js';
 
 export interface DaemonIo {
   /** Human-facing messages (qemu arguments, ready line). */
@@ -56,19 +55,6 @@ export function qemuArgs(url: string, netdevId = 'n0'): string {
     addr = m ? `addr.type=inet,addr.host=${m[1]},addr.port=${m[2]}` : url;
   }
   return `-netdev stream,id=${netdevId},server=off,${addr} -device virtio-net-pci,netdev=${netdevId}`;
-}
-
-/**
- * The VM's end of a socket the launcher created and passed down as file
- * descriptor `fd` (passt's --fd). Node adopts it as is, so a send buffer the
- * launcher set on it stays.
- */
-export function inheritedSocket(fd: number): net.Socket {
-  try {
-    return new net.Socket({ fd, readable: true, writable: true });
-  } catch (e) {
-    throw new VnetkitError(ErrorCodes.BAD_OPTION, `--fd ${fd}: not an open stream socket (${(e as Error).message})`, { cause: e });
-  }
 }
 
 export interface Daemon {
@@ -167,7 +153,13 @@ export async function startDaemon(cfg: DaemonConfig, io: DaemonIo, tuning: Daemo
     };
     if (cfg.listenStdio) stopWith(engine.attach({ readable: io.stdin ?? process.stdin, writable: io.stdout ?? process.stdout }, { framing: 'le16' }).id);
     if (cfg.fd !== undefined) {
-      stopWith(engine.attach(inheritedSocket(cfg.fd), { framing: 'qemu' }).id);
+      let vm;
+      try {
+        vm = engine.attachFd(cfg.fd, { framing: 'qemu' });
+      } catch (e) {
+        throw new VnetkitError((e as VnetkitError).code, `--fd: ${(e as Error).message}`, { cause: e });
+      }
+      stopWith(vm.id);
       log.info('VM attached on an inherited socket', { framing: 'qemu', fd: cfg.fd });
     }
 

@@ -27,7 +27,7 @@ import { reasonName } from './reasons.js';
 import { buildArpReply, buildIcmpEchoReply, buildPortUnreachable, buildUdpPortUnreachable, buildUdpFragments, readArp } from './replies.js';
 import { DhcpServer } from '../services/dhcp.js';
 import { DnsServer } from '../services/dns.js';
-import { attachStream, listen as listenTransport, createSimpleNegotiator, type VmLink, type Framing, type Listener, type VpnkitRequest } from '../transport/index.js';
+import { attachFd, attachStream, listen as listenTransport, createSimpleNegotiator, type VmLink, type Framing, type Listener, type VpnkitRequest } from '../transport/index.js';
 import { nullLogger, type Logger } from '../log.js';
 import { PcapWriter } from '../wire/pcap.js';
 import { TcpStack, type TcpOptions, type TcpPort } from './tcp/index.js';
@@ -295,6 +295,15 @@ export class Engine extends EventEmitter {
   attach(stream: Duplex | { readable: Readable; writable: Writable }, options: AttachOptions): VmInfo {
     const link = attachStream(stream, this.linkOptions(options.framing));
     return this.addLink(link);
+  }
+
+  /**
+   * Attach the VM on an inherited, connected stream socket (a launcher's
+   * socketpair): its creator may have sized SO_SNDBUF, which Node cannot.
+   * Throws ERR_VNETKIT_BAD_FD when `fd` is not an open socket.
+   */
+  attachFd(fd: number, options: AttachOptions): VmInfo {
+    return this.addLink(attachFd(fd, this.linkOptions(options.framing)));
   }
 
   /** Listen for VMs: unix:///path, tcp://127.0.0.1:port, udp://127.0.0.1:port (framing 'dgram'). */

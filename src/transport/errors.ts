@@ -28,6 +28,8 @@ export const TransportErrorCodes = {
   NON_LOOPBACK: 'ERR_VNETKIT_NON_LOOPBACK',
   /** Another process is listening on the requested address or socket path. */
   ADDRESS_IN_USE: 'ERR_VNETKIT_ADDRESS_IN_USE',
+  /** An inherited file descriptor is not an open socket or pipe. */
+  BAD_FD: 'ERR_VNETKIT_BAD_FD',
   /** The unix socket path exists and is not a socket: we refuse to delete it. */
   PATH_NOT_SOCKET: 'ERR_VNETKIT_PATH_NOT_SOCKET',
 } as const;

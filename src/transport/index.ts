@@ -15,6 +15,9 @@
  * if (link.congested) { stop reading host sockets for this VM until onDrain }
  * ```
  *
+ * - `attachFd(fd, opts)` wraps an inherited, connected socket (a launcher's
+ *   socketpair; passt's --fd) and reads it into one buffer of its own, as
+ *   listen() does for accepted sockets. Node keeps any SO_SNDBUF the launcher set.
  * - `attachStream(stream, opts)` wraps an already-connected Duplex (or a
  *   {readable, writable} pair such as stdin/stdout) and returns at once. For
  *   'vpnkit' the handshake then runs on the stream; frames sent before it
@@ -77,8 +80,24 @@ export {
 import type { Duplex } from 'node:stream';
 import { attachStreamLink, type StreamLink, type StreamPair } from './link.js';
 import type { LinkOptions } from './types.js';
+import { READ_BUFFER_BYTES, socketOnFd } from './read-buffer.js';
+import { TransportErrorCodes, transportError } from './errors.js';
 
 /** Wrap a connected stream (socket, or stdin/stdout pair) as a VM link. Throws only on invalid options (framing 'dgram'). */
 export function attachStream(stream: Duplex | StreamPair, opts: LinkOptions): StreamLink {
   return attachStreamLink(stream, opts);
+}
+
+/** Wrap an inherited, connected stream socket (file descriptor `fd`) as a VM link. Throws ERR_VNETKIT_BAD_FD when it is not an open socket. */
+export function attachFd(fd: number, opts: LinkOptions): StreamLink {
+  let link: StreamLink | undefined;
+  let sock;
+  try {
+    // Reads only start on a later turn of the loop, by which time `link` is set.
+    sock = socketOnFd(fd, Buffer.allocUnsafe(READ_BUFFER_BYTES), (buf, n) => link?.receive(buf, n));
+  } catch (e) {
+    throw transportError(TransportErrorCodes.BAD_FD, `file descriptor ${fd} is not an open stream socket (${(e as Error).message})`, e);
+  }
+  link = attachStreamLink(sock, opts, `fd ${fd}`);
+  return link;
 }

@@ -13,7 +13,8 @@
  * the same handle with `onread`: Socket's constructor accepts both, and then
  * installs the user buffer on the handle. The husk is destroyed without a
  * handle, which only settles the server's connection count. If a future Node
- * hides the handle, the accepted socket is used as it is.
+ * hides the handle, the accepted socket is used as it is. A socket on an
+ * inherited descriptor is built with `onread` from the start.
  */
 import net from 'node:net';
 
@@ -40,8 +41,20 @@ export function adoptWithReadBuffer(accepted: net.Socket, buffer: Uint8Array, on
   }
   carrier._handle = null;
   accepted.destroy();
-  return new net.Socket({
-    handle: handle as never,
+  return new net.Socket({ handle: handle as never, ...readingInto(buffer, onRead) } as net.SocketConstructorOpts);
+}
+
+/**
+ * A socket on an inherited, connected descriptor (a launcher's socketpair),
+ * reading into `buffer` like an accepted one. Throws when `fd` is not an open
+ * socket or pipe.
+ */
+export function socketOnFd(fd: number, buffer: Uint8Array, onRead: ReadCallback): net.Socket {
+  return new net.Socket({ fd, ...readingInto(buffer, onRead) } as net.SocketConstructorOpts);
+}
+
+function readingInto(buffer: Uint8Array, onRead: ReadCallback) {
+  return {
     allowHalfOpen: false,
     readable: true,
     writable: true,
@@ -54,5 +67,5 @@ export function adoptWithReadBuffer(accepted: net.Socket, buffer: Uint8Array, on
         return true;
       },
     },
-  } as net.SocketConstructorOpts);
+  };
 }
