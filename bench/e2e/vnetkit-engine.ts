@@ -11,8 +11,7 @@
  * exits 0. --cpu-prof records a V8 CPU profile over the engine's whole life (written on exit)
  * through the inspector, so the profile covers exactly what the bench measured.
  * VNETKIT_BENCH_TCP='{"sndBufBytes":4194304}' passes TCP tunables (src/engine/tcp/options.ts)
- * through, for trying a setting without a commit; VNETKIT_BENCH_LINK does the same for the
- * listener's link options (txQueueLimit, ...). The bench records none by default.
+ * through, for trying a setting without a commit. The bench records none by default.
  */
 import { Session } from 'node:inspector/promises';
 import { writeFileSync } from 'node:fs';
@@ -63,10 +62,8 @@ const engine = createEngine({
   dns: { upstreams: [], hostsFile: null },
   log: createLogger({ level }),
 });
-const linkOpts = process.env.VNETKIT_BENCH_LINK ? JSON.parse(process.env.VNETKIT_BENCH_LINK) : undefined;
-if (linkOpts !== undefined) process.stdout.write(`link options ${JSON.stringify(linkOpts)}\n`);
-const listener = sock !== undefined ? await engine.listen(`unix://${sock}`, { ...linkOpts, framing: 'qemu' }) : undefined;
-if (fd !== undefined) engine.attachFd(fd, { ...linkOpts, framing: 'qemu' });
+const listener = sock !== undefined ? await engine.listen(`unix://${sock}`, { framing: 'qemu' }) : undefined;
+if (fd !== undefined) engine.attachFd(fd, { framing: 'qemu' });
 process.stdout.write(`ready backend=${engine.kernels.backend} mtu=${mtu} ${sock !== undefined ? `sock=${sock}` : `fd=${fd}`}\n`);
 
 let stopping = false;
