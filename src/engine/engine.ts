@@ -171,8 +171,7 @@ export class Engine extends EventEmitter {
   /** Shared by every port: the capture tap (set while a pcap capture runs) and cumulative output counters. */
   private readonly tap: { fn?: FrameTap; frames: number; bytes: number } = { frames: 0, bytes: 0 };
   private capture?: { writer: PcapWriter; stream: Writable };
-  private rxScheduled = false;
-  private txScheduled = false;
+  private turnScheduled = false;
   private closed = false;
   private readonly t0 = performance.now();
   private readonly counters = {
@@ -253,7 +252,7 @@ export class Engine extends EventEmitter {
       kernels: k,
       flowTable: this.flowTable,
       tx: this.tx,
-      scheduleTx: () => this.scheduleTx(),
+      scheduleTx: () => this.scheduleTurnEnd(),
       now: () => this.now(),
       log: this.log.child({ svc: 'tcp' }),
       mtu: cfg.mtu,
@@ -350,7 +349,7 @@ export class Engine extends EventEmitter {
       this.counters.rxFrames++;
       this.counters.rxBytes += len;
       this.rx.push(port.id, buf, off, len);
-      this.scheduleRx();
+      this.scheduleTurnEnd();
     };
     link.onClose = (err) => this.removePort(port, err);
     // The VM caught up: flows that held data for it may send again.
@@ -392,24 +391,24 @@ export class Engine extends EventEmitter {
 
   // ---- batch pipeline -----------------------------------------------------
 
-  private scheduleRx(): void {
-    if (this.rxScheduled) return;
-    this.rxScheduled = true;
-    setImmediate(() => {
-      this.rxScheduled = false;
-      this.rx.flush();
-    });
+  /**
+   * Frames from VMs are handled, and frames produced outside a batch (host
+   * sockets, DNS answers) go out, at the end of the turn, in one pass: RX
+   * first, whose TX flush then carries both. Two separate callbacks wrote a
+   * VM link twice in a turn whenever host data came in before VM frames, and
+   * every link write wakes the VM side.
+   */
+  private scheduleTurnEnd(): void {
+    if (this.turnScheduled) return;
+    this.turnScheduled = true;
+    setImmediate(this.endTurn);
   }
 
-  /** Outbound frames produced outside an RX batch (host sockets, DNS answers) go out at the end of the turn. */
-  private scheduleTx(): void {
-    if (this.txScheduled) return;
-    this.txScheduled = true;
-    setImmediate(() => {
-      this.txScheduled = false;
-      this.flushTx();
-    });
-  }
+  private readonly endTurn = (): void => {
+    this.turnScheduled = false;
+    if (this.rx.pending > 0) this.rx.flush();
+    else this.flushTx();
+  };
 
   private afterBatch(): void {
     this.counters.rxBatches++;
@@ -683,7 +682,7 @@ export class Engine extends EventEmitter {
       (answer) => {
         if (answer === null || !this.ports.has(port.id)) return;
         this.udpToGuest(port, mac, this.config.gatewayIp, 53, srcIp, srcPort, answer);
-        this.scheduleTx();
+        this.scheduleTurnEnd();
       },
       (err: Error) => this.log.limited('dns-error', 'warn', 'dns query failed', { error: err.message }),
     );
@@ -698,7 +697,7 @@ export class Engine extends EventEmitter {
         port.send(f, 0, f.length);
       }
     }
-    this.scheduleTx();
+    this.scheduleTurnEnd();
   }
 
   private tcpFromGuest(port: VmPort, ptr: number, len: number, d: number): void {
