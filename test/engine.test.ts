@@ -58,6 +58,46 @@ function dhcpOption(reply: Uint8Array, code: number): Uint8Array | undefined {
   return undefined;
 }
 
+describe('VM link options', () => {
+  it('bounds what a VM that stops reading can hold: frames past txQueueLimit are dropped and counted per VM and in stats()', async () => {
+    const limit = 128 * 1024;
+    const sock = join(mkdtempSync(join(tmpdir(), 'vnk-')), 'e.sock');
+    const engine = createEngine({ dns: { upstreams: [], hostsFile: null } });
+    try {
+      await expect(engine.listen(`unix://${sock}`, { framing: 'qemu', txQueueLimit: 1000 })).rejects.toMatchObject({ code: 'ERR_VNETKIT_BAD_OPTION' });
+      expect(() => engine.attach(new net.Socket(), { framing: 'qemu', txQueueLimit: Number.NaN })).toThrow(/txQueueLimit/);
+      expect(() => engine.attach(new net.Socket(), { framing: 'vpnkit', handshakeTimeoutMs: 0 })).toThrow(/handshakeTimeoutMs/);
+      await engine.listen(`unix://${sock}`, { framing: 'qemu', txQueueLimit: limit });
+      const a = await GuestClient.connect(sock, macA);
+      const b = await GuestClient.connect(sock, macB);
+      b.socket.pause();
+      await new Promise((r) => setTimeout(r, 50));
+      // Broadcasts of an unassigned ethertype: flooded to B, ignored by the gateway, no flow control.
+      const f = new Uint8Array(1514);
+      f.set(BCAST, 0);
+      f.set(macA, 6);
+      f[12] = 0x88; f[13] = 0xb5;
+      for (let i = 0; i < 4000; i++) a.send(f);
+      const vmB = () => engine.vms().sort((x, y) => y.id - x.id)[0];
+      for (let t = 0; t < 200 && vmB().link.dropped === 0; t++) await new Promise((r) => setTimeout(r, 10));
+      const info = vmB();
+      expect(info.link.dropped).toBeGreaterThan(0);
+      expect(info.link.backlog).toBeLessThanOrEqual(limit);
+      expect(info.link.txFrames + info.link.dropped).toBeLessThanOrEqual(4000);
+      expect(engine.stats().linkDrops).toBe(info.link.dropped);
+      const dropped = info.link.dropped;
+      b.close();
+      for (let t = 0; t < 200 && engine.stats().vms > 1; t++) await new Promise((r) => setTimeout(r, 10));
+      expect(engine.stats().vms).toBe(1);
+      // The count survives the VM that caused it.
+      expect(engine.stats().linkDrops).toBeGreaterThanOrEqual(dropped);
+      a.close();
+    } finally {
+      await engine.close();
+    }
+  });
+});
+
 describe.each(['wasm-simd', 'js'] as const)('engine (%s backend)', (backend) => {
   let engine: Engine;
   let sock: string;

@@ -29,6 +29,7 @@ import { DhcpServer } from '../services/dhcp.js';
 import { DnsServer } from '../services/dns.js';
 import { attachFd, attachStream, listen as listenTransport, createSimpleNegotiator, type VmLink, type Framing, type Listener, type VpnkitRequest } from '../transport/index.js';
 import { nullLogger, type Logger } from '../log.js';
+import { ErrorCodes, VnetkitError } from '../errors.js';
 import { PcapWriter } from '../wire/pcap.js';
 import { TcpStack, type TcpOptions, type TcpPort } from './tcp/index.js';
 import { openDnsTcpSession } from './gateway-dns-tcp.js';
@@ -122,6 +123,12 @@ export interface VmInfo {
   mac?: string;
   uuid?: string;
   ips: string[];
+  /**
+   * The VM connection's own counters. `dropped`: frames the link refused (over its
+   * txQueueLimit because the VM stopped reading, or too big for its MTU) or malformed on
+   * receive; `backlog`: bytes written toward the VM that it has not read yet.
+   */
+  link: { rxFrames: number; rxBytes: number; txFrames: number; txBytes: number; dropped: number; backlog: number };
 }
 
 export interface EngineStats {
@@ -129,6 +136,8 @@ export interface EngineStats {
   vms: number;
   rx: { frames: number; bytes: number; batches: number };
   tx: { frames: number; bytes: number };
+  /** Frames the VM links dropped (see VmInfo.link.dropped), VMs that have left included. */
+  linkDrops: number;
   drops: Record<string, number>;
   switch: { macs: number; forwarded: number; flooded: number; unknownUnicast: number; macsRefused: number };
   udp: { flows: number } & Record<string, number>;
@@ -141,6 +150,15 @@ export interface EngineStats {
 
 export interface AttachOptions {
   framing: Framing;
+  /**
+   * Bytes a VM link may hold toward a VM that is not reading (ours plus the socket's buffer),
+   * default 4 MiB, at least 128 KiB. Past it frames are dropped and counted in
+   * VmInfo.link.dropped; TCP flows stop sending at half of it, so only traffic without flow
+   * control (UDP, floods) is ever dropped.
+   */
+  txQueueLimit?: number;
+  /** Framing 'vpnkit': how long a client has to complete the handshake (default 10 000 ms). */
+  handshakeTimeoutMs?: number;
 }
 
 export class Engine extends EventEmitter {
@@ -179,6 +197,8 @@ export class Engine extends EventEmitter {
     forwarded: 0, flooded: 0, unknownUnicast: 0, echoReplies: 0,
   };
   private readonly drops = new Map<string, number>();
+  /** Link drops of VMs that have left, so stats().linkDrops never goes down. */
+  private leftLinkDrops = 0;
 
   constructor(options: EngineOptions = {}) {
     super();
@@ -292,7 +312,7 @@ export class Engine extends EventEmitter {
 
   /** Attach a VM over any duplex stream (stdio, a socket, a vsock proxy). */
   attach(stream: Duplex | { readable: Readable; writable: Writable }, options: AttachOptions): VmInfo {
-    const link = attachStream(stream, this.linkOptions(options.framing));
+    const link = attachStream(stream, this.linkOptions(options));
     return this.addLink(link);
   }
 
@@ -302,12 +322,12 @@ export class Engine extends EventEmitter {
    * Throws ERR_VNETKIT_BAD_FD when `fd` is not an open socket.
    */
   attachFd(fd: number, options: AttachOptions): VmInfo {
-    return this.addLink(attachFd(fd, this.linkOptions(options.framing)));
+    return this.addLink(attachFd(fd, this.linkOptions(options)));
   }
 
   /** Listen for VMs: unix:///path, tcp://127.0.0.1:port, udp://127.0.0.1:port (framing 'dgram'). */
   async listen(url: string, options: AttachOptions & { allowNonLoopback?: boolean }): Promise<Listener> {
-    const l = await listenTransport(url, { ...this.linkOptions(options.framing), allowNonLoopback: options.allowNonLoopback },
+    const l = await listenTransport(url, { ...this.linkOptions(options), allowNonLoopback: options.allowNonLoopback },
       (link) => this.addLink(link));
     this.vmListeners.add(l);
     return {
@@ -320,9 +340,19 @@ export class Engine extends EventEmitter {
     };
   }
 
-  private linkOptions(framing: Framing) {
+  private linkOptions(options: AttachOptions) {
+    const { framing, txQueueLimit, handshakeTimeoutMs } = options;
+    // A NaN or negative limit would silently disable the cap that keeps a stuck VM's memory bounded.
+    if (txQueueLimit !== undefined && (!Number.isInteger(txQueueLimit) || txQueueLimit < 128 * 1024 || txQueueLimit > 1024 ** 3)) {
+      throw new VnetkitError(ErrorCodes.BAD_OPTION, `option txQueueLimit: must be an integer from ${128 * 1024} to ${1024 ** 3} bytes, got ${txQueueLimit}`);
+    }
+    if (handshakeTimeoutMs !== undefined && (!Number.isInteger(handshakeTimeoutMs) || handshakeTimeoutMs < 1 || handshakeTimeoutMs > 600_000)) {
+      throw new VnetkitError(ErrorCodes.BAD_OPTION, `option handshakeTimeoutMs: must be an integer from 1 to 600000, got ${handshakeTimeoutMs}`);
+    }
     return {
       framing,
+      txQueueLimit,
+      handshakeTimeoutMs,
       mtu: this.config.mtu,
       log: this.log.child({ svc: 'transport' }),
       vpnkit: {
@@ -362,6 +392,7 @@ export class Engine extends EventEmitter {
 
   private removePort(port: VmPort, err?: Error): void {
     if (!this.ports.delete(port.id)) return;
+    this.leftLinkDrops += port.link.stats().dropped;
     // Frames of this port still in the RX batch are ignored: handleFrame finds no port.
     this.macs.purge(port);
     for (const [ip, g] of this.guests) if (g.port === port) this.guests.delete(ip);
@@ -382,6 +413,7 @@ export class Engine extends EventEmitter {
       mac: port.mac ? formatMac(port.mac) : undefined,
       uuid: port.uuid,
       ips: [...port.ips].map(formatIPv4),
+      link: { ...port.link.stats(), backlog: port.link.backlog },
     };
   }
 
@@ -808,6 +840,7 @@ export class Engine extends EventEmitter {
       vms: this.ports.size,
       rx: { frames: c.rxFrames, bytes: c.rxBytes, batches: c.rxBatches },
       tx: { frames: this.tap.frames, bytes: this.tap.bytes },
+      linkDrops: [...this.ports.values()].reduce((n, p) => n + p.link.stats().dropped, this.leftLinkDrops),
       drops: Object.fromEntries(this.drops),
       switch: { macs: this.macs.size, forwarded: c.forwarded, flooded: c.flooded, unknownUnicast: c.unknownUnicast, macsRefused: this.macs.refused },
       udp: { flows: this.udp.size, ...this.udp.counters },
