@@ -488,6 +488,41 @@ describe('timers and flow control', () => {
     expect(max).toBeLessThanOrEqual(50_000 + 1514);
   });
 
+  it('a congested link is shared: after a drain the flows that waited longest send first, so none starves', async () => {
+    const size = 2_000_000;
+    const srv = await listen((s, i) => s.end(seededBytes(size, 90 + i)));
+    const { h, sim } = setup({ mtu: 1500 });
+    // A link like StreamLink: congested from the high-water mark until the VM has read it down
+    // to half, then one drain; the VM reads 30 kB per step.
+    const link = h.link;
+    link.backlog = 0;
+    link.highWater = 120_000;
+    const send0 = link.send.bind(link);
+    link.send = (b, o, l) => { link.backlog! += l; send0(b, o, l); };
+    const flush0 = h.tx.flush.bind(h.tx);
+    h.tx.flush = () => { flush0(); if (link.backlog! >= link.highWater!) link.congested = true; };
+    const take0 = h.take.bind(h);
+    h.take = () => {
+      link.backlog = Math.max(0, link.backlog! - 30_000);
+      if (link.congested && link.backlog <= link.highWater! / 2) {
+        link.congested = false;
+        h.stack.portDrained(1);
+      }
+      return take0();
+    };
+    const peers: TcpPeer[] = [];
+    for (let i = 0; i < 4; i++) {
+      const p = sim.peer({ port: 43000 + i });
+      p.connect(HOST_ALIAS, srv.port);
+      peers.push(p);
+    }
+    expect(await sim.run(() => peers.some((p) => p.received >= size / 2), 60_000)).toBe(true);
+    const got = peers.map((p) => p.received);
+    expect(Math.min(...got)).toBeGreaterThan(0.5 * Math.max(...got));
+    expect(await sim.run(() => peers.every((p) => p.finRcvd), 120_000)).toBe(true);
+    for (let i = 0; i < 4; i++) expect(peers[i].digest).toBe(sha256(seededBytes(size, 90 + i)));
+  });
+
   it('guest zero window: the engine stops, probes, pauses the host socket, and resumes when the window opens', async () => {
     const total = 8_000_000;
     const down = seededBytes(total, 61);

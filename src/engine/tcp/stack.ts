@@ -136,7 +136,17 @@ export class TcpStack {
   private readonly slabs = new Slabs();
   /** Host socket reads land here (one buffer shared by every socket: each read is handled before the next), then are copied into a slab piece. 256 KiB, not 64: at MTU 65520 a 64 KiB read left nearly every 65480-byte segment straddling two pieces, to be gathered with a second copy. */
   private readonly readBuf = Buffer.allocUnsafeSlow(256 * 1024);
+  /** Flows to serve first next turn: stopped by the link's limits before sending anything this turn. */
   private readonly carry: Conn[] = [];
+  /** Flows to serve after those: they sent this turn and were stopped by the burst cap or the link. */
+  private readonly carryLast: Conn[] = [];
+  /**
+   * Per VM port: flows that found its link congested with new data to send, in the order
+   * they were stopped. A drain serves them first, oldest first: marking flows in creation
+   * order let the first two of four bulk flows take the link after every drain while the
+   * other two stalled for seconds (their host senders backed off into zero-window probes).
+   */
+  private readonly waiting = new Map<number, Set<Conn>>();
   private readonly reasmPtrs: number[] = [];
   private readonly reasmFree: number[] = [];
   private readonly seg: Required<TcpSegment>;
@@ -959,6 +969,10 @@ export class TcpStack {
       for (const c of this.carry) this.dirty.add(c);
       this.carry.length = 0;
     }
+    if (this.carryLast.length > 0) {
+      for (const c of this.carryLast) this.dirty.add(c);
+      this.carryLast.length = 0;
+    }
   }
 
   private output(c: Conn): void {
@@ -976,8 +990,9 @@ export class TcpStack {
       // Sender-side silly-window avoidance (RFC 1122 §4.2.3.4): a window-limited tiny segment waits while data is in flight.
       if (len < c.mss && len < avail && inflight > 0) break;
       if (sent >= this.o.burstBytes) {
-        // Fairness: the rest waits for the next turn (not this flush, which is iterating `dirty`).
-        this.carry.push(c);
+        // Fairness: the rest waits for the next turn (not this flush, which is iterating `dirty`),
+        // behind flows that have not sent yet.
+        this.carryLast.push(c);
         this.host.scheduleTx();
         break;
       }
@@ -986,11 +1001,14 @@ export class TcpStack {
         const link = c.port.link;
         // The VM's transport is backed up: new data waits for its drain (portDrained) rather than
         // piling into the link's queue, where it would be dropped and retransmitted.
-        if (link.congested === true) break;
+        if (link.congested === true) {
+          this.wait(c, sent > 0);
+          break;
+        }
         // Frames built this turn reach the link only after flush(), so the link cannot see them
         // yet: count them here, or several flows bursting in one turn overrun its queue cap.
         if (link.highWater !== undefined && (link.backlog ?? 0) + this.turnBytes(c.port.id) >= link.highWater) {
-          this.carry.push(c);
+          (sent > 0 ? this.carryLast : this.carry).push(c);
           this.host.scheduleTx();
           break;
         }
@@ -1208,6 +1226,7 @@ export class TcpStack {
     if (this.conns[c.id] === c) this.conns[c.id] = undefined;
     this.all.delete(c);
     this.dirty.delete(c);
+    this.waiting.get(c.port.id)?.delete(c);
     this.timed.delete(c);
     this.starved.delete(c);
     this.delayedAcks.delete(c);
@@ -1366,9 +1385,30 @@ export class TcpStack {
 
   // ---- management -------------------------------------------------------------
 
-  /** A VM's transport drained: its flows may send the data they held back. */
+  /** Park a flow until its VM's link drains; one that just sent goes behind the others, one that did not keeps its place. */
+  private wait(c: Conn, sent: boolean): void {
+    let w = this.waiting.get(c.port.id);
+    if (w === undefined) {
+      w = new Set();
+      this.waiting.set(c.port.id, w);
+    }
+    if (sent) w.delete(c);
+    w.add(c);
+  }
+
+  /** A VM's transport drained: its flows may send the data they held back, longest-waiting first. */
   portDrained(portId: number): void {
     let any = false;
+    const w = this.waiting.get(portId);
+    if (w !== undefined && w.size > 0) {
+      // Waiting flows go to the front of this turn's order, ahead of flows made dirty since.
+      const later = this.dirty.size > 0 ? [...this.dirty] : null;
+      this.dirty.clear();
+      for (const c of w) if (c.state === St.Established) this.markDirty(c);
+      w.clear();
+      if (later !== null) for (const c of later) this.markDirty(c);
+      any = this.dirty.size > 0;
+    }
     for (const c of this.all) {
       if (c.port.id === portId && c.state === St.Established) {
         this.markDirty(c);
@@ -1382,6 +1422,7 @@ export class TcpStack {
   purge(portId: number): void {
     for (const c of [...this.all]) if (c.port.id === portId) this.remove(c, true);
     this.portSenders.delete(portId);
+    this.waiting.delete(portId);
   }
 
   flows(): TcpFlowInfo[] {
