@@ -11,6 +11,8 @@ export type PeerName = 'vnetkit-simd' | 'vnetkit-js' | 'slirp' | 'passt' | 'rela
 export interface IperfRun {
   peer: PeerName; mtu: number; streams: number; dir: 'up' | 'down'; run: number; status: string;
   gbps?: number; retr?: number; bytes?: number; secs?: number;
+  /** With several streams: the slowest stream's rate ÷ the fastest's (1 = fair; near 0 = a stream starved). */
+  fairness?: number;
   engineCpuS?: number; relayCpuS?: number; cpuSPerGB?: number;
   enginePct?: number; relayPct?: number; sysPct?: number;
 }
@@ -142,8 +144,8 @@ export function renderMarkdown(r: E2eResult): string {
   }
 
   L.push('', '## Every throughput configuration', '');
-  L.push('| peer | MTU | streams | direction | Gbit/s (median) | min..max | runs ok | retr | engine CPU % | CPU s/GB | relay CPU % | system busy % |');
-  L.push('|---|---:|---:|---|---:|---|---:|---:|---:|---:|---:|---:|');
+  L.push('| peer | MTU | streams | direction | Gbit/s (median) | min..max | slowest ÷ fastest stream (worst run) | runs ok | retr | engine CPU % | CPU s/GB | relay CPU % | system busy % |');
+  L.push('|---|---:|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|');
   const order = (x: IperfRun) => [r.peers.indexOf(x.peer), x.mtu, x.streams, x.dir === 'up' ? 0 : 1];
   const sorted = [...r.runs].sort((a, b) => {
     const oa = order(a), ob = order(b);
@@ -158,7 +160,9 @@ export function renderMarkdown(r: E2eResult): string {
     const med = (f: (x: IperfRun) => number | undefined) => median(ok.map(f).filter((x): x is number => x !== undefined));
     const g = ok.map((x) => x.gbps!);
     const bad = all.filter((x) => x.status !== 'ok').map((x) => x.status);
+    const fair = ok.map((x) => x.fairness).filter((x): x is number => x !== undefined);
     L.push(`| ${LABEL[peer as PeerName]} | ${mtu} | ${streams} | ${arrow(dir)} | **${fmt(median(g))}** | ${g.length ? `${fmt(Math.min(...g))}..${fmt(Math.max(...g))}` : '–'} | ` +
+      `${fair.length ? fmt(Math.min(...fair)) : '–'} | ` +
       `${ok.length}/${all.length}${bad.length ? ` (${[...new Set(bad)].join(', ')})` : ''} | ${fmt(med((x) => x.retr), 0)} | ${fmt(med((x) => x.enginePct), 0)} | ` +
       `${fmt(med((x) => x.cpuSPerGB))} | ${fmt(med((x) => x.relayPct), 0)} | ${fmt(med((x) => x.sysPct), 0)} |`);
   }

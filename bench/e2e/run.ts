@@ -467,6 +467,7 @@ async function iperfRun(s: Session, o: Opts, streams: number, dir: 'up' | 'down'
       ...base, status,
       gbps: sum ? sum.bits_per_second / 1e9 : 0,
       retr: j?.end?.sum_sent?.retransmits ?? 0,
+      fairness: fairness(j),
       bytes, secs,
       engineCpuS,
       relayCpuS: (r1 - r0) / HZ,
@@ -478,6 +479,13 @@ async function iperfRun(s: Session, o: Opts, streams: number, dir: 'up' | 'down'
   } finally {
     await stopBg(srv);
   }
+}
+
+/** Slowest stream ÷ fastest in one iperf3 result with several streams (a stream starved by the engine shows as ~0). */
+function fairness(j: any): number | undefined {
+  const rates: number[] = (j?.end?.streams ?? []).map((x: any) => x?.receiver?.bits_per_second).filter((x: unknown) => typeof x === 'number');
+  if (rates.length < 2 || Math.max(...rates) <= 0) return undefined;
+  return Math.min(...rates) / Math.max(...rates);
 }
 
 async function connRun(s: Session, kind: 'conn' | 'rr', n: number, par: number, round: number): Promise<ConnRun> {
@@ -602,7 +610,7 @@ async function main(): Promise<void> {
               const x = await iperfRun(s, o, streams, dir, round, logDir);
               result.runs.push(x);
               log(`${name} mtu=${mtu} P=${streams} ${dir} #${round}: ${x.gbps?.toFixed(2) ?? '-'} Gbit/s, engine ${x.enginePct?.toFixed(0) ?? '-'}% ` +
-                `(${x.cpuSPerGB?.toFixed(2) ?? '-'} CPU s/GB), relay ${x.relayPct?.toFixed(0) ?? '-'}%, retr ${x.retr ?? '-'} ${x.status}`);
+                `(${x.cpuSPerGB?.toFixed(2) ?? '-'} CPU s/GB), relay ${x.relayPct?.toFixed(0) ?? '-'}%, retr ${x.retr ?? '-'}${x.fairness !== undefined ? `, slowest stream ${(100 * x.fairness).toFixed(0)}% of fastest` : ''} ${x.status}`);
             }
             // connection tests at the first MTU only: a handshake and a 1-byte exchange do not depend on it
             if (mtu === o.mtus[0] && !s.engine.done && !s.relay.done) {
