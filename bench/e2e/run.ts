@@ -481,6 +481,26 @@ async function iperfRun(s: Session, o: Opts, streams: number, dir: 'up' | 'down'
   }
 }
 
+/** Connection tests start once the host's TIME_WAIT table is down to this. */
+const TW_SETTLED = 1000;
+
+/**
+ * Wait (at most 65 s) until the host holds few TIME_WAIT sockets. Each engine's host-side
+ * sockets close first and leave one for 60 s; with thousands of them a loopback connect()
+ * searches longer for a free port, so a peer tested right after another's connection tests
+ * would pay for them.
+ */
+async function settleTimeWait(): Promise<{ count: number; waitedS: number }> {
+  const t0 = Date.now();
+  const count = async () => (await run('ss', ['-Htan', 'state', 'time-wait'])).stdout.split('\n').filter((l) => l.trim() !== '').length;
+  let n = await count();
+  while (n > TW_SETTLED && Date.now() - t0 < 65_000) {
+    await sleep(1000);
+    n = await count();
+  }
+  return { count: n, waitedS: Math.round((Date.now() - t0) / 1000) };
+}
+
 /** Slowest stream ÷ fastest in one iperf3 result with several streams (a stream starved by the engine shows as ~0). */
 function fairness(j: any): number | undefined {
   const rates: number[] = (j?.end?.streams ?? []).map((x: any) => x?.receiver?.bits_per_second).filter((x: unknown) => typeof x === 'number');
@@ -615,6 +635,8 @@ async function main(): Promise<void> {
             // connection tests at the first MTU only: a handshake and a 1-byte exchange do not depend on it
             if (mtu === o.mtus[0] && !s.engine.done && !s.relay.done) {
               if (o.conn > 0) {
+                const tw = await settleTimeWait();
+                log(`${name} conn #${round}: ${tw.count} host TIME_WAIT sockets after waiting ${tw.waitedS} s`);
                 if (o.connWarmup > 0) {
                   const c = { ...(await connRun(s, 'conn', o.connWarmup, 1, round)), warmup: true };
                   result.conns.push(c);
