@@ -72,6 +72,7 @@ beforeAll(async () => {
   const cfg = buildConfig({}, {
     'listen-qemu': [`unix://${qemuSock}`],
     listen: [`unix://${apiSock}`],
+    'vm-tx-queue-limit': '262144',
     'log-format': 'json',
     'log-level': 'info',
   });
@@ -222,6 +223,26 @@ describe('control API: services', () => {
     expect(ack).not.toBeNull();
     const leases = (await call('GET', '/services/dhcp/leases')).json as Record<string, string>;
     expect(leases).toEqual({ [fmt(yiaddr)]: '02:00:00:00:00:42' });
+  });
+
+  it('/vms shows each VM link\'s counters, with the cap --vm-tx-queue-limit set', async () => {
+    const vm = net.connect(qemuSock);
+    try {
+      await new Promise<void>((r) => vm.once('connect', () => r()));
+      type Vm = { framing: string; link: Record<string, number> };
+      let vms: Vm[] = [];
+      for (let t = 0; t < 100 && vms.length === 0; t++) {
+        vms = (await call('GET', '/vms')).json as Vm[];
+        if (vms.length === 0) await new Promise((r) => setTimeout(r, 10));
+      }
+      expect(vms).toHaveLength(1);
+      expect(vms[0].framing).toBe('qemu');
+      expect(vms[0].link).toMatchObject({ txQueueLimit: 262144, txFrames: 0, dropped: 0, backlog: 0 });
+      expect((await call('GET', '/stats')).json).toMatchObject({ linkDrops: 0 });
+    } finally {
+      vm.destroy();
+    }
+    for (let t = 0; t < 100 && ((await call('GET', '/vms')).json as unknown[]).length > 0; t++) await new Promise((r) => setTimeout(r, 10));
   });
 
   it('stats, vms and flows are JSON', async () => {

@@ -97,6 +97,9 @@ describe('config validation names the key and the reason', () => {
     expect(errOf(() => buildConfig({}, { backend: 'gpu' })).key).toBe('--backend');
     expect(errOf(() => buildConfig({}, { 'gateway-ip': '1.2.3' })).message).toBe('--gateway-ip: "1.2.3" is not an IPv4 address');
     expect(errOf(() => buildConfig({}, { snaplen: '10' })).key).toBe('--snaplen');
+    expect(errOf(() => buildConfig({}, { 'vm-tx-queue-limit': '65536' })).message).toBe('--vm-tx-queue-limit: must be from 131072 to 1073741824, got 65536');
+    expect(buildConfig({ 'vm-tx-queue-limit': 1048576 }, {}, 'c.yaml').vmTxQueueLimit).toBe(1048576);
+    expect(buildConfig({}, {}).vmTxQueueLimit).toBeUndefined();
   });
 
   it('cross-field engine errors are reported against our key', () => {

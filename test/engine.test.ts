@@ -83,6 +83,7 @@ describe('VM link options', () => {
       const info = vmB();
       expect(info.link.dropped).toBeGreaterThan(0);
       expect(info.link.backlog).toBeLessThanOrEqual(limit);
+      expect(info.link.txQueueLimit).toBe(limit);
       expect(info.link.txFrames + info.link.dropped).toBeLessThanOrEqual(4000);
       expect(engine.stats().linkDrops).toBe(info.link.dropped);
       const dropped = info.link.dropped;

@@ -125,7 +125,7 @@ export async function startDaemon(cfg: DaemonConfig, io: DaemonIo, tuning: Daemo
     ];
     for (const [name, urls, framing] of groups) {
       for (const u of urls) {
-        const l = await engine.listen(u, { framing });
+        const l = await engine.listen(u, { framing, txQueueLimit: cfg.vmTxQueueLimit });
         vmListeners.push(l);
         if (l.url.startsWith('unix://')) fs.chmodSync(l.address, 0o600);
         vmUrls.push({ framing: name, url: l.url });
@@ -151,11 +151,11 @@ export async function startDaemon(cfg: DaemonConfig, io: DaemonIo, tuning: Daemo
         if (info.id === id) void close();
       });
     };
-    if (cfg.listenStdio) stopWith(engine.attach({ readable: io.stdin ?? process.stdin, writable: io.stdout ?? process.stdout }, { framing: 'le16' }).id);
+    if (cfg.listenStdio) stopWith(engine.attach({ readable: io.stdin ?? process.stdin, writable: io.stdout ?? process.stdout }, { framing: 'le16', txQueueLimit: cfg.vmTxQueueLimit }).id);
     if (cfg.fd !== undefined) {
       let vm;
       try {
-        vm = engine.attachFd(cfg.fd, { framing: 'qemu' });
+        vm = engine.attachFd(cfg.fd, { framing: 'qemu', txQueueLimit: cfg.vmTxQueueLimit });
       } catch (e) {
         throw new VnetkitError((e as VnetkitError).code, `--fd: ${(e as Error).message}`, { cause: e });
       }

@@ -40,6 +40,7 @@ export const OPTIONS: readonly OptionDef[] = [
   { name: 'listen', type: 'list', arg: 'URL', help: 'Control API (HTTP+JSON, gvisor-tap-vsock paths): unix:///path (mode 0600). tcp://127.0.0.1:PORT is accepted only with --no-host-loopback or --allow-guest-api, because guests reach the host\'s loopback through the host alias. Repeatable.' },
   { name: 'allow-guest-api', type: 'bool', help: 'Permit a tcp:// control API while guests can reach host loopback (they could then call it).' },
   { name: 'mtu', type: 'int', arg: 'N', help: 'Link MTU announced to guests, 576..65520 (default 1500).' },
+  { name: 'vm-tx-queue-limit', type: 'int', arg: 'BYTES', help: 'Bytes each VM connection may hold toward a VM that is not reading, 131072..1073741824 (default 4194304). Past it frames are dropped and counted (/vms link.dropped, /stats linkDrops); TCP flows stop sending at half of it.' },
   { name: 'subnet', type: 'string', arg: 'CIDR', help: 'Virtual subnet (default 192.168.65.0/24).' },
   { name: 'gateway-ip', type: 'string', arg: 'IP', help: 'Gateway, DHCP and DNS server address (default: .1 of the subnet).' },
   { name: 'host-ip', type: 'string', arg: 'IP', help: 'Host alias: guests reach the host\'s 127.0.0.1 through it (default: .2 of the subnet).' },
@@ -216,6 +217,8 @@ export interface DaemonConfig {
   listenDgram: string[];
   /** An inherited connected stream socket to attach as one qemu-framed VM. */
   fd?: number;
+  /** Every VM link's txQueueLimit (the engine's default when absent). */
+  vmTxQueueLimit?: number;
   listen: string[];
   allowGuestApi: boolean;
   engine: EngineOptions;
@@ -411,6 +414,7 @@ export function buildConfig(file: RawOptions, flags: RawOptions, fileSource = 'c
     listenStdio,
     listenDgram,
     fd,
+    vmTxQueueLimit: int('vm-tx-queue-limit', 128 * 1024, 1024 ** 3),
     listen,
     allowGuestApi,
     engine,

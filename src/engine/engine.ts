@@ -126,9 +126,10 @@ export interface VmInfo {
   /**
    * The VM connection's own counters. `dropped`: frames the link refused (over its
    * txQueueLimit because the VM stopped reading, or too big for its MTU) or malformed on
-   * receive; `backlog`: bytes written toward the VM that it has not read yet.
+   * receive; `backlog`: bytes written toward the VM that it has not read yet, at most
+   * `txQueueLimit`.
    */
-  link: { rxFrames: number; rxBytes: number; txFrames: number; txBytes: number; dropped: number; backlog: number };
+  link: { rxFrames: number; rxBytes: number; txFrames: number; txBytes: number; dropped: number; backlog: number; txQueueLimit: number };
 }
 
 export interface EngineStats {
@@ -413,7 +414,7 @@ export class Engine extends EventEmitter {
       mac: port.mac ? formatMac(port.mac) : undefined,
       uuid: port.uuid,
       ips: [...port.ips].map(formatIPv4),
-      link: { ...port.link.stats(), backlog: port.link.backlog },
+      link: { ...port.link.stats(), backlog: port.link.backlog, txQueueLimit: port.link.txQueueLimit },
     };
   }
 

@@ -81,6 +81,10 @@ export class DgramLink implements VmLink {
   }
 
   /** Never reached: past txQueueLimit datagrams are dropped, not held. */
+  get txQueueLimit(): number {
+    return this.gate.limit;
+  }
+
   get highWater(): number {
     return Infinity;
   }

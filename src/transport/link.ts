@@ -147,6 +147,10 @@ export class StreamLink implements VmLink {
     return this.queuedBytes + this.w.writableLength;
   }
 
+  get txQueueLimit(): number {
+    return this.gate.limit;
+  }
+
   get highWater(): number {
     return this.gate.limit >> 1;
   }

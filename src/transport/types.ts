@@ -47,6 +47,8 @@ export interface VmLink {
   readonly backlog: number;
   /** Backlog at which the link turns congested: senders stop adding new data there (half the queue cap). */
   readonly highWater: number;
+  /** The queue cap (LinkOptions.txQueueLimit as applied): frames that would take the backlog past it are dropped. */
+  readonly txQueueLimit: number;
   /** Stop / restart delivering frames from the VM. Frames after the one during which pause() was called are held, not lost. */
   pause(): void;
   resume(): void;
