@@ -20,6 +20,8 @@ export interface IperfRun {
 export interface ConnRun {
   peer: PeerName; mtu: number; kind: 'conn' | 'rr'; par: number; run: number; n: number; ok: number; fail: number;
   rate?: number; p50us?: number; p99us?: number; enginePct: number; status: string;
+  /** Engine CPU seconds over the probe's whole run (results before 8acec1c lack it). */
+  engineCpuS?: number;
   /** The untimed warm-up that precedes the measured connection tests of a session (a fresh engine, cold JIT). */
   warmup?: boolean;
 }
@@ -93,7 +95,10 @@ function metrics(r: E2eResult): Metric[] {
     out.push({ label: 'connect + request + close latency p99: µs', better: 'lower', digits: 0, value: conn('conn', 1, (c) => c.p99us) });
     // CPU per connection varies less between rounds than the rate does (the rate also carries
     // the client's and server's scheduling on a shared machine).
-    const cpuPerConn = (c: ConnRun) => (c.rate ? (c.enginePct / 100 / c.rate) * 1e6 : undefined);
+    // CPU over the probe's run ÷ connections made. (CPU % ÷ conn/s, used before, divided by the
+    // probe's wall time including its start-up, so it under-counted most for the fastest peer.)
+    const cpuPerConn = (c: ConnRun) =>
+      c.engineCpuS !== undefined ? (c.ok > 0 ? (c.engineCpuS / c.ok) * 1e6 : undefined) : c.rate ? (c.enginePct / 100 / c.rate) * 1e6 : undefined;
     out.push({ label: 'engine CPU per connection, 1 at a time: µs', better: 'lower', digits: 0, value: conn('conn', 1, cpuPerConn) });
     out.push({ label: 'engine CPU per connection, 8 in parallel: µs', better: 'lower', digits: 0, value: conn('conn', 8, cpuPerConn) });
   }

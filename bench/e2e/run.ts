@@ -515,12 +515,13 @@ async function connRun(s: Session, kind: 'conn' | 'rr', n: number, par: number, 
   const [c, a] = inNs(NS, 'node', args);
   const r = await run(c, a, 90_000);
   const secs = (performance.now() - t0) / 1000;
-  const enginePct = (100 * (treeTicks(s.engine.proc.pid) - e0)) / HZ / secs;
+  const engineCpuS = (treeTicks(s.engine.proc.pid) - e0) / HZ;
+  const enginePct = (100 * engineCpuS) / secs;
   let j: any = {};
   try { j = JSON.parse(r.stdout.trim().split('\n').pop() ?? ''); } catch { j = { err: `bad probe output: ${r.stderr.trim().slice(0, 200)}` }; }
   return {
     peer: s.name, mtu: s.mtu, kind, par, run: round, n: j.n ?? n, ok: j.ok ?? 0, fail: j.fail ?? n, rate: j.rate,
-    p50us: j.p50_us, p99us: j.p99_us, enginePct, status: r.code === 0 ? 'ok' : `fail: ${j.err ?? 'exit ' + r.code}`,
+    p50us: j.p50_us, p99us: j.p99_us, enginePct, engineCpuS, status: r.code === 0 ? 'ok' : `fail: ${j.err ?? 'exit ' + r.code}`,
   };
 }
 
