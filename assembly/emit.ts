@@ -6,12 +6,15 @@
 //   of the previous one (the first at or after `out`). 4-byte starts keep the
 //   u32 header stores and the payload copy from splitting words needlessly;
 //   pad bytes between frames are left as they were.
-// - Except a frame whose payload the caller already put inside the output
-//   region, at least its headers' length past the end of the previous frame
-//   (and not before `out`): that frame is built around its payload, starting
-//   at payloadPtr - headers, and the payload is summed where it lies, not
+// - Except a frame whose payload pointer lies inside the output region, at
+//   least its headers' length past the end of the previous frame (and not
+//   before `out`): that frame is built around its payload, starting at
+//   payloadPtr - headers, and the payload is summed where it lies, not
 //   copied. The engine copies host data straight there, saving a pass over
-//   every byte it sends.
+//   every byte it sends. This holds for an empty payload too (a bare ACK), so
+//   the caller decides where every frame lands: it lays frames out back to
+//   back with room for the VM link's framing header in front of each, and
+//   the link writes them from this memory without copying them again.
 // - A descriptor that cannot become a frame (T_PROTO not 6/17, IPv4 total
 //   length over 65535, or a payload range outside memory) still consumes its
 //   slot: T_FRAME_LEN = 0 and a (ptr, 0) table entry, ptr being where the
@@ -136,7 +139,7 @@ export function buildFrames(txs: usize, count: u32, out: usize, outCap: u32, tab
     const frameLen = ETH_HDR + ipTotal;
     const hdrs = <u64>(frameLen - payloadLen);
     let at = start;
-    if (payloadLen > 0 && <u64>payloadPtr >= <u64>out + hdrs && <u64>payloadPtr - hdrs >= cursor) at = <u64>payloadPtr - hdrs;
+    if (<u64>payloadPtr >= <u64>out + hdrs && <u64>payloadPtr - hdrs >= cursor) at = <u64>payloadPtr - hdrs;
     if (at + <u64>frameLen > outEnd) break;
     const f = <usize>at;
 

@@ -25,7 +25,8 @@ function fold32(s: number): number {
   return (s & 0xffff) + (s >>> 16);
 }
 
-function tcpOptionsLen(opt: number): number {
+/** TCP option bytes for OPT_* bits (the TX batch lays frames out with it too). */
+export function tcpOptionsLen(opt: number): number {
   let n = 0;
   if (opt & OPT_MSS) n += 4;
   if (opt & (OPT_TS | OPT_SACK_PERM)) n += opt & OPT_TS ? 12 : 4;
@@ -91,8 +92,8 @@ export function buildFrames(m: JsMem, txs: number, count: number, out: number, o
     const ipTotal = IP_HDR + l4Len;
     const frameLen = ETH_HDR + ipTotal;
     const hdrs = frameLen - payloadLen;
-    // A payload already placed inside the output region is built around, not copied (see assembly/emit.ts).
-    const at = payloadLen > 0 && payloadPtr >= out + hdrs && payloadPtr - hdrs >= cursor ? payloadPtr - hdrs : start;
+    // A payload (even an empty one) placed inside the output region is built around, not copied (see assembly/emit.ts).
+    const at = payloadPtr >= out + hdrs && payloadPtr - hdrs >= cursor ? payloadPtr - hdrs : start;
     if (at + frameLen > outEnd) break;
     const f = at;
 
