@@ -184,6 +184,141 @@ describe('coalescing', () => {
   });
 });
 
+/** Both ends of a fresh unix stream connection: [accepted, connecting]. */
+async function socketPair(d: string): Promise<[net.Socket, net.Socket]> {
+  const p = path.join(d, `p${Math.random().toString(36).slice(2)}.sock`);
+  let accept!: (s: net.Socket) => void;
+  const accepted = new Promise<net.Socket>((r) => (accept = r));
+  const srv = net.createServer((s) => {
+    srv.close();
+    accept(s);
+  });
+  await new Promise<void>((r) => srv.listen(p, r));
+  const c = await rawConnect({ path: p });
+  c.on('error', () => {});
+  return [await accepted, c];
+}
+
+/** A FrameHold that counts: the engine's TX ring pin, as the link sees it. */
+function countingHold() {
+  const h = {
+    retained: 0,
+    released: 0,
+    retain() {
+      h.retained++;
+    },
+    release: () => {
+      h.released++;
+    },
+  };
+  return h;
+}
+
+/** Lay frames out as the engine's TX batch does: each one behind `prefix` free bytes, back to back. */
+function layOut(frames: Buffer[], prefix: number, gapAfter = -1) {
+  const mem = new Uint8Array(1 << 20);
+  const at: number[] = [];
+  let p = 64;
+  frames.forEach((f, i) => {
+    p += prefix;
+    at.push(p);
+    mem.set(f, p);
+    p += f.length;
+    if (i === gapAfter) p += 8;
+  });
+  return { mem, at };
+}
+
+describe('sendInPlace (frames written from the engine\'s memory)', () => {
+  it.each(['qemu', 'le16'] as const)('%s: adjacent frames leave as one view, in order with copied ones; each view is released once written', async (framing) => {
+    const { link, sock, peer, server } = await attachedPair(framing, { mtu: 9000 });
+    const prefix = framing === 'qemu' ? 4 : 2;
+    expect(link.framePrefix).toBe(prefix);
+    const chunks: number[] = [];
+    const s = sock as unknown as { _writev: (chunks: { chunk: Buffer }[], cb: unknown) => unknown };
+    const ov = s._writev.bind(sock);
+    s._writev = (c, cb) => {
+      chunks.push(c.length);
+      return ov(c, cb);
+    };
+    const frames = Array.from({ length: 12 }, (_, i) => testFrame(i, 60 + i * 700));
+    // Frames 0-5 adjacent, a gap, 6-11 adjacent: two views.
+    const { mem, at } = layOut(frames, prefix, 5);
+    const hold = countingHold();
+    const copied = testFrame(99, 100);
+    link.send(copied, 0, copied.length); // queued first: must arrive first
+    for (let i = 0; i < 12; i++) link.sendInPlace(mem, at[i], frames[i].length, hold);
+    link.send(copied, 0, copied.length); // after the views: a new segment
+    expect(hold.retained).toBe(2);
+    expect(hold.released).toBe(0);
+    link.flush();
+    // segment, view, view, segment: one corked writev of four chunks.
+    expect(chunks).toEqual([4]);
+    const got = await peer.waitFrames(14);
+    expect(got).toEqual([copied, ...frames, copied]);
+    await new Promise((r) => setImmediate(r));
+    expect(hold.released).toBe(2);
+    // The link wrote its length prefixes into the reserved bytes.
+    if (framing === 'qemu') expect(Buffer.from(mem.buffer, at[3] - 4, 4).readUInt32BE(0)).toBe(frames[3].length);
+    else expect(Buffer.from(mem.buffer, at[3] - 2, 2).readUInt16LE(0)).toBe(frames[3].length);
+    expect(link.stats().txFrames).toBe(14);
+    peer.close();
+    server.close();
+  });
+
+  it('refused frames pin nothing: no room for the prefix, too big, closed link', async () => {
+    const { link, peer, server } = await attachedPair('qemu');
+    const hold = countingHold();
+    const mem = new Uint8Array(70000);
+    link.sendInPlace(mem, 2, 60, hold); // the prefix would start before the buffer
+    link.sendInPlace(mem, 100, 9000, hold); // above MTU 1500 + 14
+    expect(link.stats().dropped).toBe(2);
+    link.close('test');
+    link.sendInPlace(mem, 100, 60, hold);
+    expect(link.stats().dropped).toBe(3);
+    expect(hold.retained).toBe(0);
+    await peer.waitClose();
+    server.close();
+  });
+
+  it('views queued but never written are released when the link fails; views being written are released when the socket dies', async () => {
+    // Queued: a vpnkit link before its handshake holds frames back; the peer hangs up.
+    {
+      const [a, b] = await socketPair(dir);
+      const link = attachStream(a, { framing: 'vpnkit' });
+      link.onClose = () => {};
+      const hold = countingHold();
+      const f = testFrame(1, 60);
+      const { mem, at } = layOut([f], 2);
+      link.sendInPlace(mem, at[0], f.length, hold);
+      link.flush();
+      expect(hold.retained).toBe(1);
+      b.destroy();
+      await new Promise((r) => a.once('close', r));
+      expect(hold.released).toBe(1);
+    }
+    // Written: a VM that does not read leaves views in the socket's queue until the link is torn down.
+    {
+      const { link, sock, peer, server } = await attachedPair('qemu', { mtu: 9000, txQueueLimit: 64 * 1024 * 1024 });
+      peer.socket.pause();
+      const big = Buffer.alloc(9014, 7);
+      const hold = countingHold();
+      for (let turn = 0; turn < 100; turn++) {
+        const { mem, at } = layOut(Array(64).fill(big), 4);
+        for (const p of at) link.sendInPlace(mem, p, big.length, hold);
+        link.flush();
+      }
+      expect(sock.writableLength).toBeGreaterThan(0);
+      expect(hold.released).toBeLessThan(hold.retained);
+      sock.destroy();
+      peer.close();
+      await new Promise((r) => setTimeout(r, 50));
+      expect(hold.released).toBe(hold.retained);
+      server.close();
+    }
+  });
+});
+
 /** Send 64 frames a turn, flushing each turn, until the link says it is congested (or maxTurns pass); returns frames sent. */
 async function sendUntilCongested(link: StreamLink, f: Buffer, maxTurns: number): Promise<number> {
   let sent = 0;

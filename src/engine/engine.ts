@@ -27,7 +27,7 @@ import { reasonName } from './reasons.js';
 import { buildArpReply, buildIcmpEchoReply, buildPortUnreachable, buildUdpPortUnreachable, buildUdpFragments, readArp } from './replies.js';
 import { DhcpServer } from '../services/dhcp.js';
 import { DnsServer } from '../services/dns.js';
-import { attachFd, attachStream, listen as listenTransport, createSimpleNegotiator, type VmLink, type Framing, type Listener, type VpnkitRequest } from '../transport/index.js';
+import { attachFd, attachStream, listen as listenTransport, createSimpleNegotiator, type VmLink, type FrameHold, type Framing, type Listener, type VpnkitRequest } from '../transport/index.js';
 import { nullLogger, type Logger } from '../log.js';
 import { ErrorCodes, VnetkitError } from '../errors.js';
 import { PcapWriter } from '../wire/pcap.js';
@@ -97,6 +97,17 @@ export class VmPort implements TxSink {
     this.tap.bytes += len;
     this.tap.fn?.(buf, off, len);
     this.link.send(buf, off, len);
+  }
+
+  get framePrefix(): number {
+    return this.link.framePrefix ?? 0;
+  }
+
+  sendInPlace(buf: Uint8Array, off: number, len: number, hold: FrameHold): void {
+    this.tap.frames++;
+    this.tap.bytes += len;
+    this.tap.fn?.(buf, off, len);
+    this.link.sendInPlace!(buf, off, len, hold);
   }
 
   flush(): void {
@@ -228,7 +239,7 @@ export class Engine extends EventEmitter {
       (i, portId, ptr, len, d) => this.handleFrame(portId, ptr, len, d),
       () => this.afterBatch(),
       () => this.clockMs());
-    this.tx = new TxBatch(k, 1024, 4 * 1024 * 1024, cfg.gatewayMac);
+    this.tx = new TxBatch(k, 1024, 8 * 1024 * 1024, cfg.gatewayMac);
     // A vpnkit UUID keeps its MAC and IP across reconnects; its IP is pinned in the DHCP server.
     this.uuids = createSimpleNegotiator({
       mtu: cfg.mtu,

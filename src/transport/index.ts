@@ -43,7 +43,7 @@
  *   senders refill, instead of running dry while they wait for a full drain.
  * - Errors: VnetkitError with codes in TransportErrorCodes.
  */
-export type { Framing, LinkOptions, LinkStats, VmLink, VpnkitDecision, VpnkitNegotiator, VpnkitRequest } from './types.js';
+export type { FrameHold, Framing, LinkOptions, LinkStats, VmLink, VpnkitDecision, VpnkitNegotiator, VpnkitRequest } from './types.js';
 export { TransportErrorCodes, type TransportErrorCode } from './errors.js';
 export { FrameDecoder, HDR_BE32, HDR_LE16, DEC_OK, DEC_EMPTY, DEC_TOO_LARGE, type FrameSink } from './decoder.js';
 export {

@@ -7,20 +7,22 @@
  * so bounded) and replayed on resume() before the socket reads again, so
  * frame order is kept.
  *
- * Send: send() copies the framed frame into the current output segment; one
- * flush per turn writes every filled segment (cork/uncork → one writev when
- * there is more than one). Bytes queued by us plus the socket's own buffer
- * are capped at txQueueLimit: past it frames are dropped and counted, so a VM
- * that stops reading costs bounded memory.
+ * Send: send() copies the framed frame into the current output segment;
+ * sendInPlace() takes a frame where the engine built it, with room for the
+ * length prefix in front, and adjacent frames become one run (a view, no
+ * copy). One flush per turn writes every filled segment and run in order
+ * (cork/uncork → one writev when there is more than one). Bytes queued by us
+ * plus the socket's own buffer are capped at txQueueLimit: past it frames are
+ * dropped and counted, so a VM that stops reading costs bounded memory.
  */
 import type { Duplex, Readable, Writable } from 'node:stream';
 import { VnetkitError } from '../errors.js';
 import { nullLogger, type Logger } from '../log.js';
 import { DEC_EMPTY, DEC_OK, FrameDecoder, HDR_BE32, HDR_LE16 } from './decoder.js';
 import { TransportErrorCodes as E, transportError } from './errors.js';
-import { SEG_SIZE, takeSegment, type Segment } from './segments.js';
+import { SEG_SIZE, releaseSegment, takeSegment, type Segment } from './segments.js';
 import { ACCEPT, SendGate } from './send-gate.js';
-import type { Framing, LinkOptions, LinkStats, VmLink, VpnkitNegotiator } from './types.js';
+import type { FrameHold, Framing, LinkOptions, LinkStats, VmLink, VpnkitNegotiator } from './types.js';
 import {
   VPNKIT_COMMAND_LEN,
   VPNKIT_INIT_LEN,
@@ -59,6 +61,35 @@ const PH_INIT = 0;
 const PH_COMMAND = 1;
 const PH_DATA = 2;
 const PH_CLOSED = 3;
+
+/** The frame header of the stream framings: 4 bytes big-endian (qemu) or 2 bytes little-endian. */
+function writeLengthPrefix(b: Uint8Array, p: number, hdrLen: number, len: number): void {
+  if (hdrLen === HDR_BE32) {
+    b[p] = len >>> 24;
+    b[p + 1] = (len >>> 16) & 255;
+    b[p + 2] = (len >>> 8) & 255;
+    b[p + 3] = len & 255;
+  } else {
+    b[p] = len & 255;
+    b[p + 1] = len >>> 8;
+  }
+}
+
+/** Frames queued in place (sendInPlace): mem[start, end), prefixes included, written as one view. */
+class InPlaceRun {
+  constructor(
+    readonly mem: Uint8Array,
+    readonly start: number,
+    public end: number,
+    readonly hold: FrameHold,
+    private readonly written: () => void,
+  ) {}
+  /** Write completion (or the run dropped unwritten): unpin, then let the link check its backlog. */
+  readonly done = (): void => {
+    this.hold.release();
+    this.written();
+  };
+}
 
 export interface StreamPair {
   readable: Readable;
@@ -100,7 +131,8 @@ export class StreamLink implements VmLink {
   private replayScheduled = false;
 
   private cur: Segment | null = null;
-  private readonly sealed: Segment[] = [];
+  /** What flush() writes, in order: filled segments and in-place runs. */
+  private readonly sealed: (Segment | InPlaceRun)[] = [];
   private queuedBytes = 0;
   private congestedFlag = false;
 
@@ -141,6 +173,10 @@ export class StreamLink implements VmLink {
 
   get congested(): boolean {
     return this.congestedFlag;
+  }
+
+  get framePrefix(): number {
+    return this.hdrLen;
   }
 
   get backlog(): number {
@@ -194,20 +230,34 @@ export class StreamLink implements VmLink {
       this.cur = seg;
     }
     const b = seg.buf;
-    let p = seg.used;
-    if (this.hdrLen === HDR_BE32) {
-      b[p] = len >>> 24;
-      b[p + 1] = (len >>> 16) & 255;
-      b[p + 2] = (len >>> 8) & 255;
-      b[p + 3] = len & 255;
-      p += 4;
-    } else {
-      b[p] = len & 255;
-      b[p + 1] = len >>> 8;
-      p += 2;
-    }
+    const p = seg.used + this.hdrLen;
+    writeLengthPrefix(b, seg.used, this.hdrLen, len);
     b.set(off === 0 && len === buf.length ? buf : buf.subarray(off, off + len), p);
     seg.used = p + len;
+    this.queuedBytes += need;
+    this.gate.queued(len);
+  }
+
+  sendInPlace(buf: Uint8Array, off: number, len: number, hold: FrameHold): void {
+    const h = this.hdrLen;
+    const need = h + len;
+    if (this.gate.admit(this.phase === PH_CLOSED || off < h, buf, off, len, this.maxFrameOut, this.backlog, need) !== ACCEPT) return;
+    const p = off - h;
+    writeLengthPrefix(buf, p, h, len);
+    const q = this.sealed;
+    const last = q.length > 0 ? q[q.length - 1] : undefined;
+    if (this.cur === null && last instanceof InPlaceRun && last.hold === hold && last.mem === buf && last.end === p) {
+      last.end = off + len;
+    } else {
+      // A copied frame queued before this one must leave first.
+      if (this.cur !== null) {
+        if (this.cur.used > 0) q.push(this.cur);
+        else releaseSegment(this.cur);
+        this.cur = null;
+      }
+      hold.retain();
+      q.push(new InPlaceRun(buf, p, off + len, hold, this.onSegmentWritten));
+    }
     this.queuedBytes += need;
     this.gate.queued(len);
   }
@@ -216,30 +266,32 @@ export class StreamLink implements VmLink {
     // Before the vpnkit Vif response is out, frames must wait: the client
     // reads a fixed 258-byte response first.
     if (this.phase !== PH_DATA) return;
+    const q = this.sealed;
     const seg = this.cur;
-    if (seg === null || seg.used === 0) return;
-    this.cur = null;
+    if (seg !== null && seg.used > 0) {
+      q.push(seg);
+      this.cur = null;
+    }
+    if (q.length === 0) return;
     const w = this.w;
     // Congestion follows our own watermarks, not write()'s return value: the
     // socket's 16 KiB high-water mark would report every large write as full,
     // and 'drain' comes only once the buffer is empty, so the VM's side would
     // run dry before senders were woken.
-    if (this.sealed.length === 0) {
-      seg.inflight = 1;
-      seg.onWritten = this.onSegmentWritten;
-      w.write(seg.buf.subarray(0, seg.used), seg.done);
-    } else {
-      this.sealed.push(seg);
-      w.cork();
-      for (let i = 0; i < this.sealed.length; i++) {
-        const s = this.sealed[i];
-        s.inflight = 1;
-        s.onWritten = this.onSegmentWritten;
-        w.write(s.buf.subarray(0, s.used), s.done);
+    const many = q.length > 1;
+    if (many) w.cork();
+    for (let i = 0; i < q.length; i++) {
+      const c = q[i];
+      if (c instanceof InPlaceRun) {
+        w.write(Buffer.from(c.mem.buffer, c.mem.byteOffset + c.start, c.end - c.start), c.done);
+      } else {
+        c.inflight = 1;
+        c.onWritten = this.onSegmentWritten;
+        w.write(c.buf.subarray(0, c.used), c.done);
       }
-      this.sealed.length = 0;
-      w.uncork();
     }
+    q.length = 0;
+    if (many) w.uncork();
     this.queuedBytes = 0;
     if (w.writableLength >= this.highWater) this.congestedFlag = true;
   }
@@ -494,6 +546,8 @@ export class StreamLink implements VmLink {
     this.decoder.stop = true;
     this.stash = undefined;
     this.cur = null;
+    // Runs never written still pin the engine's memory: let go of it.
+    for (const c of this.sealed) if (c instanceof InPlaceRun) c.hold.release();
     this.sealed.length = 0;
     this.queuedBytes = 0;
     if (this.hsTimer !== undefined) clearTimeout(this.hsTimer);

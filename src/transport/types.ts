@@ -19,6 +19,12 @@ export interface LinkStats {
   dropped: number;
 }
 
+/** A pin on memory a link writes frames from without copying them (VmLink.sendInPlace). */
+export interface FrameHold {
+  retain(): void;
+  readonly release: () => void;
+}
+
 export interface VmLink {
   /** Unique per process. */
   readonly id: number;
@@ -39,6 +45,20 @@ export interface VmLink {
   onDrain: () => void;
   /** Queue one frame (copied now). Everything queued in one event-loop turn leaves in one socket write. Oversize frames, and frames over the queue cap, are dropped and counted. */
   send(buf: Uint8Array, off: number, len: number): void;
+  /**
+   * Framing bytes written in front of each frame by sendInPlace (the stream
+   * links' length prefix). Absent on links that copy every frame (datagrams).
+   */
+  readonly framePrefix?: number;
+  /**
+   * Queue the frame buf[off, off+len) where it lies, without copying: the link
+   * writes its length prefix into buf[off - framePrefix, off) and, at flush,
+   * a view of the bytes. Consecutive frames that are adjacent in `buf` leave
+   * as one view. The link calls hold.retain() for each view it keeps and
+   * hold.release() once that view is written or dropped; the caller must not
+   * touch the bytes until then. Refused frames are dropped and counted as in send().
+   */
+  sendInPlace?(buf: Uint8Array, off: number, len: number, hold: FrameHold): void;
   /** Write out everything queued now (a setImmediate flush is the fallback). */
   flush(): void;
   /** True from the moment the backlog reaches highWater until it has fallen to half of that (then onDrain). */
