@@ -25,7 +25,7 @@ import type { Kernels } from '../kernels/index.js';
 import {
   TX_SIZE, FRAME_ENTRY_SIZE, T_PROTO, T_TCP_FLAGS, T_OPT_FLAGS, T_WSCALE, T_SRC_IP, T_DST_IP,
   T_SRC_PORT, T_DST_PORT, T_SEQ, T_ACK, T_WINDOW, T_MSS, T_TS_VAL, T_TS_ECR, T_PAYLOAD_PTR,
-  T_PAYLOAD_LEN, T_IP_ID, T_TTL, T_DST_MAC, T_SRC_MAC,
+  T_PAYLOAD_LEN, T_IP_ID, T_TTL, T_RESERVED, T_DST_MAC, T_SRC_MAC,
 } from '../../assembly/layout.js';
 // The same option layout buildFrames writes (assembly/emit.ts), so each frame lands on its reserved slot.
 import { tcpOptionsLen } from '../kernels/js/emit.js';
@@ -193,19 +193,27 @@ export class TxBatch {
     return frame + hdrs;
   }
 
+  /**
+   * The fields every descriptor has. The callers write all the others, so
+   * nothing is cleared first; the MACs go byte by byte because a typed-array
+   * set() of six bytes costs more than the stores.
+   */
   private header(sink: TxSink, dstMac: Uint8Array, proto: number, payloadPtr: number, payloadLen: number): number {
     const d = this.descs + this.count * TX_SIZE;
     const u8 = this.kern.u8;
-    u8.fill(0, d, d + TX_SIZE);
     const dv = this.kern.dv;
-    dv.setUint8(d + T_PROTO, proto);
+    u8[d + T_PROTO] = proto;
     dv.setUint32(d + T_PAYLOAD_PTR, payloadPtr, true);
     dv.setUint32(d + T_PAYLOAD_LEN, payloadLen, true);
     dv.setUint16(d + T_IP_ID, this.ipId, true);
     this.ipId = (this.ipId + 1) & 0xffff;
-    dv.setUint8(d + T_TTL, 64);
-    u8.set(dstMac, d + T_DST_MAC);
-    u8.set(this.srcMac, d + T_SRC_MAC);
+    u8[d + T_TTL] = 64;
+    u8[d + T_RESERVED] = 0;
+    const src = this.srcMac;
+    for (let i = 0; i < 6; i++) {
+      u8[d + T_DST_MAC + i] = dstMac[i];
+      u8[d + T_SRC_MAC + i] = src[i];
+    }
     this.sinks[this.count] = sink;
     this.count++;
     return d;
@@ -217,6 +225,9 @@ export class TxBatch {
     const ptr = this.reserve(sink, ETH_IP + 8, len);
     this.kern.u8.set(data.subarray(off, off + len), ptr);
     const d = this.header(sink, dstMac, 17, ptr, len);
+    // The TCP-only fields, cleared so a descriptor never carries a previous segment's values.
+    this.kern.u8.fill(0, d + T_TCP_FLAGS, d + T_SRC_IP);
+    this.kern.u8.fill(0, d + T_SEQ, d + T_PAYLOAD_PTR);
     const dv = this.kern.dv;
     dv.setUint32(d + T_SRC_IP, srcIp, true);
     dv.setUint32(d + T_DST_IP, dstIp, true);
@@ -231,10 +242,11 @@ export class TxBatch {
     const ptr = this.reserve(sink, ETH_IP + 20 + tcpOptionsLen(opt), len);
     if (len > 0) this.kern.u8.set(data!.subarray(off, off + len), ptr);
     const d = this.header(sink, dstMac, 6, ptr, len);
+    const u8 = this.kern.u8;
     const dv = this.kern.dv;
-    dv.setUint8(d + T_TCP_FLAGS, s.flags);
-    dv.setUint8(d + T_OPT_FLAGS, opt);
-    dv.setUint8(d + T_WSCALE, s.wscale ?? 0);
+    u8[d + T_TCP_FLAGS] = s.flags;
+    u8[d + T_OPT_FLAGS] = opt;
+    u8[d + T_WSCALE] = s.wscale ?? 0;
     dv.setUint32(d + T_SRC_IP, s.srcIp, true);
     dv.setUint32(d + T_DST_IP, s.dstIp, true);
     dv.setUint16(d + T_SRC_PORT, s.srcPort, true);
