@@ -97,6 +97,8 @@ export function renderMetrics(m: MetricsInput): string {
     { name: 'vnetkit_rx_batches_total', type: 'counter', help: 'Receive batches classified (one kernel call each).', samples: [{ value: num(rx.batches) }] },
     { name: 'vnetkit_tx_frames_total', type: 'counter', help: 'Frames sent to connected VMs.', samples: [{ value: num(tx.frames) }] },
     { name: 'vnetkit_tx_bytes_total', type: 'counter', help: 'Bytes of frames sent to connected VMs.', samples: [{ value: num(tx.bytes) }] },
+    { name: 'vnetkit_tx_in_place_frames_total', type: 'counter', help: 'Frames written to VM links straight from kernel memory, without a copy.', samples: [{ value: num(tx.inPlace) }] },
+    { name: 'vnetkit_tx_ring_full_batches_total', type: 'counter', help: 'TX batches copied out because VM links held the whole TX ring.', samples: [{ value: num(tx.ringFullBatches) }] },
     {
       name: 'vnetkit_drops_total', type: 'counter', help: 'Frames or packets dropped, by reason.',
       samples: Object.entries(sec('drops')).filter(([, v]) => typeof v === 'number').map(([k, v]) => ({ labels: { reason: k }, value: v as number })),

@@ -147,7 +147,12 @@ export interface EngineStats {
   backend: string;
   vms: number;
   rx: { frames: number; bytes: number; batches: number };
-  tx: { frames: number; bytes: number };
+  /**
+   * `inPlace`: frames the VM links wrote straight from kernel memory, without a copy.
+   * `ringFullBatches`: TX batches copied out instead, because the links still held the whole
+   * 8 MiB TX ring (VMs not reading); `ringPinnedBytes`: ring bytes links have yet to write.
+   */
+  tx: { frames: number; bytes: number; inPlace: number; ringFullBatches: number; ringPinnedBytes: number };
   /** Frames the VM links dropped (see VmInfo.link.dropped), VMs that have left included. */
   linkDrops: number;
   drops: Record<string, number>;
@@ -851,7 +856,10 @@ export class Engine extends EventEmitter {
       backend: this.kernels.backend,
       vms: this.ports.size,
       rx: { frames: c.rxFrames, bytes: c.rxBytes, batches: c.rxBatches },
-      tx: { frames: this.tap.frames, bytes: this.tap.bytes },
+      tx: {
+        frames: this.tap.frames, bytes: this.tap.bytes,
+        inPlace: this.tx.framesInPlace, ringFullBatches: this.tx.scratchBatches, ringPinnedBytes: this.tx.pinnedBytes,
+      },
       linkDrops: [...this.ports.values()].reduce((n, p) => n + p.link.stats().dropped, this.leftLinkDrops),
       drops: Object.fromEntries(this.drops),
       switch: { macs: this.macs.size, forwarded: c.forwarded, flooded: c.flooded, unknownUnicast: c.unknownUnicast, macsRefused: this.macs.refused },
