@@ -238,9 +238,18 @@ export class TxBatch {
   /** Queue one TCP segment; its payload, if any, is copied from `data` now. */
   tcp(sink: TxSink, dstMac: Uint8Array, s: TcpSegment, data?: Uint8Array, off = 0, len = 0): void {
     if (!(len > 0 && data)) len = 0;
+    const ptr = this.tcpSlot(sink, dstMac, s, len);
+    if (len > 0) this.kern.u8.set(data!.subarray(off, off + len), ptr);
+  }
+
+  /**
+   * Queue one TCP segment of `len` payload bytes that the caller writes to
+   * kernel memory at the returned pointer before the next flush (so a payload
+   * in pieces is gathered there directly).
+   */
+  tcpSlot(sink: TxSink, dstMac: Uint8Array, s: TcpSegment, len: number): number {
     const opt = s.optFlags ?? 0;
     const ptr = this.reserve(sink, ETH_IP + 20 + tcpOptionsLen(opt), len);
-    if (len > 0) this.kern.u8.set(data!.subarray(off, off + len), ptr);
     const d = this.header(sink, dstMac, 6, ptr, len);
     const u8 = this.kern.u8;
     const dv = this.kern.dv;
@@ -257,6 +266,7 @@ export class TxBatch {
     dv.setUint16(d + T_MSS, s.mss ?? 0, true);
     dv.setUint32(d + T_TS_VAL, (s.tsVal ?? 0) >>> 0, true);
     dv.setUint32(d + T_TS_ECR, (s.tsEcr ?? 0) >>> 0, true);
+    return ptr;
   }
 
   /** Build everything queued in one kernel call and hand the frames to their links (which the caller flushes). */

@@ -1,11 +1,10 @@
 /**
  * Bytes from a host socket not yet acknowledged by the guest. Chunks are kept
  * by reference (no copy on arrival), each with an optional release callback
- * run when the chunk leaves the queue (slab-backed chunks); a segment that
- * straddles chunks is gathered into a caller-provided scratch buffer so the
- * hot path never allocates per segment.
+ * run when the chunk leaves the queue (slab-backed chunks). A segment's
+ * payload is copied from here straight into its TX slot, gathered across
+ * chunks when it straddles them.
  */
-const EMPTY = new Uint8Array(0);
 
 export class SendQueue {
   private chunks: Buffer[] = [];
@@ -56,34 +55,25 @@ export class SendQueue {
   }
 
   /**
-   * Make bytes [off, off+len) of the queue contiguous: afterwards they are in
-   * `viewBuf` from the returned index — the chunk itself when the range lies
-   * inside one, else `scratch` after gathering. Caller keeps off+len <= length.
-   * (A field plus an index rather than a tuple, so no allocation per segment.)
+   * Copy bytes [off, off+len) of the queue to dst[at, at+len), gathering
+   * across chunks: the TX slot a segment is built in is the only place its
+   * payload is copied to. Caller keeps off+len <= length.
    */
-  viewBuf: Uint8Array = EMPTY;
-  view(off: number, len: number, scratch: Uint8Array): number {
+  copyOut(off: number, len: number, dst: Uint8Array, at: number): void {
     let i = 0;
     let pos = off + this.headOff;
     while (pos >= this.chunks[i].length) {
       pos -= this.chunks[i].length;
       i++;
     }
-    const c = this.chunks[i];
-    if (pos + len <= c.length) {
-      this.viewBuf = c;
-      return pos;
-    }
     let done = 0;
     while (done < len) {
       const ch = this.chunks[i];
       const take = Math.min(ch.length - pos, len - done);
-      scratch.set(ch.subarray(pos, pos + take), done);
+      dst.set(pos === 0 && take === ch.length ? ch : ch.subarray(pos, pos + take), at + done);
       done += take;
       pos = 0;
       i++;
     }
-    this.viewBuf = scratch;
-    return 0;
   }
 }

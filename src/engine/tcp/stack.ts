@@ -150,7 +150,6 @@ export class TcpStack {
   private readonly reasmPtrs: number[] = [];
   private readonly reasmFree: number[] = [];
   private readonly seg: Required<TcpSegment>;
-  private readonly scratch: Uint8Array;
   private readonly ourMss: number;
   private readonly ourShift: number;
   /** The receive window one VM's sending flows share (vmWindowSegments × our MSS), and each one's floor. */
@@ -172,7 +171,6 @@ export class TcpStack {
     let shift = 0;
     while (this.o.rcvBufBytes >> shift > 65535 && shift < 14) shift++;
     this.ourShift = shift;
-    this.scratch = new Uint8Array(Math.max(this.ourMss, 65535));
     this.seg = {
       srcIp: 0, srcPort: 0, dstIp: 0, dstPort: 0, seq: 0, ack: 0, flags: 0, window: 0,
       optFlags: 0, mss: 0, wscale: 0, tsVal: 0, tsEcr: 0,
@@ -1047,9 +1045,8 @@ export class TcpStack {
   }
 
   private sendData(c: Conn, off: number, len: number, extra: number): void {
-    const i = c.q.view(off, len, this.scratch);
     this.fill(c, ACK | extra, c.sndNxt);
-    this.out(c, c.q.viewBuf, i, len);
+    this.outQueued(c, off, len);
     c.sndNxt = seqAdd(c.sndNxt, len);
     if (seqGt(c.sndNxt, c.sndMax)) c.sndMax = c.sndNxt;
   }
@@ -1059,9 +1056,8 @@ export class TcpStack {
     const len = Math.min(c.mss, c.q.length);
     this.counters.retransmits++;
     if (len > 0) {
-      const i = c.q.view(0, len, this.scratch);
       this.fill(c, ACK, c.sndUna);
-      this.out(c, c.q.viewBuf, i, len);
+      this.outQueued(c, 0, len);
     } else if (c.finSent && !c.finAcked) {
       this.fill(c, FIN | ACK, c.sndUna);
       this.out(c, undefined, 0, 0);
@@ -1109,6 +1105,19 @@ export class TcpStack {
   }
 
   private out(c: Conn, data: Uint8Array | undefined, off: number, len: number): void {
+    this.sent(c);
+    this.host.tx.tcp(c.port.link, c.mac, this.seg, data, off, len);
+  }
+
+  /** Send this.seg with bytes [off, off+len) of the send queue, copied once, into its TX slot. */
+  private outQueued(c: Conn, off: number, len: number): void {
+    this.sent(c);
+    const ptr = this.host.tx.tcpSlot(c.port.link, c.mac, this.seg, len);
+    c.q.copyOut(off, len, this.host.kernels.u8, ptr);
+  }
+
+  /** Bookkeeping for this.seg going out: an ACK settles whatever ACK was owed. */
+  private sent(c: Conn): void {
     if (this.seg.flags & ACK) {
       c.ackNow = false;
       c.rcvUnacked = 0;
@@ -1118,7 +1127,6 @@ export class TcpStack {
       }
     }
     this.counters.segmentsOut++;
-    this.host.tx.tcp(c.port.link, c.mac, this.seg, data, off, len);
   }
 
   private windowUpdate(c: Conn): void {
