@@ -2,12 +2,13 @@
  * Self-time summary of a V8 .cpuprofile (what `node --cpu-prof` or the inspector writes):
  *   node --import tsx bench/e2e/profile.ts FILE.cpuprofile [TOP=30] [ROOT_DIR] [MODULE.wasm]
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { SourceMap } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { ProfileResult } from './report.js';
 
 interface CpuProfile {
-  nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[] }[];
+  nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number; columnNumber?: number }; children?: number[] }[];
   samples: number[];
   timeDeltas: number[];
   startTime: number;
@@ -86,7 +87,34 @@ function shortUrl(url: string, root: string): string {
   return u;
 }
 
+/**
+ * Frames of a bundled engine (esbuild, as the bench runs it) point into one .mjs file; with its
+ * .map beside it, each is put back at its source file and line so the tables read like tsx's.
+ */
+function unbundle(p: CpuProfile): Set<CpuProfile['nodes'][number]> {
+  const maps = new Map<string, SourceMap | null>();
+  const mapped = new Set<CpuProfile['nodes'][number]>();
+  for (const n of p.nodes) {
+    const f = n.callFrame;
+    if (!f.url.startsWith('file://') || !/\.m?js$/.test(f.url)) continue;
+    if (!maps.has(f.url)) {
+      const mapFile = fileURLToPath(f.url) + '.map';
+      let m: SourceMap | null = null;
+      try { if (existsSync(mapFile)) m = new SourceMap(JSON.parse(readFileSync(mapFile, 'utf8'))); } catch { m = null; }
+      maps.set(f.url, m);
+    }
+    const m = maps.get(f.url);
+    if (!m) continue;
+    const e = m.findEntry(f.lineNumber, f.columnNumber ?? 0) as { originalSource?: string; originalLine?: number };
+    if (e.originalSource === undefined || e.originalLine === undefined) continue;
+    n.callFrame = { ...f, url: new URL(e.originalSource, f.url).href, lineNumber: e.originalLine };
+    mapped.add(n);
+  }
+  return mapped;
+}
+
 export function summarizeProfile(p: CpuProfile, topN = 30, root = '', wasmNames = new Map<number, string>()): ProfileSummary {
+  const mapped = unbundle(p);
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
   const parentOf = new Map<number, number>();
   for (const n of p.nodes) for (const c of n.children ?? []) parentOf.set(c, n.id);
@@ -111,7 +139,7 @@ export function summarizeProfile(p: CpuProfile, topN = 30, root = '', wasmNames 
     if (wasmIdx && wasmNames.has(+wasmIdx[1])) name = `${wasmNames.get(+wasmIdx[1])} (wasm export)`;
     const file = url.startsWith('wasm://') ? 'wasm' : shortUrl(url, root);
     let line: number | undefined = n.callFrame.lineNumber + 1;
-    if (url.startsWith('file://') && /\.ts$/.test(url)) line = defLine(url.slice('file://'.length), name);
+    if (!mapped.has(n) && url.startsWith('file://') && /\.ts$/.test(url)) line = defLine(url.slice('file://'.length), name);
     const where = url && !url.startsWith('wasm://') ? `${file}${line ? `:${line}` : ''}` : file;
     const key = `${name}@${where}`;
     const e = fns.get(key) ?? { fn: name, where, us: 0, callers: new Map<string, number>() };
