@@ -38,7 +38,7 @@ export interface E2eResult {
     iperf3: string; qemu?: string; passt?: string; seconds: number;
     /** 1-minute load average at the start and the end: the machine may be shared. */
     load: [number, number];
-    options: { peers: string[]; mtus: number[]; streams: number[]; dirs: string[]; runs: number; time: number; omit: number; conn: number; rr: number; connWarmup?: number; linkSndbuf?: number };
+    options: { peers: string[]; mtus: number[]; streams: number[]; dirs: string[]; runs: number; time: number; omit: number; conn: number; rr: number; connWarmup?: number; linkSndbuf?: number; tsx?: boolean };
   };
   peers: PeerName[];
   runs: IperfRun[];
@@ -129,6 +129,7 @@ export function renderMarkdown(r: E2eResult): string {
   L.push('Guest = a network namespace\'s own kernel behind a TAP, relayed frame by frame (qemu stream framing) to each engine\'s ' +
     'unix socket; servers on the host\'s 127.0.0.1 through each engine\'s host-loopback address. ' +
     '"relay ceiling" = a second namespace\'s kernel behind a second relay (no userspace TCP, two relays). ' +
+    (m.options.tsx ? 'vnetkit ran under tsx from its TypeScript sources, not bundled as published. ' : '') +
     (m.options.linkSndbuf ? `vnetkit's end of the VM link was made by a launcher stand-in (accept-exec.c) that asked for SO_SNDBUF ${m.options.linkSndbuf} bytes on it and handed it over as --fd; without this option vnetkit keeps the system default buffer. ` : '') +
     'CPU s/GB = CPU seconds of the engine process per GB moved (warm-up included on both sides). ' +
     'Ratios are vnetkit ÷ peer: above 1 is better for Gbit/s and conn/s, below 1 is better for µs and CPU s/GB.', '');

@@ -56,6 +56,9 @@ Options:
                       request and caps it at net.core.wmem_max) and execs the engine with that
                       socket as --fd 3. Default 0: vnetkit listens itself and keeps the system
                       default buffer, because Node cannot size a stream socket's buffer
+  --tsx               run the engine under tsx from its TypeScript sources (default: bundled by
+                      esbuild with a source map, as the published package is built, so tsx's
+                      per-call helpers are not measured; profiles map back to the sources)
   --profile           also record CPU profiles of vnetkit-simd: the first --streams count in
                       each of --dirs at every MTU, and the connection-rate probe (1 at a
                       time, --conn N) at the first MTU (separate runs: the profiler slows
@@ -78,6 +81,7 @@ const GUEST_MAC = '52:54:00:12:34:56';
 const PEER_MAC = '52:54:00:12:34:99';
 const IPERF_PORT = 5201;
 const PROBE_PORT = 5202;
+const ENGINE_BUNDLE = 'bench/e2e/vnetkit-engine.mjs';
 const SOCK = join(RUN, 'engine.sock');
 const ALL_PEERS: PeerName[] = ['vnetkit-simd', 'vnetkit-js', 'slirp', 'passt', 'relay'];
 
@@ -85,7 +89,7 @@ const ALL_PEERS: PeerName[] = ['vnetkit-simd', 'vnetkit-js', 'slirp', 'passt', '
 
 interface Opts {
   quick: boolean; peers: PeerName[]; mtus: number[]; streams: number[]; dirs: ('up' | 'down')[];
-  runs: number; time: number; omit: number; conn: number; connWarmup: number; rr: number; linkSndbuf: number;
+  runs: number; time: number; omit: number; conn: number; connWarmup: number; rr: number; linkSndbuf: number; tsx: boolean;
   profile: boolean; profileOnly: boolean; worktree: boolean; out: string;
 }
 
@@ -104,6 +108,7 @@ function parseOpts(argv: string[]): Opts {
     connWarmup: quick ? 500 : 2000,
     rr: quick ? 1000 : 3000,
     linkSndbuf: 0,
+    tsx: false,
     profile: false,
     profileOnly: false,
     worktree: false,
@@ -130,6 +135,7 @@ function parseOpts(argv: string[]): Opts {
       case '--conn-warmup': o.connWarmup = Number(v()); break;
       case '--rr': o.rr = Number(v()); break;
       case '--link-sndbuf': o.linkSndbuf = Number(v()); break;
+      case '--tsx': o.tsx = true; break;
       case '--profile': o.profile = true; break;
       case '--profile-only': o.profile = true; o.profileOnly = true; break;
       case '--worktree': o.worktree = true; break;
@@ -288,6 +294,11 @@ async function prepareTree(worktree: boolean): Promise<{ dir: string; commit: st
   copyFileSync(join(HERE, 'vnetkit-engine.ts'), join(dir, 'bench/e2e/vnetkit-engine.ts'));
   symlinkSync(join(REPO, 'node_modules'), join(dir, 'node_modules'));
   const out = await must('node', ['scripts/build-wasm.mjs'], 300_000, dir);
+  // Bundled by esbuild as tsup bundles the published package: tsx's on-the-fly transform keeps
+  // function names with a helper call per closure created and turns imported constants into
+  // getters, work the shipped code does not do.
+  await must(join(REPO, 'node_modules/.bin/esbuild'), ['bench/e2e/vnetkit-engine.ts', '--bundle', '--platform=node', '--format=esm',
+    '--target=node20', '--packages=external', '--sourcemap', `--outfile=${ENGINE_BUNDLE}`], 60_000, dir);
   log(`engine tree ${worktree ? 'working tree' : `HEAD ${commit.slice(0, 10)}`}: ${out.trim().split('\n').pop()}`);
   return { dir, commit, dirty: worktree && dirty };
 }
@@ -359,7 +370,7 @@ interface PeerSpec {
 
 interface Tools { relay: string; acceptExec: string }
 
-function peerSpec(name: PeerName, tools: Tools, tree: string, linkSndbuf: number): PeerSpec {
+function peerSpec(name: PeerName, tools: Tools, tree: string, linkSndbuf: number, tsx: boolean): PeerSpec {
   const relayBin = tools.relay;
   const slirpNet = { guest: '10.0.2.15/24', target: '10.0.2.2', serverNs: null, bind: '127.0.0.1', loop: false };
   switch (name) {
@@ -371,7 +382,7 @@ function peerSpec(name: PeerName, tools: Tools, tree: string, linkSndbuf: number
         // answers (gateway MAC) and NATs to the host's 127.0.0.1
         guest: '192.168.65.3/24', target: '192.168.65.2', serverNs: null, bind: '127.0.0.1', loop: false, mtuHonoured: true,
         engine: (mtu, lf, prof) => {
-          const args = ['--import', 'tsx', 'bench/e2e/vnetkit-engine.ts', '--mtu', String(mtu), '--backend', backend,
+          const args = [...(tsx ? ['--import', 'tsx', 'bench/e2e/vnetkit-engine.ts'] : [ENGINE_BUNDLE]), '--mtu', String(mtu), '--backend', backend,
             '--subnet', '192.168.65.0/24', ...(prof ? ['--cpu-prof', prof] : [])];
           return linkSndbuf > 0
             ? startBg(name, tools.acceptExec, ['--listen', SOCK, '--sndbuf', String(linkSndbuf), '--fd', '3', '--', 'node', ...args, '--fd', '3'], lf, tree)
@@ -600,7 +611,7 @@ async function main(): Promise<void> {
       iperf3: await version('iperf3', ['--version']),
       qemu: o.peers.includes('slirp') ? await version('qemu-system-x86_64', ['--version']) : undefined,
       passt: o.peers.includes('passt') ? (await run('sh', ['-c', "dpkg-query -W -f='${Version}' passt"])).stdout : undefined,
-      options: { peers: o.peers, mtus: o.mtus, streams: o.streams, dirs: o.dirs, runs: o.runs, time: o.time, omit: o.omit, conn: o.conn, connWarmup: o.connWarmup, rr: o.rr, linkSndbuf: o.linkSndbuf },
+      options: { peers: o.peers, mtus: o.mtus, streams: o.streams, dirs: o.dirs, runs: o.runs, time: o.time, omit: o.omit, conn: o.conn, connWarmup: o.connWarmup, rr: o.rr, linkSndbuf: o.linkSndbuf, tsx: o.tsx },
       seconds: 0,
       load: [loadavg()[0], 0],
     },
@@ -615,7 +626,7 @@ async function main(): Promise<void> {
       for (let round = 1; round <= o.runs; round++) {
         for (const mtu of o.mtus) {
           for (const name of o.peers) {
-            const spec = peerSpec(name, tools, tree.dir, o.linkSndbuf);
+            const spec = peerSpec(name, tools, tree.dir, o.linkSndbuf, o.tsx);
             const s = await startSession(name, spec, mtu, relayBin, logDir);
             if (typeof s === 'string') {
               log(`${name} mtu ${mtu} round ${round}: ${s}`);
@@ -663,7 +674,7 @@ async function main(): Promise<void> {
       }
     }
     if (o.profile) {
-      const spec = peerSpec('vnetkit-simd', tools, tree.dir, o.linkSndbuf);
+      const spec = peerSpec('vnetkit-simd', tools, tree.dir, o.linkSndbuf, o.tsx);
       for (const mtu of o.mtus) for (const dir of o.dirs) {
         // One profile per MTU and direction, at the first --streams count.
         const streams = o.streams[0];
