@@ -58,6 +58,31 @@ function dhcpOption(reply: Uint8Array, code: number): Uint8Array | undefined {
   return undefined;
 }
 
+describe('TX ring option', () => {
+  it('sizes the ring from txRingBytes, gives a bigger ring its own kernel memory, and refuses sizes out of range', async () => {
+    const opts = { dns: { upstreams: [], hostsFile: null } };
+    for (const bad of [1000, 256 * 1024 - 1, 1.5, 2 ** 31]) {
+      expect(() => createEngine({ ...opts, txRingBytes: bad })).toThrow(expect.objectContaining({ code: 'ERR_VNETKIT_BAD_OPTION', message: expect.stringContaining('txRingBytes') }));
+    }
+    const small = createEngine({ ...opts, txRingBytes: 256 * 1024 });
+    const def = createEngine(opts);
+    const big = createEngine({ ...opts, txRingBytes: 32 * 1024 * 1024 });
+    try {
+      expect(def.kernels.memoryBytes).toBe(64 * 1024 * 1024);
+      expect(big.kernels.memoryBytes).toBe(88 * 1024 * 1024);
+      expect(small.kernels.memoryBytes).toBe(56 * 1024 * 1024 + 256 * 1024);
+      // The ring takes exactly its size: every engine is left the same room for the rest.
+      expect(big.kernels.available()).toBe(def.kernels.available());
+      expect(small.kernels.available()).toBe(def.kernels.available());
+      // An explicit memoryBytes too small for the ring is a clear error, not a broken engine.
+      expect(() => createEngine({ ...opts, txRingBytes: 32 * 1024 * 1024, memoryBytes: 32 * 1024 * 1024 }))
+        .toThrow(expect.objectContaining({ code: 'ERR_VNETKIT_KERNEL_MEMORY' }));
+    } finally {
+      await Promise.all([small.close(), def.close(), big.close()]);
+    }
+  });
+});
+
 describe('VM link options', () => {
   it('bounds what a VM that stops reading can hold: frames past txQueueLimit are dropped and counted per VM and in stats()', async () => {
     const limit = 128 * 1024;

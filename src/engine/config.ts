@@ -58,8 +58,15 @@ export interface EngineOptions {
   tcp?: TcpOptions;
   /** Kernel backend (default: VNETKIT_BACKEND, else the fastest available). */
   backend?: BackendName;
-  /** Kernel linear memory in bytes (default 64 MiB). */
+  /** Kernel linear memory in bytes (default 56 MiB + txRingBytes, 64 MiB in all). */
   memoryBytes?: number;
+  /**
+   * Ring in kernel memory that frames for the VMs are built in and written from, in bytes
+   * (default 8 MiB, 256 KiB to 1 GiB; it comes out of memoryBytes). Frames stay in it until
+   * their link has written them; when links hold all of it (VMs not reading), the engine
+   * builds in a small scratch region and copies, as `stats().tx.ringFullBatches` counts.
+   */
+  txRingBytes?: number;
   log?: Logger;
 }
 
@@ -83,6 +90,7 @@ export interface EngineConfig {
   udpIdleMs: number;
   maxUdpFlows: number;
   maxMacs: number;
+  txRingBytes: number;
 }
 
 function bad(key: string, why: string): never {
@@ -145,5 +153,6 @@ export function resolveConfig(o: EngineOptions): EngineConfig {
     udpIdleMs: intIn('udpIdleMs', o.udpIdleMs, 60_000, 1000, 24 * 3600_000),
     maxUdpFlows: intIn('maxUdpFlows', o.maxUdpFlows, 4096, 1, 1 << 20),
     maxMacs: intIn('maxMacs', o.maxMacs, 1024, 2, 1 << 16),
+    txRingBytes: intIn('txRingBytes', o.txRingBytes, 8 * 1024 * 1024, 256 * 1024, 1 << 30),
   };
 }

@@ -150,7 +150,7 @@ export interface EngineStats {
   /**
    * `inPlace`: frames the VM links wrote straight from kernel memory, without a copy.
    * `ringFullBatches`: TX batches copied out instead, because the links still held the whole
-   * 8 MiB TX ring (VMs not reading); `ringPinnedBytes`: ring bytes links have yet to write.
+   * TX ring (`txRingBytes`; VMs not reading); `ringPinnedBytes`: ring bytes links have yet to write.
    */
   tx: { frames: number; bytes: number; inPlace: number; ringFullBatches: number; ringPinnedBytes: number };
   /** Frames the VM links dropped (see VmInfo.link.dropped), VMs that have left included. */
@@ -222,7 +222,8 @@ export class Engine extends EventEmitter {
     this.config = resolveConfig(options);
     this.log = options.log ?? nullLogger;
     const cfg = this.config;
-    this.kernels = createKernels({ backend: options.backend, memoryBytes: options.memoryBytes ?? 64 * 1024 * 1024 });
+    // Everything but the TX ring fits in 56 MiB, so a bigger ring brings its own memory.
+    this.kernels = createKernels({ backend: options.backend, memoryBytes: options.memoryBytes ?? 56 * 1024 * 1024 + this.config.txRingBytes });
     const k = this.kernels;
     const maxTcpFlows = 16384;
     this.flowTable = k.alloc(k.k.flowTableBytes(maxTcpFlows), 64);
@@ -230,11 +231,6 @@ export class Engine extends EventEmitter {
     k.k.flowInit(this.flowTable, maxTcpFlows, randomBytes(4).readUInt32LE(0));
     this.fragTable = k.alloc(k.k.fragBytes(FRAG_SLOTS, 65515), 64);
     k.k.fragInit(this.fragTable, FRAG_SLOTS, 65515, FRAG_TIMEOUT_MS);
-    this.fragTimer = setInterval(() => {
-      const n = k.k.fragExpire(this.fragTable, this.now());
-      if (n > 0) this.drops.set('fragment-timeout', (this.drops.get('fragment-timeout') ?? 0) + n);
-    }, 1000);
-    this.fragTimer.unref();
     this.macs = new MacTable<VmPort>(cfg.maxMacs);
     this.gatewayMacKey = macKey(cfg.gatewayMac, 0);
     const classify = (table: number, n: number, descs: number) => {
@@ -244,7 +240,7 @@ export class Engine extends EventEmitter {
       (i, portId, ptr, len, d) => this.handleFrame(portId, ptr, len, d),
       () => this.afterBatch(),
       () => this.clockMs());
-    this.tx = new TxBatch(k, 1024, 8 * 1024 * 1024, cfg.gatewayMac);
+    this.tx = new TxBatch(k, 1024, cfg.txRingBytes, cfg.gatewayMac);
     // A vpnkit UUID keeps its MAC and IP across reconnects; its IP is pinned in the DHCP server.
     this.uuids = createSimpleNegotiator({
       mtu: cfg.mtu,
@@ -295,6 +291,13 @@ export class Engine extends EventEmitter {
       mtu: cfg.mtu,
       resolveDestination: (ip, port) => this.hostAddressFor(ip, port),
     }, options.tcp);
+    // Started only once every kernel allocation has succeeded: a constructor that throws for
+    // want of memory leaves no timer behind.
+    this.fragTimer = setInterval(() => {
+      const n = k.k.fragExpire(this.fragTable, this.now());
+      if (n > 0) this.drops.set('fragment-timeout', (this.drops.get('fragment-timeout') ?? 0) + n);
+    }, 1000);
+    this.fragTimer.unref();
     this.udp = new UdpNat<VmPort>({
       idleMs: cfg.udpIdleMs,
       maxFlows: cfg.maxUdpFlows,
