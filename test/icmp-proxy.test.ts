@@ -1,5 +1,5 @@
 import { describe, it, expect, afterEach } from 'vitest';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createEngine, type Engine } from '../src/engine/engine.js';
@@ -66,6 +66,9 @@ describe('ICMP echo beyond the engine', () => {
   });
 
   it('the system ping reaches the host loopback', async () => {
+    // Without a ping binary systemPing can only say "no answer": say why instead.
+    const found = process.env.PATH?.split(':').some((d) => d !== '' && existsSync(join(d, 'ping')));
+    expect(found, 'no `ping` on PATH: run scripts/testbed/install-deps.sh (package iputils-ping)').toBe(true);
     expect(await systemPing(0x7f000001, 2000)).toBe(true);
   });
 });

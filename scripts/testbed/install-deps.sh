@@ -3,6 +3,8 @@
 #   qemu-system-x86  boots the test guest (TCG; KVM is not required)
 #   busybox-static   the guest's userland (copied into its initrd)
 #   tshark           reads the daemon e2e test's pcap capture
+#   iputils-ping     the system ping the ICMP proxy runs (its test pings 127.0.0.1; slim
+#                    images ship without it)
 # netcat-openbsd and the kernel are NOT installed: build-guest.sh fetches their .debs with
 # `apt-get download` and only extracts them into the cache.
 #
@@ -14,7 +16,7 @@ set -euo pipefail
 PKGS=(qemu-system-x86 busybox-static tshark)
 # tools the scripts and the harness call; each belongs to a package that is normally
 # present, listed so a minimal image reports them too
-declare -A CMD_PKG=([flock]=util-linux [dpkg-deb]=dpkg [apt-get]=apt [gzip]=gzip)
+declare -A CMD_PKG=([flock]=util-linux [dpkg-deb]=dpkg [apt-get]=apt [gzip]=gzip [ping]=iputils-ping)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
