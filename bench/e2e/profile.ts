@@ -2,7 +2,7 @@
  * Self-time summary of a V8 .cpuprofile (what `node --cpu-prof` or the inspector writes):
  *   node --import tsx bench/e2e/profile.ts FILE.cpuprofile [TOP=30] [ROOT_DIR] [MODULE.wasm]
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { SourceMap } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { ProfileResult } from './report.js';
@@ -98,9 +98,9 @@ function unbundle(p: CpuProfile): Set<CpuProfile['nodes'][number]> {
     const f = n.callFrame;
     if (!f.url.startsWith('file://') || !/\.m?js$/.test(f.url)) continue;
     if (!maps.has(f.url)) {
-      const mapFile = fileURLToPath(f.url) + '.map';
       let m: SourceMap | null = null;
-      try { if (existsSync(mapFile)) m = new SourceMap(JSON.parse(readFileSync(mapFile, 'utf8'))); } catch { m = null; }
+      // no .map (or an unreadable one): the frames stay as V8 recorded them
+      try { m = new SourceMap(JSON.parse(readFileSync(fileURLToPath(f.url) + '.map', 'utf8'))); } catch { m = null; }
       maps.set(f.url, m);
     }
     const m = maps.get(f.url);

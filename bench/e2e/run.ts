@@ -278,7 +278,7 @@ async function buildTool(name: string): Promise<string> {
  * the bounds-checked test build most of the time, and other engineers edit it while a
  * 20-minute run is going.
  */
-async function prepareTree(worktree: boolean): Promise<{ dir: string; commit: string; dirty: boolean }> {
+async function prepareTree(worktree: boolean, bundle: boolean): Promise<{ dir: string; commit: string; dirty: boolean }> {
   const commit = (await must('git', ['-C', REPO, 'rev-parse', 'HEAD'])).trim();
   const dirty = (await must('git', ['-C', REPO, 'status', '--porcelain', '--', 'src', 'assembly'])).trim() !== '';
   const dir = join(RUN, 'tree');
@@ -297,8 +297,10 @@ async function prepareTree(worktree: boolean): Promise<{ dir: string; commit: st
   // Bundled by esbuild as tsup bundles the published package: tsx's on-the-fly transform keeps
   // function names with a helper call per closure created and turns imported constants into
   // getters, work the shipped code does not do.
-  await must(join(REPO, 'node_modules/.bin/esbuild'), ['bench/e2e/vnetkit-engine.ts', '--bundle', '--platform=node', '--format=esm',
-    '--target=node20', '--packages=external', '--sourcemap', `--outfile=${ENGINE_BUNDLE}`], 60_000, dir);
+  if (bundle) {
+    await must(join(REPO, 'node_modules/.bin/esbuild'), ['bench/e2e/vnetkit-engine.ts', '--bundle', '--platform=node', '--format=esm',
+      '--target=node20', '--packages=external', '--sourcemap', `--outfile=${ENGINE_BUNDLE}`], 60_000, dir);
+  }
   log(`engine tree ${worktree ? 'working tree' : `HEAD ${commit.slice(0, 10)}`}: ${out.trim().split('\n').pop()}`);
   return { dir, commit, dirty: worktree && dirty };
 }
@@ -601,7 +603,7 @@ async function main(): Promise<void> {
   HZ = Number((await must('getconf', ['CLK_TCK'])).trim()) || 100;
   const tools: Tools = { relay: await buildTool('relay'), acceptExec: await buildTool('accept-exec') };
   const relayBin = tools.relay;
-  const tree = o.peers.some((p) => p.startsWith('vnetkit')) || o.profile ? await prepareTree(o.worktree) : { dir: REPO, commit: '', dirty: false };
+  const tree = o.peers.some((p) => p.startsWith('vnetkit')) || o.profile ? await prepareTree(o.worktree, !o.tsx) : { dir: REPO, commit: '', dirty: false };
   for (const port of [IPERF_PORT, PROBE_PORT]) if (await listening(null, port)) die(`127.0.0.1:${port} is already in use`);
 
   const result: E2eResult = {

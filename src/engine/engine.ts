@@ -222,8 +222,8 @@ export class Engine extends EventEmitter {
     this.config = resolveConfig(options);
     this.log = options.log ?? nullLogger;
     const cfg = this.config;
-    // Everything but the TX ring fits in 56 MiB, so a bigger ring brings its own memory.
-    this.kernels = createKernels({ backend: options.backend, memoryBytes: options.memoryBytes ?? 56 * 1024 * 1024 + this.config.txRingBytes });
+    // With default tables everything but the TX ring fits in 56 MiB, so a bigger ring brings its own memory.
+    this.kernels = createKernels({ backend: options.backend, memoryBytes: options.memoryBytes ?? 56 * 1024 * 1024 + cfg.txRingBytes });
     const k = this.kernels;
     const maxTcpFlows = 16384;
     this.flowTable = k.alloc(k.k.flowTableBytes(maxTcpFlows), 64);
