@@ -73,6 +73,7 @@ beforeAll(async () => {
     'listen-qemu': [`unix://${qemuSock}`],
     listen: [`unix://${apiSock}`],
     'vm-tx-queue-limit': '262144',
+    'vm-send-buffer': '524288',
     'log-format': 'json',
     'log-level': 'info',
   });
@@ -225,7 +226,7 @@ describe('control API: services', () => {
     expect(leases).toEqual({ [fmt(yiaddr)]: '02:00:00:00:00:42' });
   });
 
-  it('/vms shows each VM link\'s counters, with the cap --vm-tx-queue-limit set', async () => {
+  it('/vms shows each VM link\'s counters, with the cap --vm-tx-queue-limit set and the send buffer --vm-send-buffer got', async () => {
     const vm = net.connect(qemuSock);
     try {
       await new Promise<void>((r) => vm.once('connect', () => r()));
@@ -238,6 +239,9 @@ describe('control API: services', () => {
       expect(vms).toHaveLength(1);
       expect(vms[0].framing).toBe('qemu');
       expect(vms[0].link).toMatchObject({ txQueueLimit: 262144, txFrames: 0, dropped: 0, backlog: 0 });
+      // The kernel doubles the request and caps it at twice net.core.wmem_max.
+      const wmemMax = Number(fs.readFileSync('/proc/sys/net/core/wmem_max', 'utf8'));
+      expect(vms[0].link.sendBuffer).toBe(2 * Math.min(524288, wmemMax));
       expect((await call('GET', '/stats')).json).toMatchObject({ linkDrops: 0 });
     } finally {
       vm.destroy();

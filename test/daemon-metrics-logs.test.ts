@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { escapeLabelValue, renderFamilies, renderMetrics } from '../src/daemon/metrics.js';
 import { startDaemon } from '../src/daemon/daemon.js';
 import { buildConfig } from '../src/daemon/options.js';
-import { linkBufferHint, readWmemDefault } from '../src/daemon/link-buffer-hint.js';
+import { linkBufferHint, readSysctlBytes } from '../src/daemon/link-buffer-hint.js';
 import { GuestClient } from './support/guest-client.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vnetkit-ml-'));
@@ -108,39 +108,48 @@ describe('daemon logs', () => {
 });
 
 describe('jumbo-MTU link buffer hint', () => {
-  it('is due only above 16 KiB frames with a default send buffer under 4 MiB, and reads the default from /proc', () => {
-    expect(linkBufferHint(65520, 212992)).toEqual({ mtu: 65520, wmemDefault: 212992, suggest: 'sysctl -w net.core.wmem_default=8388608' });
-    expect(linkBufferHint(1500, 212992)).toBeNull();
-    expect(linkBufferHint(65520, 8388608)).toBeNull();
-    expect(linkBufferHint(65520, undefined)).toBeNull();
+  const MiB = 1024 * 1024;
+  it('is due only above 16 KiB frames when the buffer the links will get is under 2 MiB, and names the setting that would fix it', () => {
+    // vnetkit can raise SO_SNDBUF: the kernel grants twice the request, capped at twice wmem_max.
+    expect(linkBufferHint(65520, { asked: MiB, canSet: true, wmemMax: 212992, wmemDefault: 212992 })).toEqual({ mtu: 65520, sendBuffer: 425984, suggest: `sysctl -w net.core.wmem_max=${MiB}` });
+    expect(linkBufferHint(65520, { asked: MiB, canSet: true, wmemMax: 4 * MiB, wmemDefault: 212992 })).toBeNull();
+    expect(linkBufferHint(65520, { asked: 256 * 1024, canSet: true, wmemMax: 4 * MiB })).toEqual({ mtu: 65520, sendBuffer: 512 * 1024, suggest: `--vm-send-buffer ${MiB}` });
+    expect(linkBufferHint(1500, { asked: MiB, canSet: true, wmemMax: 212992 })).toBeNull();
+    expect(linkBufferHint(65520, { asked: MiB, canSet: true })).toBeNull();
+    // Asked for the system default, or it cannot be raised here: the default is what counts.
+    expect(linkBufferHint(65520, { asked: 0, canSet: true, wmemMax: 4 * MiB, wmemDefault: 212992 })).toEqual({ mtu: 65520, sendBuffer: 212992, suggest: `--vm-send-buffer ${MiB}` });
+    expect(linkBufferHint(65520, { asked: MiB, canSet: false, wmemMax: 4 * MiB, wmemDefault: 212992 })).toEqual({ mtu: 65520, sendBuffer: 212992, suggest: `sysctl -w net.core.wmem_default=${2 * MiB}` });
+    expect(linkBufferHint(65520, { asked: MiB, canSet: false, wmemDefault: 8 * MiB })).toBeNull();
+    expect(linkBufferHint(65520, { asked: MiB, canSet: false })).toBeNull();
     const f = path.join(tmp, 'wmem');
     fs.writeFileSync(f, '212992\n');
-    expect(readWmemDefault(f)).toBe(212992);
+    expect(readSysctlBytes(f)).toBe(212992);
     fs.writeFileSync(f, 'junk');
-    expect(readWmemDefault(f)).toBeUndefined();
-    expect(readWmemDefault(path.join(tmp, 'absent'))).toBeUndefined();
+    expect(readSysctlBytes(f)).toBeUndefined();
+    expect(readSysctlBytes(path.join(tmp, 'absent'))).toBeUndefined();
   });
 
-  async function startupLog(mtu: string, wmem: string): Promise<string> {
-    const q = path.join(tmp, `h${mtu}-${wmem}.sock`);
-    const f = path.join(tmp, `wmem-${wmem}`);
-    fs.writeFileSync(f, wmem + '\n');
+  async function startupLog(mtu: string, wmemMax: string, extra: Record<string, string> = {}): Promise<string> {
+    const q = path.join(tmp, `h${mtu}-${wmemMax}.sock`);
+    const f = path.join(tmp, `wmem-max-${wmemMax}`);
+    fs.writeFileSync(f, wmemMax + '\n');
     const logs: string[] = [];
     const d = await startDaemon(
-      buildConfig({}, { 'listen-qemu': [`unix://${q}`], 'log-level': 'info', mtu }),
+      buildConfig({}, { 'listen-qemu': [`unix://${q}`], 'log-level': 'info', mtu, ...extra }),
       { out: { write: () => true }, err: { write: (s: string) => logs.push(s) } },
-      { wmemDefaultPath: f },
+      { wmemMaxPath: f, canSetSendBuffer: true },
     );
     await d.close();
     return logs.join('');
   }
 
-  it('the daemon logs it once at start for a jumbo MTU with a small default, and not otherwise', async () => {
+  it('the daemon logs it once at start for a jumbo MTU whose links would get too small a buffer, and not otherwise', async () => {
     const small = await startupLog('65520', '212992');
-    expect(small.match(/system default socket send buffer/g)).toHaveLength(1);
-    expect(small).toContain('wmemDefault=212992');
-    expect(small).toContain('net.core.wmem_default=8388608');
+    expect(small.match(/bounded by the send buffer of the VM connections/g)).toHaveLength(1);
+    expect(small).toContain('sendBuffer=425984');
+    expect(small).toContain('net.core.wmem_max=1048576');
     expect(await startupLog('65520', '8388608')).not.toContain('send buffer');
     expect(await startupLog('1500', '212992')).not.toContain('send buffer');
+    expect(await startupLog('65520', '8388608', { 'vm-send-buffer': '131072' })).toContain('--vm-send-buffer 1048576');
   });
 });

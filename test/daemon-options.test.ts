@@ -100,6 +100,11 @@ describe('config validation names the key and the reason', () => {
     expect(errOf(() => buildConfig({}, { 'vm-tx-queue-limit': '65536' })).message).toBe('--vm-tx-queue-limit: must be from 131072 to 1073741824, got 65536');
     expect(buildConfig({ 'vm-tx-queue-limit': 1048576 }, {}, 'c.yaml').vmTxQueueLimit).toBe(1048576);
     expect(buildConfig({}, {}).vmTxQueueLimit).toBeUndefined();
+    expect(buildConfig({}, { 'vm-send-buffer': '0' }).vmSendBuffer).toBe(0);
+    expect(buildConfig({ 'vm-send-buffer': 4194304 }, {}, 'c.yaml').vmSendBuffer).toBe(4194304);
+    expect(buildConfig({}, {}).vmSendBuffer).toBeUndefined();
+    expect(errOf(() => buildConfig({}, { 'vm-send-buffer': '4096' })).message).toBe('--vm-send-buffer: must be 0 or from 65536 to 268435456, got 4096');
+    expect(errOf(() => buildConfig({}, { 'vm-send-buffer': '300000000' })).message).toBe('--vm-send-buffer: must be from 0 to 268435456, got 300000000');
   });
 
   it('cross-field engine errors are reported against our key', () => {

@@ -12,6 +12,7 @@
  * through the inspector, so the profile covers exactly what the bench measured.
  * VNETKIT_BENCH_TCP='{"sndBufBytes":4194304}' passes TCP tunables (src/engine/tcp/options.ts)
  * through, for trying a setting without a commit. The bench records none by default.
+ * VNETKIT_BENCH_SEND_BUFFER=BYTES sets the VM link's sendBufferBytes the same way (0 = system default).
  */
 import { Session } from 'node:inspector/promises';
 import { writeFileSync } from 'node:fs';
@@ -62,8 +63,12 @@ const engine = createEngine({
   dns: { upstreams: [], hostsFile: null },
   log: createLogger({ level }),
 });
-const listener = sock !== undefined ? await engine.listen(`unix://${sock}`, { framing: 'qemu' }) : undefined;
-if (fd !== undefined) engine.attachFd(fd, { framing: 'qemu' });
+const sendBufferBytes = process.env.VNETKIT_BENCH_SEND_BUFFER ? Number(process.env.VNETKIT_BENCH_SEND_BUFFER) : undefined;
+const listener = sock !== undefined ? await engine.listen(`unix://${sock}`, { framing: 'qemu', sendBufferBytes }) : undefined;
+const attached = fd !== undefined ? engine.attachFd(fd, { framing: 'qemu', sendBufferBytes }) : undefined;
+if (sendBufferBytes !== undefined) process.stdout.write(`sendBufferBytes ${sendBufferBytes}\n`);
+engine.on('vm-connected', (info: { link: { sendBuffer?: number } }) => process.stdout.write(`vm link send buffer ${info.link.sendBuffer ?? 'system default'}\n`));
+if (attached !== undefined) process.stdout.write(`vm link send buffer ${attached.link.sendBuffer ?? 'system default'}\n`);
 process.stdout.write(`ready backend=${engine.kernels.backend} mtu=${mtu} ${sock !== undefined ? `sock=${sock}` : `fd=${fd}`}\n`);
 
 let stopping = false;

@@ -14,7 +14,8 @@ import { Capture } from './capture.js';
 import { Forwarder } from './forwarder.js';
 import { startApiServer, type ApiServer } from './api.js';
 import type { DaemonConfig } from './options.js';
-import { linkBufferHint, readWmemDefault } from './link-buffer-hint.js';
+import { linkBufferHint, readSysctlBytes, WMEM_DEFAULT_PATH, WMEM_MAX_PATH } from './link-buffer-hint.js';
+import { canSetSendBuffer, DEFAULT_SEND_BUFFER_BYTES } from '../transport/index.js';
 import { VnetkitError } from '../errors.js';
 
 export interface DaemonIo {
@@ -73,8 +74,11 @@ export interface Daemon {
 export interface DaemonTuning {
   /** How often drop counters are checked for the "rejected input" log lines (default 5000 ms). */
   dropReportMs?: number;
-  /** Where the system's default socket send buffer is read for the jumbo-MTU hint (default /proc/sys/net/core/wmem_default). */
+  /** Where the system's default and largest socket send buffers are read for the jumbo-MTU hint (default /proc/sys/net/core/wmem_default, …/wmem_max). */
   wmemDefaultPath?: string;
+  wmemMaxPath?: string;
+  /** Stands in for canSetSendBuffer() in tests of the hint. */
+  canSetSendBuffer?: boolean;
 }
 
 export async function startDaemon(cfg: DaemonConfig, io: DaemonIo, tuning: DaemonTuning = {}): Promise<Daemon> {
@@ -125,7 +129,7 @@ export async function startDaemon(cfg: DaemonConfig, io: DaemonIo, tuning: Daemo
     ];
     for (const [name, urls, framing] of groups) {
       for (const u of urls) {
-        const l = await engine.listen(u, { framing, txQueueLimit: cfg.vmTxQueueLimit });
+        const l = await engine.listen(u, { framing, txQueueLimit: cfg.vmTxQueueLimit, sendBufferBytes: cfg.vmSendBuffer });
         vmListeners.push(l);
         if (l.url.startsWith('unix://')) fs.chmodSync(l.address, 0o600);
         vmUrls.push({ framing: name, url: l.url });
@@ -134,8 +138,15 @@ export async function startDaemon(cfg: DaemonConfig, io: DaemonIo, tuning: Daemo
     }
     // Datagram links carry one frame per datagram and have no stream buffer to fill.
     const streams = vmUrls.some((u) => u.framing !== 'dgram');
-    const hint = streams ? linkBufferHint(engine.config.mtu, readWmemDefault(tuning.wmemDefaultPath)) : null;
-    if (hint) log.info('host-to-guest throughput at this MTU is bounded by the system default socket send buffer, which Node cannot raise per socket', hint);
+    const hint = streams
+      ? linkBufferHint(engine.config.mtu, {
+          asked: cfg.vmSendBuffer ?? DEFAULT_SEND_BUFFER_BYTES,
+          canSet: tuning.canSetSendBuffer ?? canSetSendBuffer(),
+          wmemMax: readSysctlBytes(tuning.wmemMaxPath ?? WMEM_MAX_PATH),
+          wmemDefault: readSysctlBytes(tuning.wmemDefaultPath ?? WMEM_DEFAULT_PATH),
+        })
+      : null;
+    if (hint) log.info('host-to-guest throughput at this MTU is bounded by the send buffer of the VM connections', hint);
     for (const u of api) {
       const a = await startApiServer(u, { engine, forwarder, capture, log: log.child({ svc: 'api' }), startedAt });
       apis.push(a);
@@ -155,7 +166,7 @@ export async function startDaemon(cfg: DaemonConfig, io: DaemonIo, tuning: Daemo
     if (cfg.fd !== undefined) {
       let vm;
       try {
-        vm = engine.attachFd(cfg.fd, { framing: 'qemu', txQueueLimit: cfg.vmTxQueueLimit });
+        vm = engine.attachFd(cfg.fd, { framing: 'qemu', txQueueLimit: cfg.vmTxQueueLimit, sendBufferBytes: cfg.vmSendBuffer });
       } catch (e) {
         throw new VnetkitError((e as VnetkitError).code, `--fd: ${(e as Error).message}`, { cause: e });
       }

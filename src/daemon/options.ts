@@ -17,6 +17,7 @@ import { parseCidr, parseIPv4 } from '../wire/addr.js';
 import type { LogLevel } from '../log.js';
 import type { BackendName } from '../kernels/types.js';
 import { parseForwardSpec, checkRemote, type ForwardRequest } from './forward-spec.js';
+import { MAX_SEND_BUFFER_BYTES, MIN_SEND_BUFFER_BYTES } from '../transport/send-buffer.js';
 
 export type OptionType = 'string' | 'int' | 'bool' | 'list';
 
@@ -40,6 +41,7 @@ export const OPTIONS: readonly OptionDef[] = [
   { name: 'listen', type: 'list', arg: 'URL', help: 'Control API (HTTP+JSON, gvisor-tap-vsock paths): unix:///path (mode 0600). tcp://127.0.0.1:PORT is accepted only with --no-host-loopback or --allow-guest-api, because guests reach the host\'s loopback through the host alias. Repeatable.' },
   { name: 'allow-guest-api', type: 'bool', help: 'Permit a tcp:// control API while guests can reach host loopback (they could then call it).' },
   { name: 'mtu', type: 'int', arg: 'N', help: 'Link MTU announced to guests, 576..65520 (default 1500).' },
+  { name: 'vm-send-buffer', type: 'int', arg: 'BYTES', help: 'SO_SNDBUF vnetkit asks for on its end of each Unix-socket VM connection, 65536..268435456, or 0 for the system default (default 1048576). The kernel doubles it and caps it at twice net.core.wmem_max. At jumbo MTUs the system default starves the VM between writes.' },
   { name: 'vm-tx-queue-limit', type: 'int', arg: 'BYTES', help: 'Bytes each VM connection may hold toward a VM that is not reading, 131072..1073741824 (default 4194304). Past it frames are dropped and counted (/vms link.dropped, /stats linkDrops); TCP flows stop sending at half of it.' },
   { name: 'subnet', type: 'string', arg: 'CIDR', help: 'Virtual subnet (default 192.168.65.0/24).' },
   { name: 'gateway-ip', type: 'string', arg: 'IP', help: 'Gateway, DHCP and DNS server address (default: .1 of the subnet).' },
@@ -219,6 +221,8 @@ export interface DaemonConfig {
   fd?: number;
   /** Every VM link's txQueueLimit (the engine's default when absent). */
   vmTxQueueLimit?: number;
+  /** Every Unix-socket VM link's sendBufferBytes (the engine's default when absent, 0 = system default). */
+  vmSendBuffer?: number;
   listen: string[];
   allowGuestApi: boolean;
   engine: EngineOptions;
@@ -408,6 +412,8 @@ export function buildConfig(file: RawOptions, flags: RawOptions, fileSource = 'c
   const fd = int('fd', 3, 2 ** 31 - 1);
   const pcap = str('pcap');
   if (pcap === '') fail('pcap', 'needs a file name');
+  const vmSendBuffer = int('vm-send-buffer', 0, MAX_SEND_BUFFER_BYTES);
+  if (vmSendBuffer !== undefined && vmSendBuffer !== 0 && vmSendBuffer < MIN_SEND_BUFFER_BYTES) fail('vm-send-buffer', `must be 0 or from ${MIN_SEND_BUFFER_BYTES} to ${MAX_SEND_BUFFER_BYTES}, got ${vmSendBuffer}`);
   return {
     listenQemu,
     listenVpnkit,
@@ -415,6 +421,7 @@ export function buildConfig(file: RawOptions, flags: RawOptions, fileSource = 'c
     listenDgram,
     fd,
     vmTxQueueLimit: int('vm-tx-queue-limit', 128 * 1024, 1024 ** 3),
+    vmSendBuffer,
     listen,
     allowGuestApi,
     engine,

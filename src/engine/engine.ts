@@ -27,7 +27,7 @@ import { reasonName } from './reasons.js';
 import { buildArpReply, buildIcmpEchoReply, buildPortUnreachable, buildUdpPortUnreachable, buildUdpFragments, readArp } from './replies.js';
 import { DhcpServer } from '../services/dhcp.js';
 import { DnsServer } from '../services/dns.js';
-import { attachFd, attachStream, listen as listenTransport, createSimpleNegotiator, type VmLink, type FrameHold, type Framing, type Listener, type VpnkitRequest } from '../transport/index.js';
+import { attachFd, attachStream, listen as listenTransport, createSimpleNegotiator, checkSendBufferBytes, type VmLink, type FrameHold, type Framing, type Listener, type VpnkitRequest } from '../transport/index.js';
 import { nullLogger, type Logger } from '../log.js';
 import { ErrorCodes, VnetkitError } from '../errors.js';
 import { PcapWriter } from '../wire/pcap.js';
@@ -138,9 +138,10 @@ export interface VmInfo {
    * The VM connection's own counters. `dropped`: frames the link refused (over its
    * txQueueLimit because the VM stopped reading, or too big for its MTU) or malformed on
    * receive; `backlog`: bytes written toward the VM that it has not read yet, at most
-   * `txQueueLimit`.
+   * `txQueueLimit`; `sendBuffer`: the kernel send buffer of vnetkit's end of a Unix socket, where
+   * vnetkit set it (AttachOptions.sendBufferBytes).
    */
-  link: { rxFrames: number; rxBytes: number; txFrames: number; txBytes: number; dropped: number; backlog: number; txQueueLimit: number };
+  link: { rxFrames: number; rxBytes: number; txFrames: number; txBytes: number; dropped: number; backlog: number; txQueueLimit: number; sendBuffer?: number };
 }
 
 export interface EngineStats {
@@ -176,6 +177,12 @@ export interface AttachOptions {
   txQueueLimit?: number;
   /** Framing 'vpnkit': how long a client has to complete the handshake (default 10 000 ms). */
   handshakeTimeoutMs?: number;
+  /**
+   * SO_SNDBUF to ask for on vnetkit's end of a Unix-socket VM link it accepts (listen) or adopts
+   * (attachFd): default 1 MiB, 0 keeps the system default, else 65536..268435456. The kernel
+   * doubles it, capped at twice net.core.wmem_max. Needed for host→guest speed at jumbo MTUs.
+   */
+  sendBufferBytes?: number;
 }
 
 export class Engine extends EventEmitter {
@@ -361,7 +368,8 @@ export class Engine extends EventEmitter {
   }
 
   private linkOptions(options: AttachOptions) {
-    const { framing, txQueueLimit, handshakeTimeoutMs } = options;
+    const { framing, txQueueLimit, handshakeTimeoutMs, sendBufferBytes } = options;
+    checkSendBufferBytes(sendBufferBytes);
     // A NaN or negative limit would silently disable the cap that keeps a stuck VM's memory bounded.
     if (txQueueLimit !== undefined && (!Number.isInteger(txQueueLimit) || txQueueLimit < 128 * 1024 || txQueueLimit > 1024 ** 3)) {
       throw new VnetkitError(ErrorCodes.BAD_OPTION, `option txQueueLimit: must be an integer from ${128 * 1024} to ${1024 ** 3} bytes, got ${txQueueLimit}`);
@@ -373,6 +381,7 @@ export class Engine extends EventEmitter {
       framing,
       txQueueLimit,
       handshakeTimeoutMs,
+      sendBufferBytes,
       mtu: this.config.mtu,
       log: this.log.child({ svc: 'transport' }),
       vpnkit: {
@@ -405,7 +414,7 @@ export class Engine extends EventEmitter {
     // The VM caught up: flows that held data for it may send again.
     link.onDrain = () => this.tcp.portDrained(port.id);
     const info = this.info(port);
-    this.log.info('vm connected', { vm: port.id, framing: link.framing, peer: link.peer, uuid: port.uuid });
+    this.log.info('vm connected', { vm: port.id, framing: link.framing, peer: link.peer, uuid: port.uuid, sendBuffer: link.sendBuffer });
     this.emit('vm-connected', info);
     return info;
   }
@@ -433,7 +442,7 @@ export class Engine extends EventEmitter {
       mac: port.mac ? formatMac(port.mac) : undefined,
       uuid: port.uuid,
       ips: [...port.ips].map(formatIPv4),
-      link: { ...port.link.stats(), backlog: port.link.backlog, txQueueLimit: port.link.txQueueLimit },
+      link: { ...port.link.stats(), backlog: port.link.backlog, txQueueLimit: port.link.txQueueLimit, sendBuffer: port.link.sendBuffer },
     };
   }
 

@@ -17,7 +17,10 @@
  *
  * - `attachFd(fd, opts)` wraps an inherited, connected socket (a launcher's
  *   socketpair; passt's --fd) and reads it into one buffer of its own, as
- *   listen() does for accepted sockets. Node keeps any SO_SNDBUF the launcher set.
+ *   listen() does for accepted sockets.
+ * - Send buffer: a Unix socket that listen() accepts or attachFd() adopts gets
+ *   SO_SNDBUF raised to `sendBufferBytes` (default 1 MiB) before its first
+ *   read; a bigger one a launcher set is kept. `link.sendBuffer` reports it.
  * - `attachStream(stream, opts)` wraps an already-connected Duplex (or a
  *   {readable, writable} pair such as stdin/stdout) and returns at once. For
  *   'vpnkit' the handshake then runs on the stream; frames sent before it
@@ -56,6 +59,7 @@ export {
   type StreamPair,
 } from './link.js';
 export { DgramLink, type DgramOptions } from './dgram.js';
+export { DEFAULT_SEND_BUFFER_BYTES, canSetSendBuffer, checkSendBufferBytes, setSendBuffer, type SendBufferResult } from './send-buffer.js';
 export { listen, parseListenUrl, isLoopback, type Listener, type ListenOptions } from './listen.js';
 export {
   VPNKIT_MAGIC,
@@ -81,6 +85,8 @@ import type { Duplex } from 'node:stream';
 import { attachStreamLink, type StreamLink, type StreamPair } from './link.js';
 import type { LinkOptions } from './types.js';
 import { READ_BUFFER_BYTES, socketOnFd } from './read-buffer.js';
+import { applyLinkSendBuffer, checkSendBufferBytes } from './send-buffer.js';
+import { nullLogger } from '../log.js';
 import { TransportErrorCodes, transportError } from './errors.js';
 
 /** Wrap a connected stream (socket, or stdin/stdout pair) as a VM link. Throws only on invalid options (framing 'dgram'). */
@@ -90,8 +96,11 @@ export function attachStream(stream: Duplex | StreamPair, opts: LinkOptions): St
 
 /** Wrap an inherited, connected stream socket (file descriptor `fd`) as a VM link. Throws ERR_VNETKIT_BAD_FD when it is not an open socket. */
 export function attachFd(fd: number, opts: LinkOptions): StreamLink {
+  checkSendBufferBytes(opts.sendBufferBytes);
   let link: StreamLink | undefined;
   let sock;
+  // Before the socket exists: libuv would refuse a descriptor its loop already watches.
+  const sendBuffer = applyLinkSendBuffer(fd, opts.sendBufferBytes, opts.log ?? nullLogger);
   try {
     // Reads only start on a later turn of the loop, by which time `link` is set.
     sock = socketOnFd(fd, Buffer.allocUnsafe(READ_BUFFER_BYTES), (buf, n) => link?.receive(buf, n));
@@ -99,5 +108,6 @@ export function attachFd(fd: number, opts: LinkOptions): StreamLink {
     throw transportError(TransportErrorCodes.BAD_FD, `file descriptor ${fd} is not an open stream socket (${(e as Error).message})`, e);
   }
   link = attachStreamLink(sock, opts, `fd ${fd}`);
+  link.sendBuffer = sendBuffer;
   return link;
 }

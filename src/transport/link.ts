@@ -135,6 +135,8 @@ export class StreamLink implements VmLink {
   private readonly sealed: (Segment | InPlaceRun)[] = [];
   private queuedBytes = 0;
   private congestedFlag = false;
+  /** Set by whoever made the socket, before any I/O (VmLink.sendBuffer). */
+  sendBuffer?: number;
 
   constructor(r: Readable, w: Writable, peer: string, opts: LinkOptions) {
     if (opts.framing === 'dgram') throw new VnetkitError('ERR_VNETKIT_BAD_OPTION', "framing 'dgram' needs a datagram socket: use listen('udp://…')");

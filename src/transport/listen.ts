@@ -18,6 +18,7 @@ import { nullLogger } from '../log.js';
 import { listenDgram, type DgramOptions } from './dgram.js';
 import { TransportErrorCodes as E, transportError } from './errors.js';
 import { attachStreamLink, type StreamLink } from './link.js';
+import { applyLinkSendBuffer, checkSendBufferBytes } from './send-buffer.js';
 import { adoptWithReadBuffer, READ_BUFFER_BYTES } from './read-buffer.js';
 import type { LinkOptions, VmLink } from './types.js';
 
@@ -72,17 +73,21 @@ export async function listen(url: string, opts: ListenOptions, onLink: (link: Vm
     return { url: `udp://${hostPart}:${h.port}`, address: `${h.address}:${h.port}`, close: h.close };
   }
   if (opts.framing === 'dgram') throw new VnetkitError('ERR_VNETKIT_BAD_OPTION', `framing 'dgram' needs a udp:// listener`);
+  checkSendBufferBytes(opts.sendBufferBytes);
   return parsed.kind === 'unix' ? listenUnix(parsed.path, opts, onLink) : listenTcp(parsed.host, parsed.port, opts, onLink);
 }
 
-function makeServer(opts: ListenOptions, onLink: (link: VmLink) => void, peerOf: (s: net.Socket) => string) {
+function makeServer(opts: ListenOptions, onLink: (link: VmLink) => void, peerOf: (s: net.Socket) => string, unix: boolean) {
   const log = opts.log ?? nullLogger;
   const links = new Set<StreamLink>();
   const server = net.createServer({ allowHalfOpen: false, pauseOnConnect: true }, (accepted) => {
     let link: StreamLink | undefined;
+    // Accepted paused: nothing has read or written yet, so the descriptor can still be tuned.
+    const sendBuffer = unix ? applyLinkSendBuffer((accepted as unknown as { _handle?: { fd?: number } })._handle?.fd ?? -1, opts.sendBufferBytes, log) : undefined;
     const sock = adoptWithReadBuffer(accepted, Buffer.allocUnsafe(READ_BUFFER_BYTES), (buf, n) => link?.receive(buf, n));
     sock.setNoDelay?.(true);
     link = attachStreamLink(sock, opts, peerOf(sock));
+    link.sendBuffer = sendBuffer;
     links.add(link);
     link.closeHook = () => links.delete(link);
     link.whenReady(
@@ -104,7 +109,7 @@ function makeServer(opts: ListenOptions, onLink: (link: VmLink) => void, peerOf:
 }
 
 async function listenTcp(host: string, port: number, opts: ListenOptions, onLink: (link: VmLink) => void): Promise<Listener> {
-  const { server, links } = makeServer(opts, onLink, (s) => `${s.remoteAddress}:${s.remotePort}`);
+  const { server, links } = makeServer(opts, onLink, (s) => `${s.remoteAddress}:${s.remotePort}`, false);
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e: NodeJS.ErrnoException) =>
       reject(transportError(e.code === 'EADDRINUSE' ? E.ADDRESS_IN_USE : E.TRANSPORT, `cannot listen on tcp://${host}:${port}: ${e.message}`, e)),
@@ -121,7 +126,7 @@ async function listenTcp(host: string, port: number, opts: ListenOptions, onLink
 }
 
 async function listenUnix(path: string, opts: ListenOptions, onLink: (link: VmLink) => void): Promise<Listener> {
-  const { server, links, log } = makeServer(opts, onLink, () => path);
+  const { server, links, log } = makeServer(opts, onLink, () => path, true);
   const tryListen = (): Promise<NodeJS.ErrnoException | null> =>
     new Promise((resolve) => {
       const onErr = (e: NodeJS.ErrnoException): void => resolve(e);

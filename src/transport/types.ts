@@ -69,6 +69,8 @@ export interface VmLink {
   readonly highWater: number;
   /** The queue cap (LinkOptions.txQueueLimit as applied): frames that would take the backlog past it are dropped. */
   readonly txQueueLimit: number;
+  /** SO_SNDBUF of vnetkit's end as the kernel reported it after LinkOptions.sendBufferBytes was applied; absent when vnetkit did not set it. */
+  readonly sendBuffer?: number;
   /** Stop / restart delivering frames from the VM. Frames after the one during which pause() was called are held, not lost. */
   pause(): void;
   resume(): void;
@@ -116,4 +118,12 @@ export interface LinkOptions {
   handshakeTimeoutMs?: number;
   /** Hard cap on bytes queued toward the VM (ours plus the socket's buffer), default 4 MiB; frames beyond it are dropped and counted. */
   txQueueLimit?: number;
+  /**
+   * SO_SNDBUF asked for on vnetkit's end of a Unix-socket link that vnetkit accepts or adopts
+   * (listen('unix://…'), attachFd), default 1 MiB; 0 keeps the system default. The kernel
+   * doubles it and caps it at twice net.core.wmem_max; a bigger buffer already there is kept.
+   * At jumbo MTUs the default buffer (208 KiB) holds three frames and starves the VM.
+   * 65536..268435456 or 0. See send-buffer.ts for how and when it can be set.
+   */
+  sendBufferBytes?: number;
 }
