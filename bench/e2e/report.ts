@@ -36,6 +36,8 @@ export interface E2eResult {
   meta: {
     date: string; quick: boolean; commit: string; dirty: boolean; node: string; kernel: string; cpus: number; cpuModel: string;
     iperf3: string; qemu?: string; passt?: string; seconds: number;
+    /** net.core.wmem_default and wmem_max: the VM link's send buffer comes from them (absent in runs before cf826d4). */
+    wmem?: { default?: number; max?: number };
     /** 1-minute load average at the start and the end: the machine may be shared. */
     load: [number, number];
     options: { peers: string[]; mtus: number[]; streams: number[]; dirs: string[]; runs: number; time: number; omit: number; conn: number; rr: number; connWarmup?: number; linkSndbuf?: number; tsx?: boolean };
@@ -125,7 +127,9 @@ export function renderMarkdown(r: E2eResult): string {
   L.push(`${m.date}, commit ${m.commit.slice(0, 10) || '–'}${m.dirty ? ' + working-tree changes' : ''}, node ${m.node}, kernel ${m.kernel}, ` +
     `${m.cpus} × ${m.cpuModel}; ${m.iperf3}${m.qemu ? `; ${m.qemu}` : ''}${m.passt ? `; passt ${m.passt}` : ''}. ` +
     `iperf3 -t ${m.options.time} -O ${m.options.omit}, median of ${m.options.runs} run${m.options.runs > 1 ? 's' : ''}; took ${m.seconds} s; ` +
-    `load average ${m.load?.map((x) => x.toFixed(1)).join(' → ') ?? '?'} (other work on the machine skews every row alike only if it is steady).`, '');
+    `${m.wmem ? `net.core.wmem_default ${m.wmem.default ?? '?'}, wmem_max ${m.wmem.max ?? '?'} (they bound the VM link's send buffer); ` : ''}` +
+    `load average ${m.load?.map((x) => x.toFixed(1)).join(' → ') ?? '?'} (the second figure includes the bench's own processes; ` +
+    'other work on the machine skews every row alike only if it is steady).', '');
   L.push('Guest = a network namespace\'s own kernel behind a TAP, relayed frame by frame (qemu stream framing) to each engine\'s ' +
     'unix socket; servers on the host\'s 127.0.0.1 through each engine\'s host-loopback address. ' +
     '"relay ceiling" = a second namespace\'s kernel behind a second relay (no userspace TCP, two relays). ' +
