@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { attachFd, listen, setSendBuffer, type Listener, type VmLink } from '../src/transport/index.js';
+import { sendBufferHandleCount } from '../src/transport/send-buffer.js';
 import { testFrame } from './support/vm-peer.js';
 
 // The kernel's own limits decide what a request turns into: read them rather than assume a machine.
@@ -56,6 +57,26 @@ async function kernelHeld(link: VmLink, total: number): Promise<number> {
 }
 
 describe('VM link send buffer', () => {
+  // First in the file: a descriptor number that has been through setSendBuffer keeps its handle and is not checked again.
+  it('refuses a descriptor the loop already watches, and the socket keeps working', async () => {
+    const p = path.join(dir, 'e.sock');
+    const server = net.createServer((s) => s.pipe(s));
+    await new Promise<void>((r) => server.listen(p, () => r()));
+    try {
+      const c = net.connect(p);
+      sockets.push(c);
+      await new Promise<void>((r) => c.once('connect', () => r()));
+      const r = setSendBuffer((c as unknown as { _handle: { fd: number } })._handle.fd, 1024 * 1024);
+      expect(r.ok).toBe(false);
+      expect(!r.ok && r.reason).toMatch(/uv_udp_open failed/);
+      const echoed = new Promise<string>((res) => c.once('data', (d) => res(String(d))));
+      c.write('still here');
+      expect(await echoed).toBe('still here');
+    } finally {
+      server.close();
+    }
+  });
+
   it('a Unix socket accepted by listen() gets the buffer it asked for, as the kernel grants it, and the kernel then holds that much', async () => {
     const link = await linkWithIdleVm(`unix://${path.join(dir, 'a.sock')}`, { sendBufferBytes: 1024 * 1024 });
     expect(link.sendBuffer).toBe(granted(1024 * 1024));
@@ -114,23 +135,16 @@ describe('VM link send buffer', () => {
     }
   });
 
-  it('refuses a descriptor the loop already watches, and the socket keeps working', async () => {
-    const p = path.join(dir, 'e.sock');
-    const server = net.createServer((s) => s.pipe(s));
-    await new Promise<void>((r) => server.listen(p, () => r()));
-    try {
-      const c = net.connect(p);
-      sockets.push(c);
-      await new Promise<void>((r) => c.once('connect', () => r()));
-      const r = setSendBuffer((c as unknown as { _handle: { fd: number } })._handle.fd, 1024 * 1024);
-      expect(r.ok).toBe(false);
-      expect(!r.ok && r.reason).toMatch(/uv_udp_open failed/);
-      const echoed = new Promise<string>((res) => c.once('data', (d) => res(String(d))));
-      c.write('still here');
-      expect(await echoed).toBe('still here');
-    } finally {
-      server.close();
+  it('keeps one handle per descriptor number, however many links come and go', async () => {
+    const before = sendBufferHandleCount();
+    for (let i = 0; i < 40; i++) {
+      const link = await linkWithIdleVm(`unix://${path.join(dir, `g${i}.sock`)}`, {});
+      expect(link.sendBuffer).toBe(granted(1024 * 1024));
+      for (const s of sockets.splice(0)) s.destroy();
+      for (const l of listeners.splice(0)) await l.close();
     }
+    // Closed links free their numbers and the next link gets one of them again.
+    expect(sendBufferHandleCount() - before).toBeLessThanOrEqual(4);
   });
 
   it('leaves a TCP socket alone, so the kernel keeps growing its buffer by itself', async () => {

@@ -12,17 +12,21 @@
  * libuv handle type, so a UDP handle opened on the link's descriptor can set
  * it. uv_udp_open on a connected stream socket only sets O_NONBLOCK, which the
  * link sets anyway, and SO_REUSEADDR, which a connected Unix socket ignores.
- * The UDP handle is then left unclosed and never started: closing it would
- * close the descriptor under the link. Node closes every handle of an
- * environment when the environment ends, so this is done only on the main
- * thread, whose environment ends with the process; a Worker's would close a
- * descriptor number that may belong to another socket by then.
+ * The UDP handle is then kept, never started and never closed: closing it
+ * would close the descriptor under the link. It refers to the descriptor
+ * number, so a later link whose socket gets the same number reuses it: there
+ * is at most one such handle per number the process has used for a VM link,
+ * bounded by its descriptor table. Node closes every handle of an environment
+ * when the environment ends, so this is done only on the main thread, whose
+ * environment ends with the process; a Worker's would close a descriptor
+ * number that may belong to another socket by then.
  *
  * TCP sockets are left alone: their buffer grows by itself (tcp_wmem), and
  * setting SO_SNDBUF would switch that off.
  *
  * It must run before the link's socket has read or written anything: libuv
- * refuses to open a descriptor that its loop is already watching.
+ * refuses to open a descriptor that its loop is already watching (a number
+ * that already has its handle is not checked again).
  */
 import { isMainThread } from 'node:worker_threads';
 import { ErrorCodes, VnetkitError } from '../errors.js';
@@ -44,6 +48,8 @@ interface UdpHandle {
 type UdpCtor = new () => UdpHandle;
 
 let udpCtor: UdpCtor | null | undefined;
+/** Descriptor number → the UDP handle opened on it (see above: kept for the process's life). */
+const handles = new Map<number, UdpHandle>();
 
 function loadUdp(): UdpCtor | null {
   if (udpCtor !== undefined) return udpCtor;
@@ -62,6 +68,11 @@ function loadUdp(): UdpCtor | null {
   return udpCtor;
 }
 
+/** How many descriptor numbers hold a kept UDP handle (for tests and the curious: bounded by the descriptor table). */
+export function sendBufferHandleCount(): number {
+  return handles.size;
+}
+
 /** True where setSendBuffer can work at all (this Node, this thread). */
 export function canSetSendBuffer(): boolean {
   return isMainThread && loadUdp() !== null;
@@ -76,7 +87,8 @@ export type SendBufferResult =
  * Raise the send buffer of the Unix stream socket `fd` to `bytes` (as
  * setsockopt(SO_SNDBUF) counts them). Never shrinks it. Fails, without
  * touching the socket, on a TCP socket, off the main thread, on a descriptor
- * the loop already watches, and where Node offers no way.
+ * the loop already watches (unless its number has been through here before),
+ * and where Node offers no way.
  */
 export function setSendBuffer(fd: number, bytes: number): SendBufferResult {
   if (!isMainThread) return { ok: false, reason: 'not on the main thread' };
@@ -84,21 +96,26 @@ export function setSendBuffer(fd: number, bytes: number): SendBufferResult {
   const Udp = loadUdp();
   if (Udp === null) return { ok: false, reason: "this Node has no process.binding('udp_wrap')" };
   try {
-    const h = new Udp();
-    const err = h.open(fd);
-    if (err !== 0) {
-      h.close?.();
-      return { ok: false, reason: `uv_udp_open failed (${err})` };
+    let h = handles.get(fd);
+    if (h === undefined) {
+      h = new Udp();
+      const err = h.open(fd);
+      if (err !== 0) {
+        h.close?.();
+        return { ok: false, reason: `uv_udp_open failed (${err})` };
+      }
+      // From here the handle owns `fd` as far as libuv knows: it must never be closed.
+      h.unref?.();
+      handles.set(fd, h);
     }
-    // From here the handle owns `fd` as far as libuv knows: it must never be closed.
-    h.unref?.();
+    const udp = h;
     const name: Record<string, unknown> = {};
-    if (h.getsockname(name) !== 0) return { ok: false, reason: 'getsockname failed' };
+    if (udp.getsockname(name) !== 0) return { ok: false, reason: 'getsockname failed' };
     if (name.family !== undefined) return { ok: false, reason: `not a Unix socket (${String(name.family)})` };
     // bufferSize(0) reads SO_SNDBUF, bufferSize(n) sets it; undefined means it failed (the reason is in ctx).
     const sndbuf = (n: number): number | string => {
       const ctx: Record<string, unknown> = {};
-      const r = h.bufferSize(n, false, ctx);
+      const r = udp.bufferSize(n, false, ctx);
       return typeof r === 'number' ? r : `${n === 0 ? 'getsockopt' : 'setsockopt'}(SO_SNDBUF) failed (${String(ctx.code ?? ctx.errno)})`;
     };
     const before = sndbuf(0);
