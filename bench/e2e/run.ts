@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { cpus, loadavg, release } from 'node:os';
 import { renderMarkdown, type E2eResult, type IperfRun, type ConnRun, type PeerName, type ProfileResult } from './report.js';
 import { summarizeProfile, renderProfileMarkdown, wasmExportNames } from './profile.js';
+import { readSysctlBytes, WMEM_DEFAULT_PATH, WMEM_MAX_PATH } from '../../src/daemon/link-buffer-hint.js';
 
 const HELP = `npm run bench:e2e -- [options]
 
@@ -157,14 +158,6 @@ function log(msg: string): void {
   process.stderr.write(`e2e: ${msg}\n`);
 }
 class Fatal extends Error {}
-function sysctlBytes(name: string): number | undefined {
-  try {
-    return Number(readFileSync(`/proc/sys/net/core/${name}`, 'utf8').trim());
-  } catch {
-    return undefined;
-  }
-}
-
 /** Throws: main() stops every process this run started and removes the namespaces first. */
 function die(msg: string): never {
   throw new Fatal(msg);
@@ -619,7 +612,7 @@ async function main(): Promise<void> {
       date: new Date().toISOString(), quick: o.quick, commit: tree.commit, dirty: tree.dirty, node: process.version,
       kernel: release(), cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '?',
       iperf3: await version('iperf3', ['--version']),
-      wmem: { default: sysctlBytes('wmem_default'), max: sysctlBytes('wmem_max') },
+      wmem: { default: readSysctlBytes(WMEM_DEFAULT_PATH), max: readSysctlBytes(WMEM_MAX_PATH) },
       qemu: o.peers.includes('slirp') ? await version('qemu-system-x86_64', ['--version']) : undefined,
       passt: o.peers.includes('passt') ? (await run('sh', ['-c', "dpkg-query -W -f='${Version}' passt"])).stdout : undefined,
       options: { peers: o.peers, mtus: o.mtus, streams: o.streams, dirs: o.dirs, runs: o.runs, time: o.time, omit: o.omit, conn: o.conn, connWarmup: o.connWarmup, rr: o.rr, linkSndbuf: o.linkSndbuf, tsx: o.tsx },
