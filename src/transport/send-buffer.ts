@@ -85,8 +85,8 @@ export type SendBufferResult =
 
 /**
  * Raise the send buffer of the Unix stream socket `fd` to `bytes` (as
- * setsockopt(SO_SNDBUF) counts them). Never shrinks it. Fails, without
- * touching the socket, on a TCP socket, off the main thread, on a descriptor
+ * setsockopt(SO_SNDBUF) counts them). Never shrinks it. Fails, leaving the
+ * buffer as it was, on a TCP socket, off the main thread, on a descriptor
  * the loop already watches (unless its number has been through here before),
  * and where Node offers no way.
  */
