@@ -38,4 +38,24 @@ describe('Slabs', () => {
     expect(s.allocated).toBe(0);
     expect(() => s.lastDone()).not.toThrow();
   });
+
+  it('trim hands the tail of the last piece back to its slab, and does nothing once another piece was cut after it', () => {
+    const s = new Slabs();
+    const a = s.take(1000);
+    s.trim(a, 100);
+    const b = s.take(10);
+    expect(b.buffer).toBe(a.buffer);
+    expect(b.byteOffset).toBe(a.byteOffset + 100);
+    const c = s.take(50);
+    s.take(10);
+    s.trim(c, 5);
+    const e = s.take(1);
+    expect(e.byteOffset).toBe(c.byteOffset + 60);
+    // A piece from a slab that is no longer current: its tail stays where it is.
+    const f = s.take(SLAB_BYTES - 2000);
+    const g = s.take(4000);
+    expect(g.buffer).not.toBe(f.buffer);
+    s.trim(f, 1);
+    expect(s.take(1).byteOffset).toBe(g.byteOffset + 4000);
+  });
 });

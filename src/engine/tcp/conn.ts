@@ -72,6 +72,12 @@ export class Conn {
   finSent = false;
   finAcked = false;
   paused = false;
+  /** The last host read was big (HOT_READ_BYTES): the next one lands in a slab piece of its own (readRes). */
+  hotReads = false;
+  /** Slab piece the socket's next read lands in, or null (the stack's shared read buffer). */
+  readRes: Buffer | null = null;
+  /** Releases readRes back to its slab. */
+  readResDone: () => void = noop;
   cwnd = 0;
   ssthresh = 0x7fffffff;
   dupAcks = 0;
@@ -114,3 +120,5 @@ export class Conn {
     this.createdAt = now;
   }
 }
+
+function noop(): void {}

@@ -4,6 +4,7 @@
  *   guest→host bytes buffered ≤ rcvBufBytes (Node socket's writable buffer)
  *   host→guest bytes buffered ≤ the flow's send buffer (sndBufBytes) + one socket read (≤ 256 KiB)
  *   out-of-order bytes held: only in the shared reasm pool (reasmSlots × reasmBufBytes of kernel memory).
+ * and for the whole stack: slab memory held by read reservations ≤ readReservations × 1 MiB.
  */
 import type net from 'node:net';
 
@@ -33,6 +34,16 @@ export interface TcpOptions {
    * times a second per flow) and sent tail-loss probes into it.
    */
   sndBufBytes?: number;
+  /**
+   * Host sockets whose next read may land straight in send-queue memory
+   * (default 16; 0 copies every read out of one shared buffer; at most 1024).
+   * A socket whose last read was at least 32 KiB gets a 256 KiB reservation,
+   * held until it reads again, however long that takes; it keeps the 1 MiB
+   * slab it was cut from from being reused, so this caps that memory. Sockets
+   * beyond the cap, idle ones and paused ones read through the shared buffer
+   * and pay one more copy.
+   */
+  readReservations?: number;
   /** Reassembly buffers (reasmBufBytes each, in kernel memory) shared by all flows; a flow takes one on its first out-of-order segment (default 8). */
   reasmSlots?: number;
   /** Bytes per reassembly buffer: out-of-order data further than this past rcv.nxt is dropped and later retransmitted (default: the receive window, so nothing the guest may send is dropped). */
@@ -94,6 +105,7 @@ export function resolveTcpOptions(o: TcpOptions = {}): ResolvedTcpOptions {
     sndBufBytes: pos(o.sndBufBytes, 0, 4096),
     vmWindowSegments: pos(o.vmWindowSegments, 512, 8),
     reasmSlots: pos(o.reasmSlots, 8, 0),
+    readReservations: Math.min(pos(o.readReservations, 16, 0), 1024),
     reasmMaxHoles: pos(o.reasmMaxHoles, 32),
     minRtoMs: pos(o.minRtoMs, 200),
     maxRtoMs: pos(o.maxRtoMs, 60_000),

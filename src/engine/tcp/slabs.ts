@@ -35,6 +35,8 @@ export class Slabs {
   allocated = 0;
   /** Release callback for the piece the last take() returned (e.g. passed to socket.write). */
   lastDone: () => void = noop;
+  /** The piece the last take() returned, while its slab is still the current one. */
+  private lastPiece: Buffer | null = null;
 
   /**
    * A buffer of `n` bytes; call `lastDone` (read right after) once it is no
@@ -43,6 +45,7 @@ export class Slabs {
   take(n: number): Buffer {
     if (n > SLAB_BYTES) {
       this.lastDone = noop;
+      this.lastPiece = null;
       return Buffer.allocUnsafe(n);
     }
     let s = this.current;
@@ -58,7 +61,21 @@ export class Slabs {
     s.used += n;
     s.refs++;
     this.lastDone = s.release;
+    this.lastPiece = buf;
     return buf;
+  }
+
+  /**
+   * Hands the unused tail of `piece` (bytes from `keep` on) back to the slab
+   * when nothing was taken after it: a host read reserves more than it
+   * usually gets. Otherwise the tail stays unused until the slab recycles.
+   * The caller must not touch those bytes again.
+   */
+  trim(piece: Buffer, keep: number): void {
+    const s = this.current;
+    if (piece !== this.lastPiece || s === null || keep >= piece.length) return;
+    s.used -= piece.length - keep;
+    this.lastPiece = null;
   }
 
   private newSlab(): Slab {

@@ -63,6 +63,14 @@ const MAX_CWND = 64 << 20;
 const HEADERS_BYTES = 14 + 20 + 20;
 /** Staging for guest→host bytes within one turn (an RX batch holds at most 2 MiB of frames). */
 const STAGE_BYTES = 4 << 20;
+/**
+ * Most one host read takes. 256 KiB, not 64: at MTU 65520 a 64 KiB read left
+ * nearly every 65480-byte segment straddling two pieces, to be gathered with a
+ * second copy.
+ */
+const READ_BYTES = 256 * 1024;
+/** A read this big marks a bulk sender: its next read gets a reservation (see TcpOptions.readReservations). */
+const HOT_READ_BYTES = 32 * 1024;
 
 export interface TcpHost {
   kernels: Kernels;
@@ -101,6 +109,7 @@ const COUNTER_NAMES = [
   'badOptions', 'noFlow', 'retransmits', 'fastRetransmits', 'rtoTimeouts', 'oooSegments', 'oooNoBuffer',
   'oooTooManyHoles', 'dupSegments', 'zeroWindowProbesSent', 'windowUpdates', 'hostErrors', 'closed',
   'aborted', 'guestFins', 'hostFins', 'forwardsOpened', 'forwardsRefused', 'gaveUp', 'segmentsIn', 'segmentsOut',
+  'hostReadsInPlace', 'hostReadsCopied',
 ] as const;
 type CounterName = (typeof COUNTER_NAMES)[number];
 
@@ -134,8 +143,14 @@ export class TcpStack {
   private readonly gatherPtr: number;
   private readonly staged: Conn[] = [];
   private readonly slabs = new Slabs();
-  /** Host socket reads land here (one buffer shared by every socket: each read is handled before the next), then are copied into a slab piece. 256 KiB, not 64: at MTU 65520 a 64 KiB read left nearly every 65480-byte segment straddling two pieces, to be gathered with a second copy. */
-  private readonly readBuf = Buffer.allocUnsafeSlow(256 * 1024);
+  /**
+   * Host socket reads land here (one buffer shared by every socket: each read is
+   * handled before the next), then are copied into a slab piece, unless the
+   * socket holds a read reservation (see readTarget).
+   */
+  private readonly readBuf = Buffer.allocUnsafeSlow(READ_BYTES);
+  /** Sockets whose next read lands in a slab piece of their own (at most o.readReservations). */
+  private readReservations = 0;
   /** Flows to serve first next turn: stopped by the link's limits before sending anything this turn. */
   private readonly carry: Conn[] = [];
   /** Flows to serve after those: they sent this turn and were stopped by the burst cap or the link. */
@@ -310,8 +325,8 @@ export class TcpStack {
       ? target.open()
       : this.o.connect ? this.o.connect(target, dstPort) : net.connect({
         host: target, port: dstPort, allowHalfOpen: true,
-        // Reads go into one static buffer instead of a fresh Buffer per read (no GC churn at high rates).
-        onread: { buffer: this.readBuf, callback: (n: number, buf: Uint8Array) => this.onHostRead(c, n, buf) },
+        // Reads go into a buffer we choose instead of a fresh Buffer per read (no GC churn at high rates).
+        onread: { buffer: () => this.readTarget(c), callback: (n: number, buf: Uint8Array) => this.onHostRead(c, n, buf) },
       });
     c.socket = socket;
     socket.once('connect', () => this.onConnected(c));
@@ -821,8 +836,48 @@ export class TcpStack {
 
   // ---- host socket events ---------------------------------------------------
 
+  /**
+   * Where c's socket reads next (Node asks once at connect, then after every read).
+   * A bulk sender's reads land straight in a slab piece that the send queue then
+   * holds: the copy out of the shared buffer was a fifth of the engine's time at
+   * MTU 65520. Everyone else shares one buffer and is copied out of it, so an
+   * idle or paused socket pins no memory.
+   */
+  private readTarget(c: Conn): Uint8Array {
+    if (c.readRes !== null) return c.readRes;
+    if (!c.hotReads || c.paused || c.state === St.Closed || this.readReservations >= this.o.readReservations) return this.readBuf;
+    const piece = this.slabs.take(READ_BYTES);
+    c.readRes = piece;
+    c.readResDone = this.slabs.lastDone;
+    this.readReservations++;
+    return piece;
+  }
+
+  /** Gives back c's read reservation; only once its socket can no longer read into it. */
+  private dropReadReservation(c: Conn): Buffer | null {
+    const piece = c.readRes;
+    if (piece === null) return null;
+    c.readRes = null;
+    this.readReservations--;
+    return piece;
+  }
+
   private onHostRead(c: Conn, n: number, buf: Uint8Array): boolean {
-    if (c.state === St.Closed || n <= 0) return true;
+    c.hotReads = n >= HOT_READ_BYTES;
+    if (buf === c.readRes) {
+      const done = c.readResDone;
+      const piece = this.dropReadReservation(c)!;
+      this.counters.hostReadsInPlace++;
+      if (c.state === St.Closed) {
+        done();
+        return true;
+      }
+      this.slabs.trim(piece, n);
+      this.onHostData(c, piece.subarray(0, n), done);
+      return !c.paused;
+    }
+    if (c.state === St.Closed) return true;
+    this.counters.hostReadsCopied++;
     const piece = this.slabs.take(n);
     const done = this.slabs.lastDone;
     piece.set(buf.subarray(0, n));
@@ -877,6 +932,12 @@ export class TcpStack {
   }
 
   private onHostClose(c: Conn): void {
+    // The handle is closed: nothing reads into the reservation any more.
+    if (c.readRes !== null) {
+      const done = c.readResDone;
+      this.dropReadReservation(c);
+      done();
+    }
     // Without an error a close follows both FINs; the guest side finishes on its own.
     // A socket closed before it ever connected (destroyed by a test, an agent) is a refusal.
     if (c.state === St.Connecting || c.state === St.SynSent) this.resetGuest(c);
@@ -1454,7 +1515,7 @@ export class TcpStack {
 
   stats(): Record<string, number> {
     const reasmInUse = this.reasmPtrs.length - this.reasmFree.length;
-    return { flows: this.all.size, pendingConnects: this.pending, reasmInUse, ...this.counters };
+    return { flows: this.all.size, pendingConnects: this.pending, reasmInUse, readReservations: this.readReservations, ...this.counters };
   }
 
   close(): void {
