@@ -55,8 +55,8 @@ Options:
                       launcher: it accepts the relay's connection, asks for SO_SNDBUF BYTES on
                       vnetkit's end (passt asks for 4 MiB on its own end; Linux doubles the
                       request and caps it at net.core.wmem_max) and execs the engine with that
-                      socket as --fd 3. Default 0: vnetkit listens itself and keeps the system
-                      default buffer, because Node cannot size a stream socket's buffer
+                      socket as --fd 3. Default 0: vnetkit listens itself and raises the
+                      buffer on its own end (sendBufferBytes, 1 MiB asked)
   --tsx               run the engine under tsx from its TypeScript sources (default: bundled by
                       esbuild with a source map, as the published package is built, so tsx's
                       per-call helpers are not measured; profiles map back to the sources)
