@@ -326,7 +326,7 @@ export class TcpStack {
       : this.o.connect ? this.o.connect(target, dstPort) : net.connect({
         host: target, port: dstPort, allowHalfOpen: true,
         // Reads go into a buffer we choose instead of a fresh Buffer per read (no GC churn at high rates).
-        onread: { buffer: () => this.readTarget(c), callback: (n: number, buf: Uint8Array) => this.onHostRead(c, n, buf) },
+        onread: { buffer: this.o.readReservations > 0 ? () => this.readTarget(c) : this.readBuf, callback: (n: number, buf: Uint8Array) => this.onHostRead(c, n, buf) },
       });
     c.socket = socket;
     socket.once('connect', () => this.onConnected(c));
