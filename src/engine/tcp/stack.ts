@@ -61,8 +61,15 @@ const MIN_MSS = 88;
 const MAX_CWND = 64 << 20;
 /** Ethernet + IPv4 + TCP headers of a data segment we send (no options). */
 const HEADERS_BYTES = 14 + 20 + 20;
-/** Staging for guest→host bytes within one turn (an RX batch holds at most 2 MiB of frames). */
+/** Staging for guest→host bytes within one turn, in two halves (an RX batch holds at most 2 MiB of frames). */
 const STAGE_BYTES = 4 << 20;
+const STAGE_HALF = STAGE_BYTES >> 1;
+/**
+ * A flow whose staged parts average this much or more is written to its host
+ * socket straight from the stage (no copy into a slab). Smaller parts would
+ * cost a Buffer object each; they are gathered and copied as before.
+ */
+const LEND_MIN_PART = 8 * 1024;
 /**
  * Most one host read takes. 256 KiB, not 64: at MTU 65520 a 64 KiB read left
  * nearly every 65480-byte segment straddling two pieces, to be gathered with a
@@ -109,7 +116,7 @@ const COUNTER_NAMES = [
   'badOptions', 'noFlow', 'retransmits', 'fastRetransmits', 'rtoTimeouts', 'oooSegments', 'oooNoBuffer',
   'oooTooManyHoles', 'dupSegments', 'zeroWindowProbesSent', 'windowUpdates', 'hostErrors', 'closed',
   'aborted', 'guestFins', 'hostFins', 'forwardsOpened', 'forwardsRefused', 'gaveUp', 'segmentsIn', 'segmentsOut',
-  'hostReadsInPlace', 'hostReadsCopied',
+  'hostReadsInPlace', 'hostReadsCopied', 'hostWritesInPlace',
 ] as const;
 type CounterName = (typeof COUNTER_NAMES)[number];
 
@@ -137,8 +144,18 @@ export class TcpStack {
    * allocations, and at gigabits per second that garbage made V8 collect
    * dozens of times a second.
    */
-  private readonly stagePtr: number;
+  private readonly stageBase: number;
+  /** The half of the stage being filled this turn. */
+  private stagePtr: number;
+  private stageHalf = 0;
   private stageUsed = 0;
+  /**
+   * Host writes still holding a view of each half (libuv keeps the bytes until
+   * the write's callback). A half is lent only while the other one is free, so
+   * the next turn always has a half to stage into.
+   */
+  private readonly stageLent = [0, 0];
+  private readonly stageRelease = [() => { this.stageLent[0]--; }, () => { this.stageLent[1]--; }];
   /** One slab's worth of a flow's staged parts, gathered contiguously (kernel memory). */
   private readonly gatherPtr: number;
   private readonly staged: Conn[] = [];
@@ -191,7 +208,8 @@ export class TcpStack {
       optFlags: 0, mss: 0, wscale: 0, tsVal: 0, tsEcr: 0,
     };
     const k = host.kernels;
-    this.stagePtr = k.alloc(STAGE_BYTES, 64);
+    this.stageBase = k.alloc(STAGE_BYTES, 64);
+    this.stagePtr = this.stageBase;
     this.gatherPtr = k.alloc(SLAB_BYTES, 64);
     if (this.o.reasmSlots > 0) {
       const each = k.k.reasmBytes(this.o.reasmBufBytes, this.o.reasmMaxHoles);
@@ -712,7 +730,7 @@ export class TcpStack {
     const s = c.socket;
     c.bytesIn += n;
     if (s === null || s.destroyed || s.writableEnded) return;
-    if (this.stageUsed + n > STAGE_BYTES) this.writeStaged();
+    if (this.stageUsed + n > STAGE_HALF) this.writeStaged();
     u8.copyWithin(this.stagePtr + this.stageUsed, p, p + n);
     c.stageParts.push(this.stageUsed, n);
     if (c.stageBytes === 0) this.staged.push(c);
@@ -720,11 +738,16 @@ export class TcpStack {
     this.stageUsed += n;
   }
 
-  /** Hand every flow's staged bytes to its socket, one Buffer each. */
+  /** Hand every flow's staged bytes to its socket. */
   private writeStaged(): void {
     for (const c of this.staged) this.writeConnStage(c);
     this.staged.length = 0;
     this.stageUsed = 0;
+    if (this.stageLent[this.stageHalf] > 0) {
+      // Lent only while the other half was free, and nothing has staged there since.
+      this.stageHalf ^= 1;
+      this.stagePtr = this.stageBase + this.stageHalf * STAGE_HALF;
+    }
   }
 
   private writeConnStage(c: Conn): void {
@@ -732,7 +755,10 @@ export class TcpStack {
     if (n === 0) return;
     const parts = c.stageParts;
     const s = c.socket;
-    if (s !== null && !s.destroyed && !s.writableEnded) {
+    if (s !== null && !s.destroyed && !s.writableEnded &&
+      n >= LEND_MIN_PART * (parts.length >> 1) && s.writableLength === 0 && this.stageLent[this.stageHalf ^ 1] === 0) {
+      this.writeFromStage(s, parts, n);
+    } else if (s !== null && !s.destroyed && !s.writableEnded) {
       // At MTU 65520 one flow can stage more than a slab in a turn: it goes out as slab-sized
       // pieces in one writev rather than as a fresh Buffer the GC must reclaim.
       const many = n > SLAB_BYTES;
@@ -771,6 +797,31 @@ export class TcpStack {
     }
     parts.length = 0;
     c.stageBytes = 0;
+  }
+
+  /**
+   * Write a flow's staged parts from kernel memory: one view when they lie back
+   * to back, else one per part in a single writev. The half stays lent until
+   * every write's callback. Only sockets without a backlog get this, so a host
+   * that stopped reading does not hold a half for long.
+   */
+  private writeFromStage(s: net.Socket, parts: number[], n: number): void {
+    const u8 = this.host.kernels.u8;
+    const base = u8.byteOffset + this.stagePtr;
+    const half = this.stageHalf;
+    const release = this.stageRelease[half];
+    this.counters.hostWritesInPlace++;
+    if (this.contiguous(parts, 0, 0, n)) {
+      this.stageLent[half]++;
+      s.write(Buffer.from(u8.buffer, base + parts[0], n), release);
+      return;
+    }
+    s.cork();
+    for (let i = 0; i < parts.length; i += 2) {
+      this.stageLent[half]++;
+      s.write(Buffer.from(u8.buffer, base + parts[i], parts[i + 1]), release);
+    }
+    s.uncork();
   }
 
   /** Whether `take` bytes from (part, partOff) on lie in one run of the stage. */
