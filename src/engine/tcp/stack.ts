@@ -344,7 +344,7 @@ export class TcpStack {
       : this.o.connect ? this.o.connect(target, dstPort) : net.connect({
         host: target, port: dstPort, allowHalfOpen: true,
         // Reads go into a buffer we choose instead of a fresh Buffer per read (no GC churn at high rates).
-        onread: { buffer: this.o.readReservations > 0 ? () => this.readTarget(c) : this.readBuf, callback: (n: number, buf: Uint8Array) => this.onHostRead(c, n, buf) },
+        onread: { buffer: () => this.readTarget(c), callback: (n: number, buf: Uint8Array) => this.onHostRead(c, n, buf) },
       });
     c.socket = socket;
     socket.once('connect', () => this.onConnected(c));
@@ -755,48 +755,52 @@ export class TcpStack {
     if (n === 0) return;
     const parts = c.stageParts;
     const s = c.socket;
-    if (s !== null && !s.destroyed && !s.writableEnded &&
-      n >= LEND_MIN_PART * (parts.length >> 1) && s.writableLength === 0 && this.stageLent[this.stageHalf ^ 1] === 0) {
-      this.writeFromStage(s, parts, n);
-    } else if (s !== null && !s.destroyed && !s.writableEnded) {
-      // At MTU 65520 one flow can stage more than a slab in a turn: it goes out as slab-sized
-      // pieces in one writev rather than as a fresh Buffer the GC must reclaim.
-      const many = n > SLAB_BYTES;
-      if (many) s.cork();
-      const u8 = this.host.kernels.u8;
-      const stage = this.stagePtr;
-      const gather = this.gatherPtr;
-      let part = 0;
-      let partOff = 0;
-      for (let left = n; left > 0;) {
-        const take = Math.min(left, SLAB_BYTES);
-        // One flow in a turn stages its parts back to back: they are copied out as they lie.
-        // Interleaved with other flows they are first gathered inside kernel memory (no
-        // allocation per part). Either way one view copies the piece out.
-        const direct = this.contiguous(parts, part, partOff, take);
-        const src = direct ? stage + parts[part] + partOff : gather;
-        for (let o = 0; o < take;) {
-          const k = Math.min(parts[part + 1] - partOff, take - o);
-          if (!direct) {
-            const from = stage + parts[part] + partOff;
-            u8.copyWithin(gather + o, from, from + k);
-          }
-          o += k;
-          partOff += k;
-          if (partOff === parts[part + 1]) {
-            part += 2;
-            partOff = 0;
-          }
-        }
-        const buf = this.slabs.take(take);
-        buf.set(u8.subarray(src, src + take));
-        s.write(buf, this.slabs.lastDone);
-        left -= take;
-      }
-      if (many) s.uncork();
+    if (s !== null && !s.destroyed && !s.writableEnded) {
+      const lend = n >= LEND_MIN_PART * (parts.length >> 1) && s.writableLength === 0 && this.stageLent[this.stageHalf ^ 1] === 0;
+      if (lend) this.writeFromStage(s, parts, n);
+      else this.writeCopied(s, parts, n);
     }
     parts.length = 0;
     c.stageBytes = 0;
+  }
+
+  /** Write a flow's staged parts through slab pieces: the path for small parts and for sockets with a backlog. */
+  private writeCopied(s: net.Socket, parts: number[], n: number): void {
+    // At MTU 65520 one flow can stage more than a slab in a turn: it goes out as slab-sized
+    // pieces in one writev rather than as a fresh Buffer the GC must reclaim.
+    const many = n > SLAB_BYTES;
+    if (many) s.cork();
+    const u8 = this.host.kernels.u8;
+    const stage = this.stagePtr;
+    const gather = this.gatherPtr;
+    let part = 0;
+    let partOff = 0;
+    for (let left = n; left > 0;) {
+      const take = Math.min(left, SLAB_BYTES);
+      // One flow in a turn stages its parts back to back: they are copied out as they lie.
+      // Interleaved with other flows they are first gathered inside kernel memory (no
+      // allocation per part). Either way one view copies the piece out.
+      const direct = this.contiguous(parts, part, partOff, take);
+      const src = direct ? stage + parts[part] + partOff : gather;
+      for (let o = 0; o < take;) {
+        const k = Math.min(parts[part + 1] - partOff, take - o);
+        if (!direct) {
+          const from = stage + parts[part] + partOff;
+          u8.copyWithin(gather + o, from, from + k);
+        }
+        o += k;
+        partOff += k;
+        if (partOff === parts[part + 1]) {
+          part += 2;
+          partOff = 0;
+        }
+      }
+      const buf = this.slabs.take(take);
+      buf.set(u8.subarray(src, src + take));
+      s.write(buf, this.slabs.lastDone);
+      left -= take;
+    }
+    if (many) s.uncork();
   }
 
   /**
@@ -913,16 +917,22 @@ export class TcpStack {
     return piece;
   }
 
+  /** Drops c's read reservation and returns its piece to the slab (nothing else holds it). */
+  private releaseReadReservation(c: Conn): void {
+    const done = c.readResDone;
+    if (this.dropReadReservation(c) !== null) done();
+  }
+
   private onHostRead(c: Conn, n: number, buf: Uint8Array): boolean {
     c.hotReads = n >= HOT_READ_BYTES;
     if (buf === c.readRes) {
-      const done = c.readResDone;
-      const piece = this.dropReadReservation(c)!;
       this.counters.hostReadsInPlace++;
       if (c.state === St.Closed) {
-        done();
+        this.releaseReadReservation(c);
         return true;
       }
+      const done = c.readResDone;
+      const piece = this.dropReadReservation(c)!;
       this.slabs.trim(piece, n);
       this.onHostData(c, piece.subarray(0, n), done);
       return !c.paused;
@@ -984,11 +994,7 @@ export class TcpStack {
 
   private onHostClose(c: Conn): void {
     // The handle is closed: nothing reads into the reservation any more.
-    if (c.readRes !== null) {
-      const done = c.readResDone;
-      this.dropReadReservation(c);
-      done();
-    }
+    this.releaseReadReservation(c);
     // Without an error a close follows both FINs; the guest side finishes on its own.
     // A socket closed before it ever connected (destroyed by a test, an agent) is a refusal.
     if (c.state === St.Connecting || c.state === St.SynSent) this.resetGuest(c);
