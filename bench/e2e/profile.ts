@@ -175,7 +175,7 @@ export function renderProfileMarkdown(p: ProfileResult): string {
   const busy = p.totalMs - p.idleMs;
   const L = [
     p.connRate !== undefined
-      ? `## CPU profile: vnetkit (wasm-simd), connection rate (connect + 1 B each way + close, 1 at a time)`
+      ? `## CPU profile: vnetkit (wasm-simd), connection rate (connect + 1 B each way + close, ${(p.connPar ?? 1) === 1 ? '1 at a time' : `${p.connPar} in parallel`})`
       : `## CPU profile: vnetkit (wasm-simd), ${p.dir === 'up' ? 'guest→host' : 'host→guest'}, MTU ${p.mtu}, ${p.streams} stream${p.streams === 1 ? '' : 's'}`, '',
     `${p.connRate !== undefined ? `${p.connRate.toFixed(0)} conn/s` : `${p.gbps.toFixed(2)} Gbit/s`} under the profiler (100 µs sampling). Main thread sampled ${(p.totalMs / 1000).toFixed(1)} s: ` +
       `busy ${(busy / 1000).toFixed(1)} s (${((100 * busy) / Math.max(1, p.totalMs)).toFixed(0)} %), GC ${(p.gcMs / 1000).toFixed(2)} s. ` +

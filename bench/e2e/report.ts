@@ -28,8 +28,10 @@ export interface ConnRun {
 
 export interface ProfileResult extends ProfileSummary {
   mtu: number; dir: 'up' | 'down'; streams: number; gbps: number; file: string;
-  /** Set for the connection-rate profile (connect, 1 byte each way, close; one at a time): conn/s under the profiler. */
+  /** Set for the connection-rate profile (connect, 1 byte each way, close; connPar at a time): conn/s under the profiler. */
   connRate?: number;
+  /** Connections at a time in the connection-rate profile. */
+  connPar?: number;
 }
 
 export interface E2eResult {

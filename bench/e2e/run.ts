@@ -65,6 +65,7 @@ Options:
                       time, --conn N) at the first MTU (separate runs: the profiler slows
                       the engine)
   --profile-only      only the profile runs
+  --profile-par N     connections at a time in the connection-rate profile (default 1)
   --worktree          run the engine from the working tree (default: a snapshot of git HEAD
                       built with the release WASM build, so concurrent edits cannot leak in)
   --out DIR           default bench/results/e2e (e2e.json + e2e.md; e2e-quick.* with --quick)
@@ -91,7 +92,7 @@ const ALL_PEERS: PeerName[] = ['vnetkit-simd', 'vnetkit-js', 'slirp', 'passt', '
 interface Opts {
   quick: boolean; peers: PeerName[]; mtus: number[]; streams: number[]; dirs: ('up' | 'down')[];
   runs: number; time: number; omit: number; conn: number; connWarmup: number; rr: number; linkSndbuf: number; tsx: boolean;
-  profile: boolean; profileOnly: boolean; worktree: boolean; out: string;
+  profile: boolean; profileOnly: boolean; profilePar: number; worktree: boolean; out: string;
 }
 
 function parseOpts(argv: string[]): Opts {
@@ -112,6 +113,7 @@ function parseOpts(argv: string[]): Opts {
     tsx: false,
     profile: false,
     profileOnly: false,
+    profilePar: 1,
     worktree: false,
     out: join(REPO, 'bench/results/e2e'),
   };
@@ -139,6 +141,7 @@ function parseOpts(argv: string[]): Opts {
       case '--tsx': o.tsx = true; break;
       case '--profile': o.profile = true; break;
       case '--profile-only': o.profile = true; o.profileOnly = true; break;
+      case '--profile-par': o.profilePar = Number(v()); break;
       case '--worktree': o.worktree = true; break;
       case '--out': o.out = resolve(v()); break;
       case '-h': case '--help': console.log(HELP); process.exit(0);
@@ -150,6 +153,7 @@ function parseOpts(argv: string[]): Opts {
   for (const d of o.dirs) if (d !== 'up' && d !== 'down') die(`bad direction ${d}`);
   if (!(o.runs >= 1) || !(o.time >= 1) || !(o.omit >= 0)) die('bad --runs/--time/--omit');
   if (!Number.isInteger(o.conn) || o.conn < 0 || !Number.isInteger(o.connWarmup) || o.connWarmup < 0) die('bad --conn/--conn-warmup');
+  if (!Number.isInteger(o.profilePar) || o.profilePar < 1 || o.profilePar > 64) die('bad --profile-par (1..64)');
   if (!Number.isInteger(o.linkSndbuf) || o.linkSndbuf < 0 || o.linkSndbuf > 0x7fffffff) die('bad --link-sndbuf');
   return o;
 }
@@ -706,12 +710,12 @@ async function main(): Promise<void> {
         const s = await startSession('vnetkit-simd', spec, o.mtus[0], relayBin, logDir, prof);
         if (typeof s === 'string') result.notes.push(`connection profile: ${s}`);
         else {
-          const c = await connRun(s, 'conn', o.conn, 1, 1);
+          const c = await connRun(s, 'conn', o.conn, o.profilePar, 1);
           await stopSession(s);
           if (!existsSync(prof)) result.notes.push('connection profile: the engine wrote no profile');
           else {
             const names = wasmExportNames(readFileSync(join(tree.dir, 'build/vnetkit-simd.wasm')));
-            const p: ProfileResult = { mtu: o.mtus[0], dir: 'up', streams: 1, gbps: 0, file: prof, connRate: c.rate ?? 0,
+            const p: ProfileResult = { mtu: o.mtus[0], dir: 'up', streams: 1, gbps: 0, file: prof, connRate: c.rate ?? 0, connPar: o.profilePar,
               ...summarizeProfile(JSON.parse(readFileSync(prof, 'utf8')), 30, tree.dir, names) };
             result.profiles.push(p);
             log(`profile conn: ${c.rate ?? '-'} conn/s under the profiler (${c.status}), ${p.totalMs.toFixed(0)} ms sampled`);
