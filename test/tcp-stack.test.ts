@@ -95,6 +95,30 @@ describe('handshake and options', () => {
     expect(last.window << synack.wscale!).toBeGreaterThanOrEqual(512 * 1460 - (1 << synack.wscale!));
   });
 
+  it('host sockets made ahead of time: each flow reads and writes its own host connection', async () => {
+    // Each connection's server greets it with its index, then echoes what it gets.
+    const srv = await listen((s, i) => {
+      s.write(`hello ${i};`);
+      s.on('data', (d) => s.write(d));
+    });
+    const { h, sim } = setup();
+    const peers: TcpPeer[] = [];
+    for (let i = 0; i < 4; i++) {
+      const p = await established(sim, srv.port, 40000 + i, { keep: true });
+      peers.push(p);
+      // The next flow's socket is made after this turn's frames went out.
+      if (i < 3) expect(h.stack.stats().hostSocketsMadeAhead).toBe(i);
+    }
+    expect(h.stack.stats().hostSocketsMadeAhead).toBe(3);
+    // Every flow, the earlier ones still open, talks to its own server socket.
+    for (let i = 0; i < 4; i++) peers[i].write(Buffer.from(`from ${i}`));
+    expect(await sim.run(() => peers.every((p, i) => Buffer.concat(p.keep).length === `hello ${i};from ${i}`.length), 5000)).toBe(true);
+    for (let i = 0; i < 4; i++) {
+      expect(Buffer.concat(peers[i].keep).toString()).toBe(`hello ${i};from ${i}`);
+      expect(srv.rx[i].toString()).toBe(`from ${i}`);
+    }
+  });
+
   it('without the guest offering window scaling, sends no WSCALE and keeps the window within 64 KiB', async () => {
     const srv = await listen((s) => s.end(seededBytes(300_000, 9)));
     const { sim } = setup();

@@ -478,8 +478,11 @@ export class Engine extends EventEmitter {
 
   private flushTx(): void {
     this.tcp.flush();
+    const built = this.tx.pending;
     this.tx.flush();
     for (const p of this.ports.values()) p.link.flush();
+    // The VM has frames to answer now: spare work costs it no latency.
+    if (built > 0) this.tcp.prepareSpare();
   }
 
   private drop(reason: string): void {

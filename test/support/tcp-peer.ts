@@ -142,7 +142,9 @@ export class TcpHarness {
   flushTx(): void {
     this.txWanted = false;
     this.stack.flush();
+    const built = this.tx.pending;
     this.tx.flush();
+    if (built > 0) this.stack.prepareSpare();
   }
 
   take(): Uint8Array[] {
