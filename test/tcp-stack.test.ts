@@ -5,6 +5,9 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import net from 'node:net';
 import { createHash } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
   TcpHarness, Sim, TcpPeer, HOST_ALIAS, GUEST_IP, seededBytes, sha256, buildFrame, SYN, ACK, RST, FIN, PSH,
   type HarnessOptions,
@@ -18,7 +21,8 @@ afterEach(() => {
 
 interface Srv { port: number; socks: net.Socket[]; rx: Buffer[]; ended: boolean[]; closed: boolean[]; errors: string[] }
 
-async function listen(onConn?: (s: net.Socket, i: number) => void): Promise<Srv> {
+/** A server on 127.0.0.1, or on the unix socket `path`. */
+async function listen(onConn?: (s: net.Socket, i: number) => void, path?: string): Promise<Srv> {
   const st: Srv = { port: 0, socks: [], rx: [], ended: [], closed: [], errors: [] };
   const srv = net.createServer({ allowHalfOpen: true }, (s) => {
     const i = st.socks.length;
@@ -32,8 +36,11 @@ async function listen(onConn?: (s: net.Socket, i: number) => void): Promise<Srv>
     s.on('error', (e: NodeJS.ErrnoException) => { st.errors.push(e.code ?? e.message); });
     onConn?.(s, i);
   });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  st.port = (srv.address() as net.AddressInfo).port;
+  if (path !== undefined) await new Promise<void>((r) => srv.listen(path, r));
+  else {
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    st.port = (srv.address() as net.AddressInfo).port;
+  }
   cleanups.push(() => {
     for (const s of st.socks) s.destroy();
     srv.close();
@@ -322,6 +329,20 @@ describe('data and close', () => {
     expect(await sim.run(() => q.state === 'reset', 5000)).toBe(true);
     expect(h.stack.size).toBe(0);
     expect(h.flowCount()).toBe(0);
+  });
+
+  it('a guest RST on a flow whose host side is a unix socket (an embedder connect()) closes it: Node cannot reset one, so it is destroyed', async () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'vnetkit-unix-')), 'host.sock');
+    const srv = await listen(undefined, path);
+    const { h, sim } = setup({ tcp: { connect: () => net.connect({ path, allowHalfOpen: true }) } });
+    const p = await established(sim, 5001, 40000);
+    await sim.run(() => srv.socks.length === 1, 2000);
+    p.abort();
+    sim.step();
+    expect(h.stack.size).toBe(0);
+    // No RST on a unix socket: the server sees the end of the stream.
+    expect(await sim.run(() => srv.ended[0], 2000)).toBe(true);
+    expect(h.stack.stats().rstReceived).toBe(1);
   });
 });
 

@@ -79,6 +79,23 @@ const READ_BYTES = 256 * 1024;
 /** A read this big marks a bulk sender: its next read gets a reservation (see TcpOptions.readReservations). */
 const HOT_READ_BYTES = 32 * 1024;
 
+/**
+ * Abort a host socket: an RST where it is TCP. Node refuses resetAndDestroy
+ * for other handles (an embedder's connect may return a unix socket) and for
+ * a socket still connecting; those are just destroyed.
+ */
+function resetSocket(s: net.Socket): void {
+  if (s.readyState !== 'opening' && typeof s.resetAndDestroy === 'function') {
+    try {
+      s.resetAndDestroy();
+      return;
+    } catch {
+      // ERR_INVALID_HANDLE_TYPE: not a TCP socket.
+    }
+  }
+  s.destroy();
+}
+
 /** A host socket made before its flow exists; its read callbacks find the flow through `conn`. */
 interface SpareSocket {
   socket: net.Socket;
@@ -1408,8 +1425,7 @@ export class TcpStack {
     c.q.consume(c.q.length);
     const s = c.socket;
     if (s !== null && !s.destroyed) {
-      if (reset && typeof s.resetAndDestroy === 'function' && s.readyState !== 'opening') s.resetAndDestroy();
-      else if (reset) s.destroy();
+      if (reset) resetSocket(s);
       else if (s.writableEnded) {
         // Both FINs done: let the socket finish flushing; it closes itself.
       } else s.end();
