@@ -292,6 +292,7 @@ export class Engine extends EventEmitter {
       kernels: k,
       flowTable: this.flowTable,
       tx: this.tx,
+      arena: this.rx,
       scheduleTx: () => this.scheduleTurnEnd(),
       now: () => this.now(),
       log: this.log.child({ svc: 'tcp' }),

@@ -4,6 +4,12 @@
  * in kernel memory and listed in the frame table. At the end of the turn, or
  * when the arena or table is full, the whole batch is classified with ONE
  * kernel call and handed to the engine descriptor by descriptor.
+ *
+ * There are two arenas. Frame bytes may be held past their batch (a host
+ * socket write of a jumbo segment's payload, which libuv keeps until the
+ * write completes): the arena is then "lent" and the next batch fills the
+ * other one. An arena is lent only while the other is free, so a batch never
+ * waits and never writes over bytes someone holds.
  */
 import type { Kernels } from '../kernels/index.js';
 import { FRAME_ENTRY_SIZE, DESC_SIZE } from '../../assembly/layout.js';
@@ -23,11 +29,24 @@ export type BatchHandler = (
   descPtr: number,
 ) => void;
 
-export class RxBatch {
+/** Frame bytes held past their batch: what a consumer of RX frames may ask (see RxBatch). */
+export interface FrameArena {
+  arenaOf(ptr: number): number;
+  canLend(h: number): boolean;
+  lend(h: number): () => void;
+}
+
+export class RxBatch implements FrameArena {
   readonly table: number;
   readonly descs: number;
-  readonly arena: number;
-  private readonly arenaEnd: number;
+  private readonly arenas: [number, number];
+  private readonly arenaBytes: number;
+  /** The arena the current (or next) batch fills. */
+  private half = 0;
+  private arenaEnd: number;
+  /** Holders of bytes in each arena (see lend). */
+  private readonly lent = [0, 0];
+  private readonly releases = [() => { this.lent[0]--; }, () => { this.lent[1]--; }];
   private readonly maxFrames: number;
   private readonly ports: Int32Array;
   private count = 0;
@@ -56,9 +75,10 @@ export class RxBatch {
     this.maxFrames = opts.maxFrames;
     this.table = kern.alloc(opts.maxFrames * FRAME_ENTRY_SIZE, 16);
     this.descs = kern.alloc(opts.maxFrames * DESC_SIZE, 64);
-    this.arena = kern.alloc(opts.arenaBytes, 64);
-    this.arenaEnd = this.arena + opts.arenaBytes;
-    this.next = this.arena;
+    this.arenaBytes = opts.arenaBytes;
+    this.arenas = [kern.alloc(opts.arenaBytes, 64), kern.alloc(opts.arenaBytes, 64)];
+    this.next = this.arenas[0];
+    this.arenaEnd = this.next + opts.arenaBytes;
     this.ports = new Int32Array(opts.maxFrames);
   }
 
@@ -66,9 +86,33 @@ export class RxBatch {
     return this.count;
   }
 
+  /**
+   * The arena (0 or 1) that kernel address `ptr` lies in, or -1: a consumer
+   * that wants to hold a frame's bytes past the batch asks this, then
+   * canLend/lend, and otherwise copies them before the batch ends.
+   */
+  arenaOf(ptr: number): number {
+    const a = this.arenas;
+    if (ptr >= a[0] && ptr < a[0] + this.arenaBytes) return 0;
+    if (ptr >= a[1] && ptr < a[1] + this.arenaBytes) return 1;
+    return -1;
+  }
+
+  /** Whether bytes of arena h may be held past this batch: only while the other arena is free. */
+  canLend(h: number): boolean {
+    return this.lent[h ^ 1] === 0;
+  }
+
+  /** One more holder of arena h (after canLend(h)); returns the function to call when done. */
+  lend(h: number): () => void {
+    this.lent[h]++;
+    return this.releases[h];
+  }
+
   /** Copy one frame in. Processes the batch first if it has no room. */
   push(portId: number, buf: Uint8Array, off: number, len: number): void {
     if (this.count === this.maxFrames || this.next + len > this.arenaEnd) this.flush();
+    if (this.count === 0) this.startBatch();
     const ptr = this.next;
     this.kern.u8.set(len === buf.length && off === 0 ? buf : buf.subarray(off, off + len), ptr);
     const e = this.table + this.count * FRAME_ENTRY_SIZE;
@@ -79,6 +123,17 @@ export class RxBatch {
     this.count++;
     // Keep frame starts 4-byte aligned so header loads in the kernel are aligned.
     this.next = (ptr + len + 3) & ~3;
+  }
+
+  /**
+   * A new batch fills its arena from the start, or the other arena if this
+   * one is lent. That one is free: an arena is lent only while the other is,
+   * and only the arena being filled can be lent.
+   */
+  private startBatch(): void {
+    if (this.lent[this.half] > 0) this.half ^= 1;
+    this.next = this.arenas[this.half];
+    this.arenaEnd = this.next + this.arenaBytes;
   }
 
   /** Classify and handle everything queued. Re-entrant pushes (a handler that loops a frame back) start a new batch afterwards. */
@@ -96,8 +151,9 @@ export class RxBatch {
           this.handler(i, this.ports[i], dv.getUint32(e, true), dv.getUint32(e + 4, true), this.descs + i * DESC_SIZE);
         }
       } finally {
+        // The next push starts the next batch (startBatch): bytes of this one
+        // stay where they are until then, and longer if lent.
         this.count = 0;
-        this.next = this.arena;
         this.processing = false;
       }
       this.afterBatch();

@@ -108,6 +108,7 @@ export class TcpHarness {
       kernels: this.k,
       flowTable: this.flowTable,
       tx: this.tx,
+      arena: this.rx,
       scheduleTx: () => this.scheduleTx(),
       now: clock,
       log: nullLogger,

@@ -53,7 +53,11 @@ export class Conn {
   finPending = -1;
   /** Reassembly buffer slot in use, or -1. */
   reasmSlot = -1;
-  /** Guest bytes staged this turn for the host socket: (offset, length) pairs in the stack's staging buffer. */
+  /**
+   * Guest bytes for the host socket this batch: (kernel address, length, region)
+   * triples, in the RX arena where the segment arrived in order, else copied
+   * into the stack's stage (see TcpStack.deliver).
+   */
   stageParts: number[] = [];
   stageBytes = 0;
 
