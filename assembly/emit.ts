@@ -15,8 +15,12 @@
 //   the caller decides where every frame lands: it lays frames out back to
 //   back with room for the VM link's framing header in front of each, and
 //   the link writes them from this memory without copying them again.
+// - T_COPY_FROM, when not 0, is where the payload's bytes are: they are
+//   copied to the frame (placed by T_PAYLOAD_PTR as above) in the same pass
+//   that sums them. Host data already in linear memory (a send-queue piece
+//   read there) costs one pass instead of a copy and then a sum.
 // - A descriptor that cannot become a frame (T_PROTO not 6/17, IPv4 total
-//   length over 65535, or a payload range outside memory) still consumes its
+//   length over 65535, or a payload or copy-from range outside memory) still consumes its
 //   slot: T_FRAME_LEN = 0 and a (ptr, 0) table entry, ptr being where the
 //   frame would have started. It counts in the return value, so "returned <
 //   count" keeps meaning only "the output region is full".
@@ -33,7 +37,7 @@
 import {
   TX_SIZE, T_PROTO, T_TCP_FLAGS, T_OPT_FLAGS, T_WSCALE, T_SRC_IP, T_DST_IP, T_SRC_PORT, T_DST_PORT,
   T_SEQ, T_ACK, T_WINDOW, T_MSS, T_TS_VAL, T_TS_ECR, T_PAYLOAD_PTR, T_PAYLOAD_LEN, T_IP_ID, T_TTL,
-  T_DST_MAC, T_SRC_MAC, T_FRAME_LEN, FRAME_ENTRY_SIZE, FE_PTR, FE_LEN,
+  T_DST_MAC, T_SRC_MAC, T_FRAME_LEN, T_COPY_FROM, FRAME_ENTRY_SIZE, FE_PTR, FE_LEN,
   OPT_MSS, OPT_WSCALE, OPT_SACK_PERM, OPT_TS,
 } from './layout';
 import { memBytes, fold64, sumLE, copySumLE } from './checksum';
@@ -119,6 +123,7 @@ export function buildFrames(txs: usize, count: u32, out: usize, outCap: u32, tab
     const opt = <u32>load<u8>(t + T_OPT_FLAGS);
     const payloadPtr = load<u32>(t + T_PAYLOAD_PTR);
     const payloadLen = load<u32>(t + T_PAYLOAD_LEN);
+    const copyFrom = load<u32>(t + T_COPY_FROM);
 
     let l4Hdr: u32 = 0;
     if (proto == 6) l4Hdr = TCP_HDR + tcpOptionsLen(opt);
@@ -126,7 +131,8 @@ export function buildFrames(txs: usize, count: u32, out: usize, outCap: u32, tab
     if (
       l4Hdr == 0 ||
       payloadLen > IP_MAX_TOTAL - IP_HDR - l4Hdr ||
-      <u64>payloadPtr + <u64>payloadLen > mem
+      <u64>payloadPtr + <u64>payloadLen > mem ||
+      <u64>copyFrom + <u64>payloadLen > mem
     ) {
       store<u32>(e + FE_PTR, <u32>start);
       store<u32>(e + FE_LEN, 0);
@@ -193,7 +199,7 @@ export function buildFrames(txs: usize, count: u32, out: usize, outCap: u32, tab
     const pseudo = fold32(addrSum + proto + l4Len);
     let acc = sumLE(l4, <usize>l4Hdr, <u64>swap16(pseudo));
     const dst = l4 + <usize>l4Hdr;
-    const src = <usize>payloadPtr;
+    const src = <usize>(copyFrom != 0 ? copyFrom : payloadPtr);
     if (src == dst) {
       acc = sumLE(dst, <usize>payloadLen, acc);
     } else if (<u64>src + <u64>payloadLen <= <u64>dst || <u64>dst + <u64>payloadLen <= <u64>src) {

@@ -87,7 +87,7 @@ export const OPT_TS = 8;
 export const OPT_SACK = 16;
 
 // ---- TX descriptor: read by buildFrames(), one per outbound frame ----------
-export const TX_SIZE = 64;
+export const TX_SIZE = 72;
 export const T_PROTO = 0; //       u8  6 = TCP, 17 = UDP
 export const T_TCP_FLAGS = 1; //   u8
 export const T_OPT_FLAGS = 2; //   u8  OPT_MSS | OPT_WSCALE | OPT_SACK_PERM | OPT_TS
@@ -110,6 +110,8 @@ export const T_RESERVED = 47; //   u8
 export const T_DST_MAC = 48; //    6 bytes
 export const T_SRC_MAC = 54; //    6 bytes
 export const T_FRAME_LEN = 60; //  u32 written back by buildFrames: the built frame's length
+export const T_COPY_FROM = 64; //  u32 0, or where the payload is copied from into T_PAYLOAD_PTR while it is summed
+//                                     (one pass over bytes that lie elsewhere in linear memory); 68..71 unused
 
 // ---- Flow-table batch lookup key -------------------------------------------
 export const KEY_SIZE = 16;

@@ -5,7 +5,7 @@ import { sumBytes, pseudoHeader, fold } from '../src/wire/checksum.js';
 import {
   TX_SIZE, T_PROTO, T_TCP_FLAGS, T_OPT_FLAGS, T_WSCALE, T_SRC_IP, T_DST_IP, T_SRC_PORT, T_DST_PORT,
   T_SEQ, T_ACK, T_WINDOW, T_MSS, T_TS_VAL, T_TS_ECR, T_PAYLOAD_PTR, T_PAYLOAD_LEN, T_IP_ID, T_TTL,
-  T_DST_MAC, T_SRC_MAC, T_FRAME_LEN, FRAME_ENTRY_SIZE, FE_PTR, FE_LEN,
+  T_DST_MAC, T_SRC_MAC, T_FRAME_LEN, T_COPY_FROM, FRAME_ENTRY_SIZE, FE_PTR, FE_LEN,
   OPT_MSS, OPT_WSCALE, OPT_SACK_PERM, OPT_TS, OPT_SACK,
 } from '../assembly/layout.js';
 
@@ -35,6 +35,8 @@ interface Tx {
   lenOverride?: number;
   /** Written to T_PAYLOAD_PTR instead of the staged payload's address. */
   ptrOverride?: number;
+  /** T_COPY_FROM: the staged payload's address (true), or this value. */
+  copyFrom?: true | number;
   ipId: number;
   ttl: number;
   dstMac: number[];
@@ -103,6 +105,7 @@ function stage(env: Env, list: Tx[]): number[] {
     k.u8.set(d.dstMac, t + T_DST_MAC);
     k.u8.set(d.srcMac, t + T_SRC_MAC);
     dv.setUint32(t + T_FRAME_LEN, 0xdeadbeef, true);
+    if (d.copyFrom !== undefined) dv.setUint32(t + T_COPY_FROM, d.copyFrom === true ? p : d.copyFrom, true);
     ptrs.push(p);
     p += d.payload.length;
   });
@@ -299,18 +302,19 @@ describe.each(BACKENDS)('buildFrames on %s', (b) => {
     const hugeLen = tx({ proto: 6, lenOverride: 0xffffffff });
     const outside = tx({ proto: 17, ptrOverride: env().k.memoryBytes - 2, lenOverride: 3 });
     const wrapping = tx({ proto: 17, ptrOverride: 0xfffffff0, lenOverride: 0x20 });
-    const list = [good, icmp, bigUdp, maxUdp, bigTcp, hugeLen, outside, wrapping, good];
+    const copyOutside = tx({ payload: Uint8Array.of(1, 2, 3), copyFrom: env().k.memoryBytes - 2 });
+    const list = [good, icmp, bigUdp, maxUdp, bigTcp, hugeLen, outside, wrapping, copyOutside, good];
     const r = build(b, list);
     expect(r.n).toBe(list.length);
-    expect(r.frames.map((f) => f.len)).toEqual([59, 0, 0, 65535 + 14, 0, 0, 0, 0, 59]);
+    expect(r.frames.map((f) => f.len)).toEqual([59, 0, 0, 65535 + 14, 0, 0, 0, 0, 0, 59]);
     expect(r.frames.map((f) => f.frameLenField)).toEqual(r.frames.map((f) => f.len));
     // A skipped descriptor reports where its frame would have started.
     expect(r.frames[1].off).toBe(60);
     expect(r.frames[3].off).toBe(60);
-    expect(r.frames[8].off).toBe(Math.ceil((60 + 65535 + 14) / 4) * 4);
+    expect(r.frames[9].off).toBe(Math.ceil((60 + 65535 + 14) / 4) * 4);
     verify(r.frames[0].bytes, good);
     verify(r.frames[3].bytes, maxUdp);
-    verify(r.frames[8].bytes, good);
+    verify(r.frames[9].bytes, good);
   });
 
   it('descriptor and table ranges past the end of memory shorten the batch instead of trapping', () => {
@@ -462,6 +466,41 @@ describe('buildFrames agrees across backends', () => {
             expect(ptr).toBe(inPlace ? placed[i] - hdrs : Math.ceil(cursor / 4) * 4);
             if (i === descs.length - 1 && i > 0) expect(inPlace).toBe(false);
             cursor = ptr + len;
+            return { off: ptr - env.out, len, bytes };
+          });
+        });
+        expect(results[1]).toEqual(results[0]);
+        expect(results[2]).toEqual(results[0]);
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it('T_COPY_FROM: a payload elsewhere in memory is copied into the frame its slot places, and summed; the same everywhere', () => {
+    fc.assert(
+      fc.property(fc.array(arbTx.filter(buildable), { minLength: 1, maxLength: 12 }), (list) => {
+        const results = BACKENDS.map((b) => {
+          const env = envs.get(b)!;
+          const { k } = env;
+          const slots: number[] = [];
+          let slot = env.out;
+          const descs = list.map((d) => {
+            const ptr = slot + 96;
+            slots.push(ptr);
+            slot = (ptr + d.payload.length + 7) & ~7;
+            return { ...d, ptrOverride: ptr, copyFrom: true as const };
+          });
+          stage(env, descs);
+          // The slots hold stale bytes: what lands there must come from T_COPY_FROM.
+          k.u8.fill(0xa5, env.out - CANARY, env.out + OUT_CAP + CANARY);
+          const n = k.k.buildFrames(env.txs, descs.length, env.out, OUT_CAP - 8, env.table);
+          expect(n).toBe(descs.length);
+          return descs.map((d, i) => {
+            const ptr = k.dv.getUint32(env.table + i * FRAME_ENTRY_SIZE + FE_PTR, true);
+            const len = k.dv.getUint32(env.table + i * FRAME_ENTRY_SIZE + FE_LEN, true);
+            const bytes = k.u8.slice(ptr, ptr + len);
+            verify(bytes, d);
+            expect(ptr + len).toBe(slots[i] + d.payload.length);
             return { off: ptr - env.out, len, bytes };
           });
         });

@@ -25,7 +25,7 @@ import type { Kernels } from '../kernels/index.js';
 import {
   TX_SIZE, FRAME_ENTRY_SIZE, T_PROTO, T_TCP_FLAGS, T_OPT_FLAGS, T_WSCALE, T_SRC_IP, T_DST_IP,
   T_SRC_PORT, T_DST_PORT, T_SEQ, T_ACK, T_WINDOW, T_MSS, T_TS_VAL, T_TS_ECR, T_PAYLOAD_PTR,
-  T_PAYLOAD_LEN, T_IP_ID, T_TTL, T_RESERVED, T_DST_MAC, T_SRC_MAC,
+  T_PAYLOAD_LEN, T_IP_ID, T_TTL, T_RESERVED, T_DST_MAC, T_SRC_MAC, T_COPY_FROM,
 } from '../../assembly/layout.js';
 // The same option layout buildFrames writes (assembly/emit.ts), so each frame lands on its reserved slot.
 import { tcpOptionsLen } from '../kernels/js/emit.js';
@@ -205,6 +205,7 @@ export class TxBatch {
     u8[d + T_PROTO] = proto;
     dv.setUint32(d + T_PAYLOAD_PTR, payloadPtr, true);
     dv.setUint32(d + T_PAYLOAD_LEN, payloadLen, true);
+    dv.setUint32(d + T_COPY_FROM, 0, true);
     dv.setUint16(d + T_IP_ID, this.ipId, true);
     this.ipId = (this.ipId + 1) & 0xffff;
     u8[d + T_TTL] = 64;
@@ -248,6 +249,19 @@ export class TxBatch {
    * in pieces is gathered there directly).
    */
   tcpSlot(sink: TxSink, dstMac: Uint8Array, s: TcpSegment, len: number): number {
+    return this.tcpDesc(sink, dstMac, s, len, 0);
+  }
+
+  /**
+   * Queue one TCP segment whose `len` payload bytes lie in kernel memory at
+   * `from` and stay there until the next flush: buildFrames copies them into
+   * the frame in the pass that sums them.
+   */
+  tcpFrom(sink: TxSink, dstMac: Uint8Array, s: TcpSegment, from: number, len: number): void {
+    this.tcpDesc(sink, dstMac, s, len, from);
+  }
+
+  private tcpDesc(sink: TxSink, dstMac: Uint8Array, s: TcpSegment, len: number, from: number): number {
     const opt = s.optFlags ?? 0;
     const ptr = this.reserve(sink, ETH_IP + 20 + tcpOptionsLen(opt), len);
     const d = this.header(sink, dstMac, 6, ptr, len);
@@ -266,6 +280,7 @@ export class TxBatch {
     dv.setUint16(d + T_MSS, s.mss ?? 0, true);
     dv.setUint32(d + T_TS_VAL, (s.tsVal ?? 0) >>> 0, true);
     dv.setUint32(d + T_TS_ECR, (s.tsEcr ?? 0) >>> 0, true);
+    if (from !== 0) dv.setUint32(d + T_COPY_FROM, from, true);
     return ptr;
   }
 

@@ -3,7 +3,7 @@ import { csumPartial } from './checksum.js';
 import {
   TX_SIZE, T_PROTO, T_TCP_FLAGS, T_OPT_FLAGS, T_WSCALE, T_SRC_IP, T_DST_IP, T_SRC_PORT, T_DST_PORT,
   T_SEQ, T_ACK, T_WINDOW, T_MSS, T_TS_VAL, T_TS_ECR, T_PAYLOAD_PTR, T_PAYLOAD_LEN, T_IP_ID, T_TTL,
-  T_DST_MAC, T_SRC_MAC, T_FRAME_LEN, FRAME_ENTRY_SIZE, FE_PTR, FE_LEN,
+  T_DST_MAC, T_SRC_MAC, T_FRAME_LEN, T_COPY_FROM, FRAME_ENTRY_SIZE, FE_PTR, FE_LEN,
   OPT_MSS, OPT_WSCALE, OPT_SACK_PERM, OPT_TS,
 } from '../../../assembly/layout.js';
 
@@ -77,11 +77,12 @@ export function buildFrames(m: JsMem, txs: number, count: number, out: number, o
     const opt = u8[t + T_OPT_FLAGS];
     const payloadPtr = dv.getUint32(t + T_PAYLOAD_PTR, true);
     const payloadLen = dv.getUint32(t + T_PAYLOAD_LEN, true);
+    const copyFrom = dv.getUint32(t + T_COPY_FROM, true);
 
     let l4Hdr = 0;
     if (proto === 6) l4Hdr = TCP_HDR + tcpOptionsLen(opt);
     else if (proto === 17) l4Hdr = UDP_HDR;
-    if (l4Hdr === 0 || payloadLen > IP_MAX_TOTAL - IP_HDR - l4Hdr || payloadPtr + payloadLen > mem) {
+    if (l4Hdr === 0 || payloadLen > IP_MAX_TOTAL - IP_HDR - l4Hdr || payloadPtr + payloadLen > mem || copyFrom + payloadLen > mem) {
       dv.setUint32(e + FE_PTR, start >>> 0, true);
       dv.setUint32(e + FE_LEN, 0, true);
       dv.setUint32(t + T_FRAME_LEN, 0, true);
@@ -139,7 +140,8 @@ export function buildFrames(m: JsMem, txs: number, count: number, out: number, o
     }
 
     // copyWithin is a memmove, like memory.copy, so overlapping sources agree.
-    if (payloadPtr !== l4 + l4Hdr) u8.copyWithin(l4 + l4Hdr, payloadPtr, payloadPtr + payloadLen);
+    const src = copyFrom !== 0 ? copyFrom : payloadPtr;
+    if (src !== l4 + l4Hdr) u8.copyWithin(l4 + l4Hdr, src, src + payloadLen);
 
     const pseudo = fold32(addrSum + proto + l4Len);
     let ck = ~csumPartial(m, l4, l4Len, pseudo) & 0xffff;
