@@ -67,18 +67,30 @@ describe('TX ring option', () => {
     const small = createEngine({ ...opts, txRingBytes: 256 * 1024 });
     const def = createEngine(opts);
     const big = createEngine({ ...opts, txRingBytes: 32 * 1024 * 1024 });
+    // The TCP stack's kernel slabs (one MiB per read reservation, up to 32) come with their own memory too.
+    const noSlabs = createEngine({ ...opts, tcp: { readReservations: 0 } });
+    const manySlabs = createEngine({ ...opts, tcp: { readReservations: 100 } });
+    // An embedder's own memoryBytes that leaves less room shrinks the pool instead of failing.
+    const tight = createEngine({ ...opts, memoryBytes: 50 * 1024 * 1024 });
     try {
-      expect(def.kernels.memoryBytes).toBe(64 * 1024 * 1024);
-      expect(big.kernels.memoryBytes).toBe(88 * 1024 * 1024);
-      expect(small.kernels.memoryBytes).toBe(56 * 1024 * 1024 + 256 * 1024);
-      // The ring takes exactly its size: every engine is left the same room for the rest.
+      expect(def.kernels.memoryBytes).toBe(80 * 1024 * 1024);
+      expect(big.kernels.memoryBytes).toBe(104 * 1024 * 1024);
+      expect(small.kernels.memoryBytes).toBe(72 * 1024 * 1024 + 256 * 1024);
+      expect(noSlabs.kernels.memoryBytes).toBe(64 * 1024 * 1024);
+      expect(manySlabs.kernels.memoryBytes).toBe(96 * 1024 * 1024);
+      expect(def.stats().tcp.kernelSlabs).toBe(16);
+      expect(noSlabs.stats().tcp.kernelSlabs).toBe(0);
+      expect(manySlabs.stats().tcp.kernelSlabs).toBe(32);
+      expect(tight.stats().tcp.kernelSlabs).toBeLessThan(16);
+      // The ring and the slabs take exactly their size: every engine is left the same room for the rest.
       expect(big.kernels.available()).toBe(def.kernels.available());
       expect(small.kernels.available()).toBe(def.kernels.available());
+      expect(noSlabs.kernels.available()).toBe(def.kernels.available());
       // An explicit memoryBytes too small for the ring is a clear error, not a broken engine.
       expect(() => createEngine({ ...opts, txRingBytes: 32 * 1024 * 1024, memoryBytes: 32 * 1024 * 1024 }))
         .toThrow(expect.objectContaining({ code: 'ERR_VNETKIT_KERNEL_MEMORY' }));
     } finally {
-      await Promise.all([small.close(), def.close(), big.close()]);
+      await Promise.all([small.close(), def.close(), big.close(), noSlabs.close(), manySlabs.close(), tight.close()]);
     }
   });
 });

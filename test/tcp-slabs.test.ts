@@ -58,4 +58,25 @@ describe('Slabs', () => {
     s.trim(f, 1);
     expect(s.take(1).byteOffset).toBe(g.byteOffset + 4000);
   });
+
+  it('a fixed pool hands out only its own slabs, comes back empty when they are all in use, and gets each back once released', () => {
+    const mem = new ArrayBuffer(3 * SLAB_BYTES);
+    const s = new Slabs([Buffer.from(mem, 0, SLAB_BYTES), Buffer.from(mem, SLAB_BYTES, SLAB_BYTES)]);
+    expect(s.allocated).toBe(2);
+    const a = s.tryTake(SLAB_BYTES)!;
+    const doneA = s.lastDone;
+    const b = s.tryTake(SLAB_BYTES - 10)!;
+    expect(a.buffer).toBe(mem);
+    expect(b.buffer).toBe(mem);
+    expect(b.byteOffset).not.toBe(a.byteOffset);
+    // Both slabs in use, and the rest of the current one is too small.
+    expect(s.tryTake(100)).toBeNull();
+    expect(s.tryTake(SLAB_BYTES + 1)).toBeNull();
+    expect(s.tryTake(10)).not.toBeNull();
+    doneA();
+    // a's slab was retired when b's became current; with its only piece back it is free again.
+    const c = s.tryTake(5000)!;
+    expect(c.byteOffset).toBe(a.byteOffset);
+    expect(s.allocated).toBe(2);
+  });
 });

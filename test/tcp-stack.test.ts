@@ -965,6 +965,28 @@ describe('host reads', () => {
     expect(await sim.run(() => h.stack.stats().readReservations === 0, 5000)).toBe(true);
   }, 60_000);
 
+  it('segments of bytes read into kernel slabs are built from there; lost ones go again with the same bytes (also from timers)', async () => {
+    const total = 8_000_000;
+    const payload = seededBytes(total, 83);
+    const srv = await listen((s) => {
+      s.on('error', () => {});
+      s.end(payload);
+    });
+    const { h, sim } = setup({ mtu: 65520 });
+    const p = await established(sim, srv.port, 40000, { mss: 65480 });
+    expect(await sim.run(() => p.received > 1_000_000, 10_000)).toBe(true);
+    // Everything lost for a while (retransmitted on RTO, from the timer), then some of it.
+    sim.down.imp = { loss: 1 };
+    expect(await sim.run(() => h.stack.stats().rtoTimeouts > 0, 10_000)).toBe(true);
+    sim.down.imp = { loss: 0.03 };
+    expect(await sim.run(() => p.received === total && p.finRcvd, 60_000)).toBe(true);
+    expect(p.digest).toBe(sha256(payload));
+    const st = h.stack.stats();
+    expect(st.segmentsFromKernelSlabs).toBeGreaterThan(0);
+    expect(st.retransmits).toBeGreaterThan(0);
+    expect(st.rtoTimeouts).toBeGreaterThan(0);
+  }, 60_000);
+
   it('a socket torn down while it holds a reservation gives it back once the socket has closed', async () => {
     const srv = await listen((s) => {
       s.on('error', () => {});

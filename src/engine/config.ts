@@ -58,7 +58,12 @@ export interface EngineOptions {
   tcp?: TcpOptions;
   /** Kernel backend (default: VNETKIT_BACKEND, else the fastest available). */
   backend?: BackendName;
-  /** Kernel linear memory in bytes (default 56 MiB + txRingBytes, 64 MiB in all). */
+  /**
+   * Kernel linear memory in bytes (default 56 MiB + txRingBytes + 1 MiB per TCP read
+   * reservation up to 32, 80 MiB in all). Less leaves the TCP stack fewer kernel slabs
+   * (stats().tcp.kernelSlabs); too little for the tables and the ring fails with
+   * ERR_VNETKIT_KERNEL_MEMORY.
+   */
   memoryBytes?: number;
   /**
    * Ring in kernel memory that frames for the VMs are built in and written from, in bytes

@@ -32,6 +32,8 @@ import { nullLogger, type Logger } from '../log.js';
 import { ErrorCodes, VnetkitError } from '../errors.js';
 import { PcapWriter } from '../wire/pcap.js';
 import { TcpStack, type TcpOptions, type TcpPort } from './tcp/index.js';
+import { kernelSlabsFor } from './tcp/options.js';
+import { SLAB_BYTES } from './tcp/slabs.js';
 import { openDnsTcpSession } from './gateway-dns-tcp.js';
 import { IcmpProxy, systemPing } from './icmp-proxy.js';
 import type net from 'node:net';
@@ -229,8 +231,12 @@ export class Engine extends EventEmitter {
     this.config = resolveConfig(options);
     this.log = options.log ?? nullLogger;
     const cfg = this.config;
-    // With default tables everything but the TX ring fits in 56 MiB, so a bigger ring brings its own memory.
-    this.kernels = createKernels({ backend: options.backend, memoryBytes: options.memoryBytes ?? 56 * 1024 * 1024 + cfg.txRingBytes });
+    // With default tables everything but the TX ring and the TCP stack's kernel slabs fits in 56 MiB,
+    // so a bigger ring or more read reservations bring their own memory.
+    this.kernels = createKernels({
+      backend: options.backend,
+      memoryBytes: options.memoryBytes ?? 56 * 1024 * 1024 + cfg.txRingBytes + kernelSlabsFor(options.tcp) * SLAB_BYTES,
+    });
     const k = this.kernels;
     const maxTcpFlows = 16384;
     this.flowTable = k.alloc(k.k.flowTableBytes(maxTcpFlows), 64);

@@ -41,7 +41,10 @@ export interface TcpOptions {
    * held until it reads again, however long that takes; it keeps the 1 MiB
    * slab it was cut from from being reused, so this caps that memory. Sockets
    * beyond the cap, idle ones and paused ones read through the shared buffer
-   * and pay one more copy.
+   * and pay one more copy. Reservations come first from a pool of 1 MiB slabs
+   * in kernel memory, one per reservation up to 32 (kernelSlabsFor; the
+   * engine's default memoryBytes includes them): bytes read there are copied
+   * into their frames in the pass that sums them.
    */
   readReservations?: number;
   /** Reassembly buffers (reasmBufBytes each, in kernel memory) shared by all flows; a flow takes one on its first out-of-order segment (default 8). */
@@ -88,6 +91,11 @@ export const SND_BUF_MIN = 1 << 20;
 /** A flow's send buffer: the configured size, or 64 segments of its MSS and at least 1 MiB. */
 export function sndBufFor(o: ResolvedTcpOptions, mss: number): number {
   return o.sndBufBytes > 0 ? o.sndBufBytes : Math.max(SND_BUF_MIN, SND_BUF_SEGMENTS * mss);
+}
+
+/** Kernel-memory slabs the stack pools for read reservations (each SLAB_BYTES): one per reservation, at most 32. */
+export function kernelSlabsFor(o: TcpOptions = {}): number {
+  return Math.min(resolveTcpOptions(o).readReservations, 32);
 }
 
 export type ResolvedTcpOptions = Required<Omit<TcpOptions, 'connect' | 'initialSequence'>> & Pick<TcpOptions, 'connect' | 'initialSequence'>;

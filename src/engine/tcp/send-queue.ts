@@ -55,6 +55,30 @@ export class SendQueue {
   }
 
   /**
+   * Where bytes [off, off+len) of the queue start in `mem`, when they lie
+   * there in one run (one chunk, or chunks read back to back into the same
+   * slab), else -1: such a segment is built from where it lies.
+   */
+  runIn(off: number, len: number, mem: ArrayBufferLike): number {
+    let i = 0;
+    let pos = off + this.headOff;
+    while (pos >= this.chunks[i].length) {
+      pos -= this.chunks[i].length;
+      i++;
+    }
+    let ch = this.chunks[i];
+    if (ch.buffer !== mem) return -1;
+    const start = ch.byteOffset + pos;
+    let end = ch.byteOffset + ch.length;
+    while (end - start < len) {
+      ch = this.chunks[++i];
+      if (ch.buffer !== mem || ch.byteOffset !== end) return -1;
+      end += ch.length;
+    }
+    return start;
+  }
+
+  /**
    * Copy bytes [off, off+len) of the queue to dst[at, at+len), gathering
    * across chunks: the TX slot a segment is built in is the only place its
    * payload is copied to. Caller keeps off+len <= length.
