@@ -71,4 +71,22 @@ describe('RxBatch clock', () => {
     expect(s.seen).toEqual([100, 100, 100, 105, 105, 105]);
     expect(s.reads()).toBe(2);
   });
+
+  it('refuses a frame pushed while the batch is being handled: it would be lost at the reset, and a full batch could not make room', () => {
+    const pushed: boolean[] = [];
+    let handled = 0;
+    const s = setup((rx) => {
+      handled++;
+      if (pushed.length === 0) for (let i = 0; i < 5; i++) pushed.push(rx.push(2, frame, 0, frame.length));
+    });
+    for (let i = 0; i < 4; i++) expect(s.rx.push(1, frame, 0, frame.length)).toBe(true);
+    s.rx.flush();
+    expect(pushed).toEqual([false, false, false, false, false]);
+    expect(handled).toBe(4);
+    expect(s.rx.pending).toBe(0);
+    // The next batch starts clean.
+    expect(s.rx.push(1, frame, 0, frame.length)).toBe(true);
+    s.rx.flush();
+    expect(handled).toBe(5);
+  });
 });

@@ -414,7 +414,7 @@ export class Engine extends EventEmitter {
     link.onFrame = (buf, off, len) => {
       this.counters.rxFrames++;
       this.counters.rxBytes += len;
-      this.rx.push(port.id, buf, off, len);
+      if (!this.rx.push(port.id, buf, off, len)) this.drop('rx-batch-full');
       this.scheduleTurnEnd();
     };
     link.onClose = (err) => this.removePort(port, err);

@@ -109,8 +109,15 @@ export class RxBatch implements FrameArena {
     return this.releases[h];
   }
 
-  /** Copy one frame in. Processes the batch first if it has no room. */
-  push(portId: number, buf: Uint8Array, off: number, len: number): void {
+  /**
+   * Copy one frame in. Processes the batch first if it has no room. Returns
+   * false, taking nothing, for a frame pushed while this batch's frames are
+   * being handled (it could be neither handled in this batch nor kept past
+   * its reset, and a full arena could not be flushed first) or one larger
+   * than an arena; frames pushed from afterBatch start the next batch.
+   */
+  push(portId: number, buf: Uint8Array, off: number, len: number): boolean {
+    if (this.processing || len > this.arenaBytes) return false;
     if (this.count === this.maxFrames || this.next + len > this.arenaEnd) this.flush();
     if (this.count === 0) this.startBatch();
     const ptr = this.next;
@@ -123,6 +130,7 @@ export class RxBatch implements FrameArena {
     this.count++;
     // Keep frame starts 4-byte aligned so header loads in the kernel are aligned.
     this.next = (ptr + len + 3) & ~3;
+    return true;
   }
 
   /**
@@ -136,7 +144,7 @@ export class RxBatch implements FrameArena {
     this.arenaEnd = this.next + this.arenaBytes;
   }
 
-  /** Classify and handle everything queued. Re-entrant pushes (a handler that loops a frame back) start a new batch afterwards. */
+  /** Classify and handle everything queued. Frames pushed from afterBatch (a frame looped back) start a new batch; push refuses them while handlers run. */
   flush(): void {
     if (this.count === 0 || this.processing) return;
     this.processing = true;
