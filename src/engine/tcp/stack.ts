@@ -5,15 +5,17 @@
  * - Setup: a guest SYN first connect()s the host socket; success → SYN-ACK,
  *   refusal or timeout → RST, so the guest sees ECONNREFUSED / a timeout as
  *   it would against the real destination.
- * - Guest → host: in-order payload is copied once from the RX arena into a
- *   socket write: segments are staged in one reused buffer during the turn
- *   and written as ONE Buffer per flow per turn (one allocation, one write,
- *   instead of one per segment).
+ * - Guest → host: each flow's in-order payload goes to its socket once per
+ *   RX batch: jumbo segments written from the RX arena where they arrived
+ *   (lent until the write completes), small ones gathered into one slab piece
+ *   (one copy, one write per flow instead of one per segment).
  *   Out-of-order segments go to a reassembly buffer from a shared pool in
  *   kernel memory. The advertised window is what the socket's buffer can
  *   still take (rcvBufBytes − writableLength), so a slow host socket shrinks
  *   the guest's window instead of growing memory.
- * - Host → guest: socket reads are queued by reference; segments are sent
+ * - Host → guest: socket reads are queued by reference (a bulk sender's land
+ *   in kernel slabs, from which buildFrames copies each segment into its frame
+ *   in the pass that checksums it); segments are sent
  *   within the guest's window and a Reno congestion window, retransmitted on
  *   RTO (RFC 6298) and on three duplicate ACKs (NewReno recovery). A queue
  *   above the flow's send buffer (sndBufFor) pauses the socket.
@@ -166,7 +168,8 @@ export class TcpStack {
   private readonly delayedAcks = new Set<Conn>();
   private delayedAckTimer: NodeJS.Timeout | null = null;
   /**
-   * Guest payload staged during a turn, written per flow in flush(); reused every turn.
+   * Reassembled guest payload staged during a batch (in-order payload stays in
+   * the RX arena), written per flow in flush(); reused every batch.
    * It lives in kernel memory beside the RX arena so staging and gathering are
    * copyWithin() calls: a subarray per segment was a fifth of the engine's
    * allocations, and at gigabits per second that garbage made V8 collect
