@@ -55,4 +55,10 @@ describe('bench:e2e report', () => {
     expect(row(md, 'libslirp (qemu 7.2) | 600')).toEqual(['600', '2']);
     expect(md).toContain('| vnetkit (wasm-simd) | warm-up: connect+1 B+close | 1 | 1 | 100/100 | 900 |');
   });
+
+  it("lists each round's CPU per connection beside its rate", () => {
+    // slirp round 1, 1 at a time: 0.32 / 1600 = 200 µs; 8 at a time: 0.4 / 4000 = 100 µs
+    expect(md).toContain('| libslirp (qemu 7.2) | connect+1 B+close | 1 | 1 | 100/100 | 1600 | 500 | 900 | 32 | 200 | ok |');
+    expect(md).toContain('| libslirp (qemu 7.2) | connect+1 B+close | 8 | 1 | 100/100 | 4000 | 500 | 900 | 40 | 100 | ok |');
+  });
 });

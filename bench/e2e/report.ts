@@ -72,6 +72,14 @@ const arrow = (dir: string) => (dir === 'up' ? '↑ guest→host' : '↓ host→
 
 interface Metric { label: string; better: 'higher' | 'lower'; digits: number; value(peer: PeerName): number | undefined }
 
+/**
+ * Engine CPU µs per connection: CPU over the probe's run ÷ connections made. (CPU % ÷ conn/s,
+ * used before, divided by the probe's wall time including its start-up, so it under-counted
+ * most for the fastest peer.)
+ */
+const cpuPerConn = (c: ConnRun) =>
+  c.engineCpuS !== undefined ? (c.ok > 0 ? (c.engineCpuS / c.ok) * 1e6 : undefined) : c.rate ? (c.enginePct / 100 / c.rate) * 1e6 : undefined;
+
 function metrics(r: E2eResult): Metric[] {
   const ok = (p: PeerName, mtu: number, streams: number, dir: string) =>
     r.runs.filter((x) => x.peer === p && x.mtu === mtu && x.streams === streams && x.dir === dir && x.status === 'ok');
@@ -99,10 +107,6 @@ function metrics(r: E2eResult): Metric[] {
     out.push({ label: 'connect + request + close latency p99: µs', better: 'lower', digits: 0, value: conn('conn', 1, (c) => c.p99us) });
     // CPU per connection varies less between rounds than the rate does (the rate also carries
     // the client's and server's scheduling on a shared machine).
-    // CPU over the probe's run ÷ connections made. (CPU % ÷ conn/s, used before, divided by the
-    // probe's wall time including its start-up, so it under-counted most for the fastest peer.)
-    const cpuPerConn = (c: ConnRun) =>
-      c.engineCpuS !== undefined ? (c.ok > 0 ? (c.engineCpuS / c.ok) * 1e6 : undefined) : c.rate ? (c.enginePct / 100 / c.rate) * 1e6 : undefined;
     out.push({ label: 'engine CPU per connection, 1 at a time: µs', better: 'lower', digits: 0, value: conn('conn', 1, cpuPerConn) });
     out.push({ label: 'engine CPU per connection, 8 in parallel: µs', better: 'lower', digits: 0, value: conn('conn', 8, cpuPerConn) });
   }
@@ -180,11 +184,12 @@ export function renderMarkdown(r: E2eResult): string {
   }
   if (r.conns.length) {
     L.push('', '## Connections and latency (first MTU)', '');
-    L.push('| peer | test | parallel | round | ok / n | conn/s | p50 µs | p99 µs | engine CPU % | status |');
-    L.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---|');
+    // Each round's CPU per connection too: libslirp's moves between two levels from round to round.
+    L.push('| peer | test | parallel | round | ok / n | conn/s | p50 µs | p99 µs | engine CPU % | engine CPU µs per connection | status |');
+    L.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|');
     for (const c of [...r.conns].sort((a, b) => r.peers.indexOf(a.peer) - r.peers.indexOf(b.peer) || a.kind.localeCompare(b.kind) || a.par - b.par || a.run - b.run)) {
       L.push(`| ${LABEL[c.peer]} | ${c.kind === 'conn' ? (c.warmup ? 'warm-up: connect+1 B+close' : 'connect+1 B+close') : '1 B round trips'} | ${c.par} | ${c.run} | ${c.ok}/${c.n} | ${c.kind === 'conn' ? fmt(c.rate, 0) : '–'} | ` +
-        `${fmt(c.p50us, 0)} | ${fmt(c.p99us, 0)} | ${fmt(c.enginePct, 0)} | ${c.status} |`);
+        `${fmt(c.p50us, 0)} | ${fmt(c.p99us, 0)} | ${fmt(c.enginePct, 0)} | ${c.kind === 'conn' ? fmt(cpuPerConn(c), 0) : '–'} | ${c.status} |`);
     }
     // Every transaction of every round counts toward "no failed connection in 10,000".
     L.push('', '| peer | connections made (connect + 1 B + close) | failed |', '|---|---:|---:|');
