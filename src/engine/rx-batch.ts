@@ -5,14 +5,14 @@
  * when the arena or table is full, the whole batch is classified with ONE
  * kernel call and handed to the engine descriptor by descriptor.
  *
- * There are two arenas. Frame bytes may be held past their batch (a host
- * socket write of a jumbo segment's payload, which libuv keeps until the
- * write completes): the arena is then "lent" and the next batch fills the
- * other one. An arena is lent only while the other is free, so a batch never
- * waits and never writes over bytes someone holds.
+ * There are two arenas (a LentPair). Frame bytes may be held past their
+ * batch (a host socket write of a jumbo segment's payload, which libuv keeps
+ * until the write completes): the arena is then lent and the next batch
+ * fills the other one.
  */
 import type { Kernels } from '../kernels/index.js';
 import { FRAME_ENTRY_SIZE, DESC_SIZE } from '../../assembly/layout.js';
+import { LentPair } from './lent-pair.js';
 
 export interface RxBatchOptions {
   /** Frames per classify call at most. */
@@ -41,12 +41,9 @@ export class RxBatch implements FrameArena {
   readonly descs: number;
   private readonly arenas: [number, number];
   private readonly arenaBytes: number;
-  /** The arena the current (or next) batch fills. */
-  private half = 0;
   private arenaEnd: number;
-  /** Holders of bytes in each arena (see lend). */
-  private readonly lent = [0, 0];
-  private readonly releases = [() => { this.lent[0]--; }, () => { this.lent[1]--; }];
+  /** Which arena the current batch fills, and who holds bytes of each. */
+  private readonly lending = new LentPair();
   private readonly maxFrames: number;
   private readonly ports: Int32Array;
   private count = 0;
@@ -100,13 +97,12 @@ export class RxBatch implements FrameArena {
 
   /** Whether bytes of arena h may be held past this batch: only while the other arena is free. */
   canLend(h: number): boolean {
-    return this.lent[h ^ 1] === 0;
+    return this.lending.canLend(h);
   }
 
   /** One more holder of arena h (after canLend(h)); returns the function to call when done. */
   lend(h: number): () => void {
-    this.lent[h]++;
-    return this.releases[h];
+    return this.lending.lend(h);
   }
 
   /**
@@ -133,14 +129,9 @@ export class RxBatch implements FrameArena {
     return true;
   }
 
-  /**
-   * A new batch fills its arena from the start, or the other arena if this
-   * one is lent. That one is free: an arena is lent only while the other is,
-   * and only the arena being filled can be lent.
-   */
+  /** A new batch fills its arena from the start, or the other arena if this one is lent. */
   private startBatch(): void {
-    if (this.lent[this.half] > 0) this.half ^= 1;
-    this.next = this.arenas[this.half];
+    this.next = this.arenas[this.lending.next()];
     this.arenaEnd = this.next + this.arenaBytes;
   }
 

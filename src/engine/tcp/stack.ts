@@ -37,6 +37,7 @@ import type { Kernels } from '../../kernels/index.js';
 import type { Logger } from '../../log.js';
 import type { TxBatch, TcpSegment, TxSink } from '../tx-batch.js';
 import type { FrameArena } from '../rx-batch.js';
+import { LentPair } from '../lent-pair.js';
 import {
   D_TCP_FLAGS, D_FLOW_STATUS, D_FLOW_ID, D_OPT_FLAGS, D_WSCALE, D_PAYLOAD_OFF, D_PAYLOAD_LEN,
   D_SRC_IP, D_DST_IP, D_SRC_PORT, D_DST_PORT, D_SEQ, D_ACK, D_WINDOW, D_MSS,
@@ -176,17 +177,11 @@ export class TcpStack {
    * dozens of times a second.
    */
   private readonly stageBase: number;
-  /** The half of the stage being filled this turn. */
+  /** The half of the stage being filled this batch. */
   private stagePtr: number;
-  private stageHalf = 0;
   private stageUsed = 0;
-  /**
-   * Host writes still holding a view of each half (libuv keeps the bytes until
-   * the write's callback). A half is lent only while the other one is free, so
-   * the next turn always has a half to stage into.
-   */
-  private readonly stageLent = [0, 0];
-  private readonly stageRelease = [() => { this.stageLent[0]--; }, () => { this.stageLent[1]--; }];
+  /** Which half is filled, and the host writes still holding a view of each (libuv keeps the bytes until the write's callback). */
+  private readonly stageHalves = new LentPair();
   /** One slab's worth of a flow's staged parts, gathered contiguously (kernel memory). */
   private readonly gatherPtr: number;
   private readonly staged: Conn[] = [];
@@ -835,7 +830,7 @@ export class TcpStack {
       if (this.stageUsed + n > STAGE_HALF) this.writeStaged();
       const at = this.stagePtr + this.stageUsed;
       u8.copyWithin(at, p, p + n);
-      c.stageParts.push(at, n, this.stageHalf);
+      c.stageParts.push(at, n, this.stageHalves.current);
       this.stageUsed += n;
     }
     if (c.stageBytes === 0) this.staged.push(c);
@@ -847,11 +842,7 @@ export class TcpStack {
     for (const c of this.staged) this.writeConnStage(c);
     this.staged.length = 0;
     this.stageUsed = 0;
-    if (this.stageLent[this.stageHalf] > 0) {
-      // Lent only while the other half was free, and nothing has staged there since.
-      this.stageHalf ^= 1;
-      this.stagePtr = this.stageBase + this.stageHalf * STAGE_HALF;
-    }
+    this.stagePtr = this.stageBase + this.stageHalves.next() * STAGE_HALF;
   }
 
   private writeConnStage(c: Conn): void {
@@ -929,18 +920,18 @@ export class TcpStack {
 
   /** Whether every region the parts lie in may be held past this batch (the other stage half or arena is free). */
   private canLendAll(parts: number[]): boolean {
-    for (let i = 2; i < parts.length; i += 3) {
-      const r = parts[i];
-      if (r < REGION_ARENA ? this.stageLent[r ^ 1] !== 0 : !this.host.arena.canLend(r - REGION_ARENA)) return false;
-    }
+    for (let i = 2; i < parts.length; i += 3) if (!this.lenderOf(parts[i]).canLend(parts[i] & 1)) return false;
     return true;
   }
 
   /** One more holder of region r; returns its release. */
   private lendRegion(r: number): () => void {
-    if (r >= REGION_ARENA) return this.host.arena.lend(r - REGION_ARENA);
-    this.stageLent[r]++;
-    return this.stageRelease[r];
+    return this.lenderOf(r).lend(r & 1);
+  }
+
+  /** The stage's halves for regions 0 and 1, the RX arenas for REGION_ARENA + 0 and + 1. */
+  private lenderOf(r: number): Pick<LentPair, 'canLend' | 'lend'> {
+    return r < REGION_ARENA ? this.stageHalves : this.host.arena;
   }
 
   /** Whether `take` bytes from (part, partOff) on lie in one run of one region. */
