@@ -945,15 +945,21 @@ describe("sharing a VM's receive window", () => {
 });
 
 describe('host reads', () => {
-  it('a bulk host sender reads straight into send-queue memory: the guest gets every byte in order, and the reservation is given back when the socket closes', async () => {
-    const total = 6_000_000;
-    const payload = seededBytes(total, 81);
+  /** A host that sends `total` seeded bytes and ends, to one jumbo guest flow (established). */
+  async function jumboDownload(total: number, seed: number) {
+    const payload = seededBytes(total, seed);
     const srv = await listen((s) => {
       s.on('error', () => {});
       s.end(payload);
     });
     const { h, sim } = setup({ mtu: 65520 });
     const p = await established(sim, srv.port, 40000, { mss: 65480 });
+    return { srv, h, sim, p, payload };
+  }
+
+  it('a bulk host sender reads straight into send-queue memory: the guest gets every byte in order, and the reservation is given back when the socket closes', async () => {
+    const total = 6_000_000;
+    const { srv, h, sim, p, payload } = await jumboDownload(total, 81);
     expect(await sim.run(() => p.received === total && p.finRcvd, 30_000)).toBe(true);
     expect(p.digest).toBe(sha256(payload));
     const st = h.stack.stats();
@@ -967,13 +973,7 @@ describe('host reads', () => {
 
   it('segments of bytes read into kernel slabs are built from there; lost ones go again with the same bytes (also from timers)', async () => {
     const total = 8_000_000;
-    const payload = seededBytes(total, 83);
-    const srv = await listen((s) => {
-      s.on('error', () => {});
-      s.end(payload);
-    });
-    const { h, sim } = setup({ mtu: 65520 });
-    const p = await established(sim, srv.port, 40000, { mss: 65480 });
+    const { h, sim, p, payload } = await jumboDownload(total, 83);
     expect(await sim.run(() => p.received > 1_000_000, 10_000)).toBe(true);
     // Everything lost for a while (retransmitted on RTO, from the timer), then some of it.
     sim.down.imp = { loss: 1 };
