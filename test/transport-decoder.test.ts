@@ -1,6 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DEC_EMPTY, DEC_OK, DEC_TOO_LARGE, FrameDecoder, HDR_BE32, HDR_LE16 } from '../src/transport/decoder.js';
+import { HeapReadSpace, READ_CHUNK, READ_MIN, StreamReader } from '../src/transport/stream-reader.js';
+import { readerBytes } from '../src/transport/link.js';
+import type { ReadSpace } from '../src/transport/types.js';
 
 type Hdr = typeof HDR_BE32 | typeof HDR_LE16;
 
@@ -40,23 +43,56 @@ function split(bytes: Uint8Array, cuts: number[]): Uint8Array[] {
 
 interface Collected {
   frames: Uint8Array[];
-  views: number;
+  /** Buffers the frames were views of. */
+  bufs: Set<ArrayBufferLike>;
 }
 
-function run(hdr: Hdr, max: number, chunks: Uint8Array[]): Collected & { dec: FrameDecoder } {
-  const col: Collected = { frames: [], views: 0 };
-  let current: Uint8Array | null = null;
+/** A heap space that records every move: how many bytes were held each time. */
+class CountingSpace implements ReadSpace {
+  readonly inner: HeapReadSpace;
+  moves: number[] = [];
+  constructor(bytes: number) {
+    this.inner = new HeapReadSpace(bytes);
+  }
+  take(prev: Uint8Array, start: number, end: number, room: number): Uint8Array {
+    this.moves.push(end - start);
+    return this.inner.take(prev, start, end, room);
+  }
+  release(): void {}
+}
+
+/**
+ * Decoder behind a StreamReader, as a link runs it. 'chunks' copies each chunk in
+ * (append, a stream's 'data'); 'reads' writes each chunk into the buffers next()
+ * hands out, as a socket's reads would, at most as much as each offers.
+ */
+function run(hdr: Hdr, max: number, chunks: Uint8Array[], how: 'chunks' | 'reads' = 'chunks'): Collected & { dec: FrameDecoder; reader: StreamReader; space: CountingSpace } {
+  const col: Collected = { frames: [], bufs: new Set() };
   const dec = new FrameDecoder(hdr, max, (buf, off, len) => {
-    if (buf === current) col.views++;
+    col.bufs.add(buf.buffer);
     col.frames.push(Uint8Array.from(buf.subarray(off, off + len)));
   });
+  const reader = new StreamReader(readerBytes(max));
+  const space = new CountingSpace(readerBytes(max));
+  reader.use(space);
+  reader.consume = (b, s, e) => {
+    const p = dec.decode(b, s, e);
+    return dec.error !== DEC_OK ? e : p;
+  };
   for (const c of chunks) {
-    current = c;
-    const p = dec.push(c, 0, c.length);
+    if (how === 'chunks') reader.append(c);
+    else {
+      for (let off = 0; off < c.length;) {
+        const v = reader.next();
+        const k = Math.min(v.length, c.length - off);
+        v.set(c.subarray(off, off + k));
+        off += k;
+        reader.filled(k);
+      }
+    }
     if (dec.error !== DEC_OK) break;
-    expect(p).toBe(c.length);
   }
-  return { ...col, dec };
+  return { ...col, dec, reader, space };
 }
 
 const frameArb = (max: number) => fc.uint8Array({ minLength: 1, maxLength: max });
@@ -74,39 +110,54 @@ describe.each([
         expect(got.frames).toEqual(frames);
         expect(got.dec.frames).toBe(frames.length);
         expect(got.dec.bytes).toBe(frames.reduce((a, f) => a + f.length, 0));
-        expect(got.dec.buffered).toBe(0);
+        expect(got.reader.held).toBe(0);
       }),
       { numRuns: 300 },
     );
   });
 
-  it('handles large frames split into many small chunks (assembly buffer growth)', () => {
+  it('handles large frames split into many small chunks', () => {
     fc.assert(
-      fc.property(fc.array(frameArb(hdr === HDR_LE16 ? 65535 : 70000), { minLength: 1, maxLength: 4 }), fc.integer({ min: 1, max: 9000 }), (frames, step) => {
+      fc.property(fc.array(frameArb(hdr === HDR_LE16 ? 65535 : 70000), { minLength: 1, maxLength: 4 }), fc.integer({ min: 1, max: 9000 }), fc.boolean(), (frames, step, reads) => {
         const bytes = encode(hdr, frames);
         const cuts: number[] = [];
         for (let i = step; i < bytes.length; i += step) cuts.push(i);
-        const got = run(hdr, 70000, split(bytes, cuts));
+        const got = run(hdr, 70000, split(bytes, cuts), reads ? 'reads' : 'chunks');
         expect(got.frames).toEqual(frames);
       }),
       { numRuns: 30 },
     );
   });
 
-  it('hands out views into the chunk for frames that do not straddle', () => {
-    const frames = [1, 2, 3, 4, 5].map((i) => new Uint8Array(100).fill(i));
-    const got = run(hdr, 65550, [encode(hdr, frames)]);
-    expect(got.frames).toEqual(frames);
-    expect(got.views).toBe(5);
+  it('socket reads of any size yield the same frames, and only bytes not yet whole frames ever move', () => {
+    fc.assert(
+      fc.property(fc.array(frameArb(20000), { maxLength: 60 }), fc.array(fc.nat(), { maxLength: 80 }), (frames, cuts) => {
+        const bytes = encode(hdr, frames);
+        const got = run(hdr, 65550, split(bytes, cuts), 'reads');
+        expect(got.dec.error).toBe(DEC_OK);
+        expect(got.frames).toEqual(frames);
+        expect(got.reader.held).toBe(0);
+        // The first take sets the buffer up; every later one moves an incomplete frame (with
+        // its header) at most, and only once the buffer's room is down to READ_MIN.
+        for (const held of got.space.moves.slice(1)) expect(held).toBeLessThan(hdr + 20000);
+        expect(got.space.moves.length).toBeLessThanOrEqual(1 + Math.ceil(bytes.length / (readerBytes(65550) - READ_MIN - hdr - 20000)));
+      }),
+      { numRuns: 200 },
+    );
   });
 
-  it('single-byte chunks: every frame is assembled, none is a view', () => {
-    const frames = [new Uint8Array([9, 8, 7]), new Uint8Array(300).fill(1)];
+  it('a frame that straddles two reads is handed out as a view of the buffer both reads went into', () => {
+    const frames = [new Uint8Array(3000).fill(1), new Uint8Array(5000).fill(2)];
     const bytes = encode(hdr, frames);
-    const chunks = [...bytes].map((b) => new Uint8Array([b]));
-    const got = run(hdr, 65550, chunks);
+    const got = run(hdr, 65550, [bytes.subarray(0, 4000), bytes.subarray(4000)], 'reads');
     expect(got.frames).toEqual(frames);
-    expect(got.views).toBe(0);
+    expect(got.space.moves).toEqual([0]);
+    expect(got.bufs.size).toBe(1);
+  });
+
+  it('reads ask for READ_CHUNK at most', () => {
+    const reader = new StreamReader(readerBytes(65550));
+    expect(reader.next().length).toBe(READ_CHUNK);
   });
 
   it('stops on a zero length after delivering the frames before it, whatever the chunking', () => {
@@ -133,10 +184,10 @@ describe.each([
     expect(got.dec.error).toBe(DEC_TOO_LARGE);
     expect(got.dec.badLength).toBe(1515);
     expect(got.frames).toEqual(frames);
-    expect(got.dec.push(new Uint8Array([0, 0, 0, 1, 5]), 0, 5)).toBe(0);
+    expect(got.dec.decode(new Uint8Array([0, 0, 0, 1, 5]), 0, 5)).toBe(0);
   });
 
-  it('stop set from the sink returns the position after that frame; pushing the rest continues in order', () => {
+  it('stop set from the sink returns the position after that frame; replaying the rest continues in order', () => {
     fc.assert(
       fc.property(fc.array(frameArb(100), { minLength: 1, maxLength: 20 }), fc.nat(), fc.array(fc.nat(), { maxLength: 10 }), (frames, stopAtRaw, cuts) => {
         const stopAt = stopAtRaw % frames.length;
@@ -145,21 +196,35 @@ describe.each([
           out.push(Uint8Array.from(b.subarray(o, o + l)));
           if (out.length === stopAt + 1) dec.stop = true;
         });
+        const reader = new StreamReader(readerBytes(65550));
+        reader.consume = (b, s, e) => dec.decode(b, s, e);
         for (const c of split(encode(hdr, frames), cuts)) {
-          let p = 0;
-          while (p < c.length) {
-            const q = dec.push(c, p, c.length);
-            if (dec.stop) {
-              expect(out.length).toBe(stopAt + 1);
-              dec.stop = false; // resume
-            }
-            p = q;
+          reader.append(c);
+          if (dec.stop) {
+            expect(out.length).toBe(stopAt + 1);
+            dec.stop = false; // resume: what the stop left is held and goes first
+            reader.replay();
           }
         }
         expect(out).toEqual(frames);
+        expect(reader.held).toBe(0);
       }),
       { numRuns: 200 },
     );
+  });
+});
+
+describe('HeapReadSpace', () => {
+  it('moves held bytes to the front, and grows when they and the room asked for do not fit', () => {
+    const sp = new HeapReadSpace(16);
+    const a = sp.take(new Uint8Array(0), 0, 0, 8);
+    a.set([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    const b = sp.take(a, 6, 10, 8);
+    expect(b).toBe(a);
+    expect([...b.subarray(0, 4)]).toEqual([7, 8, 9, 10]);
+    const c = sp.take(b, 0, 12, 8);
+    expect(c.length).toBe(20);
+    expect([...c.subarray(0, 4)]).toEqual([7, 8, 9, 10]);
   });
 });
 

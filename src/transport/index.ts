@@ -82,9 +82,10 @@ export {
 } from './vpnkit.js';
 
 import type { Duplex } from 'node:stream';
-import { attachStreamLink, type StreamLink, type StreamPair } from './link.js';
+import { attachStreamLink, maxFrameInFor, readerBytes, type StreamLink, type StreamPair } from './link.js';
 import type { LinkOptions } from './types.js';
-import { READ_BUFFER_BYTES, socketOnFd } from './read-buffer.js';
+import { socketOnFd } from './read-buffer.js';
+import { StreamReader } from './stream-reader.js';
 import { applyLinkSendBuffer, checkSendBufferBytes } from './send-buffer.js';
 import { nullLogger } from '../log.js';
 import { TransportErrorCodes, transportError } from './errors.js';
@@ -97,17 +98,17 @@ export function attachStream(stream: Duplex | StreamPair, opts: LinkOptions): St
 /** Wrap an inherited, connected stream socket (file descriptor `fd`) as a VM link. Throws ERR_VNETKIT_BAD_FD when it is not an open socket. */
 export function attachFd(fd: number, opts: LinkOptions): StreamLink {
   checkSendBufferBytes(opts.sendBufferBytes);
-  let link: StreamLink | undefined;
+  const reader = new StreamReader(readerBytes(maxFrameInFor(opts)));
   let sock;
   // Before the socket exists: libuv would refuse a descriptor its loop already watches.
   const sendBuffer = applyLinkSendBuffer(fd, opts.sendBufferBytes, opts.log ?? nullLogger);
   try {
     // Reads only start on a later turn of the loop, by which time `link` is set.
-    sock = socketOnFd(fd, Buffer.allocUnsafe(READ_BUFFER_BYTES), (buf, n) => link?.receive(buf, n));
+    sock = socketOnFd(fd, reader);
   } catch (e) {
     throw transportError(TransportErrorCodes.BAD_FD, `file descriptor ${fd} is not an open stream socket (${(e as Error).message})`, e);
   }
-  link = attachStreamLink(sock, opts, `fd ${fd}`);
+  const link = attachStreamLink(sock, opts, `fd ${fd}`, reader);
   link.sendBuffer = sendBuffer;
   return link;
 }

@@ -2,10 +2,11 @@
  * A VM link over a byte stream (unix/TCP socket, stdio pipes): the 'qemu',
  * 'le16' and 'vpnkit' framings.
  *
- * Receive: socket chunks go through FrameDecoder; onFrame sees views into the
- * chunk. pause() stops mid-chunk; the rest of the chunk is held (one chunk,
- * so bounded) and replayed on resume() before the socket reads again, so
- * frame order is kept.
+ * Receive: a StreamReader holds what arrived (sockets read straight into it,
+ * other streams' chunks are copied in) and FrameDecoder hands whole frames to
+ * onFrame as views into it. pause() stops after the current frame; the rest
+ * stays in the reader (at most one read, so bounded) and is replayed on
+ * resume() before the socket reads again, so frame order is kept.
  *
  * Send: send() copies the framed frame into the current output segment;
  * sendInPlace() takes a frame where the engine built it, with room for the
@@ -22,7 +23,8 @@ import { DEC_EMPTY, DEC_OK, FrameDecoder, HDR_BE32, HDR_LE16 } from './decoder.j
 import { TransportErrorCodes as E, transportError } from './errors.js';
 import { SEG_SIZE, releaseSegment, takeSegment, type Segment } from './segments.js';
 import { ACCEPT, SendGate } from './send-gate.js';
-import type { FrameHold, Framing, LinkOptions, LinkStats, VmLink, VpnkitNegotiator } from './types.js';
+import { READ_CHUNK, StreamReader } from './stream-reader.js';
+import type { FrameHold, Framing, LinkOptions, LinkStats, ReadSpace, VmLink, VpnkitNegotiator } from './types.js';
 import {
   VPNKIT_COMMAND_LEN,
   VPNKIT_INIT_LEN,
@@ -112,6 +114,7 @@ export class StreamLink implements VmLink {
   private readonly log: Logger;
   private readonly hdrLen: number;
   private readonly decoder: FrameDecoder;
+  private readonly reader: StreamReader;
   private readonly gate: SendGate;
   private readonly negotiator?: VpnkitNegotiator;
 
@@ -124,10 +127,6 @@ export class StreamLink implements VmLink {
   private failCbs: Array<(err: VnetkitError) => void> = [];
 
   private paused = false;
-  /** Unconsumed bytes of the chunk a pause stopped in: stash[stashOff, stashEnd). */
-  private stash?: Uint8Array;
-  private stashOff = 0;
-  private stashEnd = 0;
   private replayScheduled = false;
 
   private cur: Segment | null = null;
@@ -138,7 +137,8 @@ export class StreamLink implements VmLink {
   /** Set by whoever made the socket, before any I/O (VmLink.sendBuffer). */
   sendBuffer?: number;
 
-  constructor(r: Readable, w: Writable, peer: string, opts: LinkOptions) {
+  /** `reader`: the one a socket already reads into (read-buffer.ts); streams that emit 'data' get their own. */
+  constructor(r: Readable, w: Writable, peer: string, opts: LinkOptions, reader?: StreamReader) {
     if (opts.framing === 'dgram') throw new VnetkitError('ERR_VNETKIT_BAD_OPTION', "framing 'dgram' needs a datagram socket: use listen('udp://…')");
     this.r = r;
     this.w = w;
@@ -148,8 +148,10 @@ export class StreamLink implements VmLink {
     this.log = (opts.log ?? nullLogger).child({ link: this.id, framing: opts.framing, peer });
     this.gate = new SendGate(Math.max(SEG_SIZE, opts.txQueueLimit ?? DEFAULT_TX_QUEUE_LIMIT), this.log, () => this.flush());
     this.decoder = new FrameDecoder(this.hdrLen as 4 | 2, opts.maxFrame ?? DEFAULT_MAX_FRAME, this.deliver);
-    this.maxFrameIn = this.hdrLen === HDR_LE16 ? Math.min(opts.maxFrame ?? DEFAULT_MAX_FRAME, 0xffff) : (opts.maxFrame ?? DEFAULT_MAX_FRAME);
+    this.maxFrameIn = maxFrameInFor(opts);
     this.maxFrameOut = maxFrameOutFor(opts.mtu ?? DEFAULT_MTU, this.hdrLen);
+    this.reader = reader ?? new StreamReader(readerBytes(this.maxFrameIn));
+    this.reader.consume = this.consume;
 
     if (opts.framing === 'vpnkit') {
       this.phase = PH_INIT;
@@ -323,43 +325,34 @@ export class StreamLink implements VmLink {
       if (this.phase !== PH_CLOSED) this.fail(transportError(E.BAD_CHUNK, 'VM stream delivered text, not bytes (setEncoding was called on it)'));
       return;
     }
-    this.receive(chunk, chunk.length);
+    this.reader.append(chunk);
   };
 
+  useReadSpace(space: ReadSpace): void {
+    this.reader.use(space);
+  }
+
   /**
-   * The bytes buf[0, end) were read from the VM. The socket may reuse `buf`
-   * for its next read (listen() reads into one buffer per link): nothing here
-   * keeps a view past this call except the stash, and the stash pauses the
-   * socket, so no read lands until the replay has consumed it.
+   * Consume received bytes buf[start, end): the vpnkit handshake, then whole
+   * frames. Returns where the held bytes start (an incomplete frame, or frames
+   * left by a pause).
    */
-  receive(buf: Uint8Array, end: number): void {
-    if (this.phase === PH_CLOSED) return;
-    let off = 0;
+  private readonly consume = (buf: Uint8Array, start: number, end: number): number => {
+    let p = start;
     if (this.phase !== PH_DATA) {
-      off = this.handshake(buf, end);
+      if (this.phase === PH_CLOSED) return end;
+      p = this.handshake(buf, p, end);
       // Frames pipelined behind the Command fall through to the decoder: the
       // ready callback has already run synchronously, so onFrame is installed.
-      if (this.phase !== PH_DATA) return;
+      if (this.phase !== PH_DATA) return end;
     }
-    this.consume(buf, off, end);
-  }
-
-  /** Feed buf[off, end) to the decoder; hold the remainder if paused mid-chunk. */
-  private consume(buf: Uint8Array, off: number, end: number): void {
-    const p = this.decoder.push(buf, off, end);
+    p = this.decoder.decode(buf, p, end);
     if (this.decoder.error !== DEC_OK) {
       this.onBadHeader();
-      return;
+      return end;
     }
-    if (p < end && this.phase !== PH_CLOSED) this.holdFrom(buf, p, end);
-  }
-
-  private holdFrom(buf: Uint8Array, p: number, end: number): void {
-    this.stash = buf;
-    this.stashOff = p;
-    this.stashEnd = end;
-    this.r.pause();
-  }
+    return p;
+  };
 
   private scheduleReplay(): void {
     if (this.replayScheduled) return;
@@ -370,12 +363,8 @@ export class StreamLink implements VmLink {
   private readonly replay = (): void => {
     this.replayScheduled = false;
     if (this.phase === PH_CLOSED || this.paused) return;
-    const s = this.stash;
-    if (s !== undefined) {
-      this.stash = undefined;
-      this.consume(s, this.stashOff, this.stashEnd);
-      if (this.stash !== undefined || this.paused || this.phase === PH_CLOSED) return;
-    }
+    this.reader.replay();
+    if (this.paused || this.phase === PH_CLOSED) return;
     this.r.resume();
   };
 
@@ -409,8 +398,8 @@ export class StreamLink implements VmLink {
   // ---- vpnkit handshake -----------------------------------------------------
 
   /** Consumes handshake bytes from `chunk`; returns the offset of the first byte after them. */
-  private handshake(chunk: Uint8Array, end: number): number {
-    let p = 0;
+  private handshake(chunk: Uint8Array, start: number, end: number): number {
+    let p = start;
     while (p < end && (this.phase === PH_INIT || this.phase === PH_COMMAND)) {
       const hs = this.hs!;
       const want = (this.phase === PH_INIT ? VPNKIT_INIT_LEN : VPNKIT_COMMAND_LEN) - this.hsHave;
@@ -505,7 +494,7 @@ export class StreamLink implements VmLink {
       this.fail(transportError(E.HANDSHAKE_EOF, 'VM stream ended during the vpnkit handshake'));
       return;
     }
-    if (this.decoder.buffered > 0) this.log.debug('VM stream ended inside a frame', { buffered: this.decoder.buffered });
+    if (this.reader.held > 0) this.log.debug('VM stream ended with bytes not yet consumed', { held: this.reader.held });
     this.close('peer closed');
   };
 
@@ -546,7 +535,10 @@ export class StreamLink implements VmLink {
   private teardown(err: VnetkitError | undefined): void {
     this.phase = PH_CLOSED;
     this.decoder.stop = true;
-    this.stash = undefined;
+    // No read may land in the reader's space once it is released (the engine
+    // lends that space to the next link): pause stops the socket's reads now.
+    this.r.pause();
+    this.reader.close();
     this.cur = null;
     // Runs never written still pin the engine's memory: let go of it.
     for (const c of this.sealed) if (c instanceof InPlaceRun) c.hold.release();
@@ -599,10 +591,21 @@ function destroyBoth(r: Readable, w: Writable): void {
   if ((w as unknown) !== r && !w.destroyed) w.destroy();
 }
 
-export function attachStreamLink(stream: Duplex | StreamPair, opts: LinkOptions, peer?: string): StreamLink {
+/** Largest frame a link with these options accepts from the VM. */
+export function maxFrameInFor(opts: LinkOptions): number {
+  const max = opts.maxFrame ?? DEFAULT_MAX_FRAME;
+  return opts.framing === 'qemu' ? max : Math.min(max, 0xffff);
+}
+
+/** Bytes of a link's own read buffer: one read plus the largest frame and its header. */
+export function readerBytes(maxFrameIn: number): number {
+  return READ_CHUNK + maxFrameIn + HDR_BE32;
+}
+
+export function attachStreamLink(stream: Duplex | StreamPair, opts: LinkOptions, peer?: string, reader?: StreamReader): StreamLink {
   const r: Readable = 'readable' in stream && typeof (stream as StreamPair).readable === 'object' ? (stream as StreamPair).readable : (stream as Duplex);
   const w: Writable = 'writable' in stream && typeof (stream as StreamPair).writable === 'object' ? (stream as StreamPair).writable : (stream as Duplex);
-  return new StreamLink(r, w, peer ?? describePeer(stream), opts);
+  return new StreamLink(r, w, peer ?? describePeer(stream), opts, reader);
 }
 
 function describePeer(stream: unknown): string {

@@ -17,9 +17,10 @@ import { VnetkitError } from '../errors.js';
 import { nullLogger } from '../log.js';
 import { listenDgram, type DgramOptions } from './dgram.js';
 import { TransportErrorCodes as E, transportError } from './errors.js';
-import { attachStreamLink, type StreamLink } from './link.js';
+import { attachStreamLink, maxFrameInFor, readerBytes, type StreamLink } from './link.js';
 import { applyLinkSendBuffer, checkSendBufferBytes } from './send-buffer.js';
-import { adoptWithReadBuffer, READ_BUFFER_BYTES } from './read-buffer.js';
+import { adoptWithReadBuffer } from './read-buffer.js';
+import { StreamReader } from './stream-reader.js';
 import type { LinkOptions, VmLink } from './types.js';
 
 export interface ListenOptions extends LinkOptions, Pick<DgramOptions, 'idleTimeoutMs' | 'maxLinks'> {
@@ -84,9 +85,10 @@ function makeServer(opts: ListenOptions, onLink: (link: VmLink) => void, peerOf:
     let link: StreamLink | undefined;
     // Accepted paused: nothing has read or written yet, so the descriptor can still be tuned.
     const sendBuffer = unix ? applyLinkSendBuffer((accepted as unknown as { _handle?: { fd?: number } })._handle?.fd ?? -1, opts.sendBufferBytes, log) : undefined;
-    const sock = adoptWithReadBuffer(accepted, Buffer.allocUnsafe(READ_BUFFER_BYTES), (buf, n) => link?.receive(buf, n));
+    const reader = new StreamReader(readerBytes(maxFrameInFor(opts)));
+    const sock = adoptWithReadBuffer(accepted, reader);
     sock.setNoDelay?.(true);
-    link = attachStreamLink(sock, opts, peerOf(sock));
+    link = attachStreamLink(sock, opts, peerOf(sock), reader);
     link.sendBuffer = sendBuffer;
     links.add(link);
     link.closeHook = () => links.delete(link);

@@ -1,5 +1,5 @@
 /**
- * Accepted VM sockets that read into one buffer of their own.
+ * Accepted VM sockets that read into their link's StreamReader.
  *
  * Node gives every read of a plain socket a fresh ArrayBuffer (64 KiB
  * asked, shrunk to what arrived). On a VM link moving gigabits that is half a
@@ -13,26 +13,26 @@
  * the same handle with `onread`: Socket's constructor accepts both, and then
  * installs the user buffer on the handle. The husk is destroyed without a
  * handle, which only settles the server's connection count. If a future Node
- * hides the handle, the accepted socket is used as it is. A socket on an
- * inherited descriptor is built with `onread` from the start.
+ * hides the handle, the accepted socket is used as it is (its link then
+ * copies 'data' chunks into the reader). A socket on an inherited descriptor
+ * is built with `onread` from the start.
+ *
+ * `onread`'s buffer is a generator: Node asks it for the next read's buffer
+ * after every read, so each read lands where the reader wants it, right
+ * behind the bytes it still holds.
  */
 import net from 'node:net';
-
-export const READ_BUFFER_BYTES = 256 * 1024;
+import type { StreamReader } from './stream-reader.js';
 
 interface HandleCarrier {
   _handle?: { useUserBuffer?: unknown; readStart?: unknown } | null;
 }
 
-export type ReadCallback = (buf: Uint8Array, n: number) => void;
-
 /**
  * The socket to use for an accepted (paused) connection: a new one reading
- * into `buffer`, or `accepted` itself when its handle cannot be moved.
- * `onRead` sees each read in `buffer`, valid only until it returns or, if it
- * paused the socket, until it resumes it.
+ * into `reader`, or `accepted` itself when its handle cannot be moved.
  */
-export function adoptWithReadBuffer(accepted: net.Socket, buffer: Uint8Array, onRead: ReadCallback): net.Socket {
+export function adoptWithReadBuffer(accepted: net.Socket, reader: StreamReader): net.Socket {
   const carrier = accepted as unknown as HandleCarrier;
   const handle = carrier._handle;
   if (handle == null || typeof handle.useUserBuffer !== 'function' || typeof handle.readStart !== 'function' || accepted.destroyed) {
@@ -41,27 +41,27 @@ export function adoptWithReadBuffer(accepted: net.Socket, buffer: Uint8Array, on
   }
   carrier._handle = null;
   accepted.destroy();
-  return new net.Socket({ handle: handle as never, ...readingInto(buffer, onRead) } as net.SocketConstructorOpts);
+  return new net.Socket({ handle: handle as never, ...readingInto(reader) } as net.SocketConstructorOpts);
 }
 
 /**
  * A socket on an inherited, connected descriptor (a launcher's socketpair),
- * reading into `buffer` like an accepted one. Throws when `fd` is not an open
+ * reading into `reader` like an accepted one. Throws when `fd` is not an open
  * socket or pipe.
  */
-export function socketOnFd(fd: number, buffer: Uint8Array, onRead: ReadCallback): net.Socket {
-  return new net.Socket({ fd, ...readingInto(buffer, onRead) } as net.SocketConstructorOpts);
+export function socketOnFd(fd: number, reader: StreamReader): net.Socket {
+  return new net.Socket({ fd, ...readingInto(reader) } as net.SocketConstructorOpts);
 }
 
-function readingInto(buffer: Uint8Array, onRead: ReadCallback) {
+function readingInto(reader: StreamReader) {
   return {
     allowHalfOpen: false,
     readable: true,
     writable: true,
     onread: {
-      buffer,
-      callback: (n: number, buf: Uint8Array): boolean => {
-        onRead(buf, n);
+      buffer: () => reader.next(),
+      callback: (n: number): boolean => {
+        reader.filled(n);
         // Pausing already stopped the handle (Socket.pause does readStop
         // when it owns the buffer); true means "keep reading" otherwise.
         return true;

@@ -19,6 +19,24 @@ export interface LinkStats {
   dropped: number;
 }
 
+/**
+ * Memory a stream link receives into, holding bytes until they are whole
+ * frames. A link has its own on the heap; the engine lends it one in kernel
+ * memory (VmLink.useReadSpace), where the RX batch then takes frames where the
+ * socket put them instead of copying them.
+ */
+export interface ReadSpace {
+  /**
+   * A buffer for more bytes: its first end - start bytes are prev[start, end)
+   * (left where they lie when there is room behind them, else moved), and at
+   * least `room` bytes follow them. Frames in the buffers it returns must stay
+   * valid until the consumer has handled them.
+   */
+  take(prev: Uint8Array, start: number, end: number, room: number): Uint8Array;
+  /** The link is done with it: closed, and reading no more. */
+  release(): void;
+}
+
 /** A pin on memory a link writes frames from without copying them (VmLink.sendInPlace). */
 export interface FrameHold {
   retain(): void;
@@ -61,6 +79,11 @@ export interface VmLink {
   sendInPlace?(buf: Uint8Array, off: number, len: number, hold: FrameHold): void;
   /** Write out everything queued now (a setImmediate flush is the fallback). */
   flush(): void;
+  /**
+   * Receive into `space` from the next read on (stream links). The link
+   * releases it when it closes. Bytes already received move into it.
+   */
+  useReadSpace?(space: ReadSpace): void;
   /** True from the moment the backlog reaches highWater until it has fallen to half of that (then onDrain). */
   readonly congested: boolean;
   /** Bytes queued toward the VM and not yet taken by its transport (ours plus the socket's own buffer). */
