@@ -35,7 +35,7 @@ describe('Prometheus text format', () => {
       stats: {
         backend: 'js',
         vms: 2,
-        rx: { frames: 10, bytes: 1000, batches: 3 },
+        rx: { frames: 10, bytes: 1000, batches: 3, framesInPlace: 8, framesCopied: 2 },
         tx: { frames: 9, bytes: 900 },
         drops: { 'short-frame': 2, 'weird "reason"': 1 },
         switch: { macs: 2, forwarded: 1, flooded: 0, unknownUnicast: 0, macsRefused: 0 },
@@ -53,6 +53,8 @@ describe('Prometheus text format', () => {
     const lines = text.split('\n');
     expect(lines).toContain('vnetkit_vms 2');
     expect(lines).toContain('vnetkit_rx_frames_total 10');
+    expect(lines).toContain('vnetkit_rx_in_place_frames_total 8');
+    expect(lines).toContain('vnetkit_rx_copied_frames_total 2');
     expect(lines).toContain('vnetkit_drops_total{reason="short-frame"} 2');
     expect(lines).toContain('vnetkit_drops_total{reason="weird \\"reason\\""} 1');
     expect(lines).toContain('vnetkit_udp_flows 1');

@@ -73,15 +73,18 @@ describe('TX ring option', () => {
     // An embedder's own memoryBytes that leaves less room shrinks the pool instead of failing.
     const tight = createEngine({ ...opts, memoryBytes: 50 * 1024 * 1024 });
     try {
-      expect(def.kernels.memoryBytes).toBe(80 * 1024 * 1024);
-      expect(big.kernels.memoryBytes).toBe(104 * 1024 * 1024);
-      expect(small.kernels.memoryBytes).toBe(72 * 1024 * 1024 + 256 * 1024);
-      expect(noSlabs.kernels.memoryBytes).toBe(64 * 1024 * 1024);
-      expect(manySlabs.kernels.memoryBytes).toBe(96 * 1024 * 1024);
+      expect(def.kernels.memoryBytes).toBe(88 * 1024 * 1024);
+      expect(big.kernels.memoryBytes).toBe(112 * 1024 * 1024);
+      expect(small.kernels.memoryBytes).toBe(80 * 1024 * 1024 + 256 * 1024);
+      expect(noSlabs.kernels.memoryBytes).toBe(72 * 1024 * 1024);
+      expect(manySlabs.kernels.memoryBytes).toBe(104 * 1024 * 1024);
       expect(def.stats().tcp.kernelSlabs).toBe(16);
       expect(noSlabs.stats().tcp.kernelSlabs).toBe(0);
       expect(manySlabs.stats().tcp.kernelSlabs).toBe(32);
       expect(tight.stats().tcp.kernelSlabs).toBeLessThan(16);
+      // The links' read areas (two of 2 x 2 MiB) come with their own memory as well, and go first when it is tight.
+      expect(def.stats().rx.readAreas).toBe(2);
+      expect(tight.stats().rx.readAreas).toBe(0);
       // The ring and the slabs take exactly their size: every engine is left the same room for the rest.
       expect(big.kernels.available()).toBe(def.kernels.available());
       expect(small.kernels.available()).toBe(def.kernels.available());
@@ -166,6 +169,36 @@ describe.each(['wasm-simd', 'js'] as const)('engine (%s backend)', (backend) => 
       expect([...r.subarray(22, 28)]).toEqual([...GW_MAC]);
       expect(((r[28] << 24) | (r[29] << 16) | (r[30] << 8) | r[31]) >>> 0).toBe(target);
     }
+  });
+
+  it('takes frames where a link socket read them (two read areas, first come), copies the rest, and hands an area on when its link leaves', async () => {
+    const arp = async (g: GuestClient, ip: string, n: number) => {
+      // Sent as one write: the requests share reads, so some straddle them.
+      const req = g.arpRequest(parseIPv4(ip), GW);
+      const one = Buffer.alloc(4 + req.length);
+      one.writeUInt32BE(req.length, 0);
+      one.set(req, 4);
+      g.sendRaw(Buffer.concat(Array.from({ length: n }, () => one)));
+      // Replies only: the other guests' requests are broadcasts, flooded to every link.
+      for (let i = 0; i < n; i++) await g.next((f) => ethType(f) === 0x0806 && f[21] === 2);
+    };
+    const mac = (i: number) => new Uint8Array([0x52, 0x54, 0, 0x12, 0x35, i]);
+    const rx = () => engine.stats().rx;
+    const [a, b, c] = [await guest(mac(1)), await guest(mac(2)), await guest(mac(3))];
+    expect(rx().readAreas).toBe(2);
+    await arp(a, '192.168.65.11', 50);
+    await arp(b, '192.168.65.12', 50);
+    expect(rx().framesInPlace).toBe(100);
+    expect(rx().framesCopied).toBe(0);
+    // The third link found no free area: its frames are copied, and still answered.
+    await arp(c, '192.168.65.13', 50);
+    expect(rx().framesCopied).toBe(50);
+    a.close();
+    for (let t = 0; t < 200 && engine.stats().vms > 2; t++) await new Promise((r) => setTimeout(r, 10));
+    const d = await guest(mac(4));
+    await arp(d, '192.168.65.14', 50);
+    expect(rx().framesInPlace).toBe(150);
+    expect(rx().framesCopied).toBe(50);
   });
 
   it('offers the first pool address over DHCP with router, DNS, MTU and domain', async () => {

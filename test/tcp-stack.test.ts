@@ -1036,6 +1036,17 @@ describe('host reads', () => {
   }
 });
 
+/** Frames took the route the test asked for: all in place from the read area (which refilled), or all copied. */
+function expectRoute(h: TcpHarness, viaReads: boolean): void {
+  if (viaReads) {
+    expect(h.rx.framesCopied).toBe(0);
+    expect(h.rx.framesInPlace).toBeGreaterThan(0);
+    expect(h.rx.readAreaRefills).toBeGreaterThan(0);
+  } else {
+    expect(h.rx.framesInPlace).toBe(0);
+  }
+}
+
 describe('host writes', () => {
   /** A server that hashes what each connection sends; `bursty` pauses every socket for `offMs`, then reads for `onMs`, over and over. */
   async function hashingServer(bursty: boolean, onMs = 3, offMs = 3, path?: string) {
@@ -1112,9 +1123,16 @@ describe('host writes', () => {
     expect((await uploadOne(1500, 1_000_000, 102)).hostWritesInPlace).toBe(0);
   }, 60_000);
 
-  it('interleaved flows to hosts that read in bursts: bytes a host write still holds are never staged over', async () => {
+  /** Guest frames through a link's reads into a small read area (refilled every 512 KiB), instead of pushed one by one. */
+  const viaReads = { bufBytes: 512 * 1024, maxRead: 96 * 1024 };
+  const frameRoutes = [
+    ['pushed frames (RX arena)', undefined],
+    ['socket reads (read area)', viaReads],
+  ] as const;
+
+  it.each(frameRoutes)('interleaved flows to hosts that read in bursts: bytes a host write still holds are never staged over; %s', async (_route, reads) => {
     const { srv, got } = await hashingServer(true);
-    const { h, sim } = setup({ mtu: 65520 });
+    const { h, sim } = setup({ mtu: 65520, reads });
     const flows = 3;
     const ups = Array.from({ length: flows }, (_, i) => seededBytes(6_000_000, 110 + i));
     const peers: TcpPeer[] = [];
@@ -1124,15 +1142,16 @@ describe('host writes', () => {
     // Connections are accepted in SYN order, so server socket i hears peer i.
     ups.forEach((u, i) => expect(got[i].hash.digest('hex')).toBe(sha256(u)));
     expect(h.stack.stats().hostWritesInPlace).toBeGreaterThan(0);
+    expectRoute(h, reads !== undefined);
   }, 120_000);
 
-  it('jumbo flows over a lossy, reordering link: reassembled bytes (copied to the stage) and in-order ones (left in the RX arena) reach bursty hosts intact', async () => {
+  it.each(frameRoutes)('jumbo flows over a lossy, reordering link: reassembled bytes (copied to the stage) and in-order ones (left where they arrived) reach bursty hosts intact; %s', async (_route, reads) => {
     // A unix socket stands in for the host connection: its buffer is small and fixed, so
     // writes are often still in flight when the next batch stages and arrives.
     const path = join(mkdtempSync(join(tmpdir(), 'vnetkit-lend-')), 'host.sock');
     const { srv, got } = await hashingServer(true, 1, 10, path);
     const bad = { n: 0 };
-    const { h, sim } = setup({ mtu: 65520, tcp: { connect: checkedConnect(bad, path) } });
+    const { h, sim } = setup({ mtu: 65520, tcp: { connect: checkedConnect(bad, path) }, reads });
     const ups = [seededBytes(12_000_000, 120), seededBytes(12_000_000, 121), seededBytes(12_000_000, 122)];
     const peers: TcpPeer[] = [];
     // The guest dials any port; checkedConnect takes it to the unix socket.
@@ -1145,5 +1164,6 @@ describe('host writes', () => {
     expect(bad.n).toBe(0);
     expect(st.oooSegments).toBeGreaterThan(0);
     expect(st.hostWritesInPlace).toBeGreaterThan(0);
+    expectRoute(h, reads !== undefined);
   }, 120_000);
 });

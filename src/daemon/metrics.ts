@@ -95,6 +95,8 @@ export function renderMetrics(m: MetricsInput): string {
     { name: 'vnetkit_rx_frames_total', type: 'counter', help: 'Frames received from VMs.', samples: [{ value: num(rx.frames) }] },
     { name: 'vnetkit_rx_bytes_total', type: 'counter', help: 'Bytes of frames received from VMs.', samples: [{ value: num(rx.bytes) }] },
     { name: 'vnetkit_rx_batches_total', type: 'counter', help: 'Receive batches classified (one kernel call each).', samples: [{ value: num(rx.batches) }] },
+    { name: 'vnetkit_rx_in_place_frames_total', type: 'counter', help: 'Frames from VMs handled where the link read them into kernel memory, without a copy.', samples: [{ value: num(rx.framesInPlace) }] },
+    { name: 'vnetkit_rx_copied_frames_total', type: 'counter', help: 'Frames from VMs copied into the RX arena (links without a read area).', samples: [{ value: num(rx.framesCopied) }] },
     { name: 'vnetkit_tx_frames_total', type: 'counter', help: 'Frames sent to connected VMs.', samples: [{ value: num(tx.frames) }] },
     { name: 'vnetkit_tx_bytes_total', type: 'counter', help: 'Bytes of frames sent to connected VMs.', samples: [{ value: num(tx.bytes) }] },
     { name: 'vnetkit_tx_in_place_frames_total', type: 'counter', help: 'Frames written to VM links straight from kernel memory, without a copy.', samples: [{ value: num(tx.inPlace) }] },

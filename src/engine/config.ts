@@ -60,8 +60,9 @@ export interface EngineOptions {
   backend?: BackendName;
   /**
    * Kernel linear memory in bytes (default 56 MiB + txRingBytes + 1 MiB per TCP read
-   * reservation up to 32, 80 MiB in all). Less leaves the TCP stack fewer kernel slabs
-   * (stats().tcp.kernelSlabs); too little for the tables and the ring fails with
+   * reservation up to 32 + 8 MiB of read areas for two VM links, 88 MiB in all). Less leaves
+   * the TCP stack fewer kernel slabs (stats().tcp.kernelSlabs) and then the links fewer read
+   * areas (stats().rx.readAreas); too little for the tables and the ring fails with
    * ERR_VNETKIT_KERNEL_MEMORY.
    */
   memoryBytes?: number;

@@ -1,18 +1,21 @@
 /**
  * The receive side of the batch boundary. Transports hand frames over one at
- * a time (views into their read chunks); each is copied once into an arena
- * in kernel memory and listed in the frame table. At the end of the turn, or
- * when the arena or table is full, the whole batch is classified with ONE
- * kernel call and handed to the engine descriptor by descriptor.
+ * a time and each is listed in the frame table: where it lies if a link read
+ * it into one of the batch's read areas (kernel memory lent to the link,
+ * see ReadArea), else copied once into an arena in kernel memory. At the end
+ * of the turn, or when the arena or table is full, the whole batch is
+ * classified with ONE kernel call and handed to the engine descriptor by
+ * descriptor.
  *
  * There are two arenas (a LentPair). Frame bytes may be held past their
  * batch (a host socket write of a jumbo segment's payload, which libuv keeps
  * until the write completes): the arena is then lent and the next batch
- * fills the other one.
+ * fills the other one. Read areas work the same way with buffers of their own.
  */
 import type { Kernels } from '../kernels/index.js';
 import { FRAME_ENTRY_SIZE, DESC_SIZE } from '../../assembly/layout.js';
 import { LentPair } from './lent-pair.js';
+import { ReadArea } from './read-area.js';
 
 export interface RxBatchOptions {
   /** Frames per classify call at most. */
@@ -29,7 +32,10 @@ export type BatchHandler = (
   descPtr: number,
 ) => void;
 
-/** Frame bytes held past their batch: what a consumer of RX frames may ask (see RxBatch). */
+/**
+ * Frame bytes held past their batch: what a consumer of RX frames may ask (see
+ * RxBatch). Handles: 0 and 1 are the arenas, 2 + 2 i + h buffer h of read area i.
+ */
 export interface FrameArena {
   arenaOf(ptr: number): number;
   canLend(h: number): boolean;
@@ -49,6 +55,14 @@ export class RxBatch implements FrameArena {
   private count = 0;
   private next: number;
   private processing = false;
+  private readonly areas: ReadArea[] = [];
+  /** Kernel addresses of every read area's buffers: [areasBase, areasEnd). */
+  private areasBase = 0;
+  private areasEnd = 0;
+  private areaBytes = 0;
+  /** Frames taken where a link read them, and frames copied into the arena. */
+  framesInPlace = 0;
+  framesCopied = 0;
   /**
    * The clock reading taken when the batch in hand started, or -1 between
    * batches. Everything one batch does (classify, TCP input, the TX flush
@@ -79,6 +93,40 @@ export class RxBatch implements FrameArena {
     this.ports = new Int32Array(opts.maxFrames);
   }
 
+  /** Make `count` read areas of two `bufBytes` buffers each, to lend to links (once; kernel memory for them must be free). */
+  addReadAreas(count: number, bufBytes: number): void {
+    if (this.areas.length > 0 || count <= 0) return;
+    this.areaBytes = bufBytes;
+    this.areasBase = this.kern.alloc(count * 2 * bufBytes, 64);
+    this.areasEnd = this.areasBase + count * 2 * bufBytes;
+    for (let i = 0; i < count; i++) this.areas.push(new ReadArea(this.kern, this.areasBase + i * 2 * bufBytes, bufBytes, this.settle));
+  }
+
+  /** A read area no link holds, now lent to the caller (ReadSpace.release gives it back), or undefined when all are held. */
+  takeReadArea(): ReadArea | undefined {
+    const a = this.areas.find((x) => !x.inUse);
+    if (a !== undefined) a.inUse = true;
+    return a;
+  }
+
+  get readAreas(): number {
+    return this.areas.length;
+  }
+
+  /** Times a read area moved a link's held bytes to the start of a buffer. */
+  get readAreaRefills(): number {
+    let n = 0;
+    for (const a of this.areas) n += a.refills;
+    return n;
+  }
+
+  /** Handle the batch in hand now, so a read area may refill a buffer; false while the batch is being handled. */
+  private readonly settle = (): boolean => {
+    if (this.processing) return false;
+    this.flush();
+    return true;
+  };
+
   get pending(): number {
     return this.count;
   }
@@ -92,40 +140,55 @@ export class RxBatch implements FrameArena {
     const a = this.arenas;
     if (ptr >= a[0] && ptr < a[0] + this.arenaBytes) return 0;
     if (ptr >= a[1] && ptr < a[1] + this.arenaBytes) return 1;
+    if (ptr >= this.areasBase && ptr < this.areasEnd) return 2 + Math.floor((ptr - this.areasBase) / this.areaBytes);
     return -1;
   }
 
-  /** Whether bytes of arena h may be held past this batch: only while the other arena is free. */
+  /** Whether bytes of arena h may be held past this batch: only while the other buffer of its pair is free. */
   canLend(h: number): boolean {
-    return this.lending.canLend(h);
+    return h < 2 ? this.lending.canLend(h) : this.areas[(h - 2) >> 1].lending.canLend(h & 1);
   }
 
   /** One more holder of arena h (after canLend(h)); returns the function to call when done. */
   lend(h: number): () => void {
-    return this.lending.lend(h);
+    return h < 2 ? this.lending.lend(h) : this.areas[(h - 2) >> 1].lending.lend(h & 1);
   }
 
   /**
-   * Copy one frame in. Processes the batch first if it has no room. Returns
-   * false, taking nothing, for a frame pushed while this batch's frames are
-   * being handled (it could be neither handled in this batch nor kept past
-   * its reset, and a full arena could not be flushed first) or one larger
-   * than an arena; frames pushed from afterBatch start the next batch.
+   * List one frame: where it lies if it is in a read area (whose buffers are
+   * not refilled before this batch is handled), else copied into the arena.
+   * Processes the batch first if it has no room. Returns false, taking
+   * nothing, for a frame pushed while this batch's frames are being handled
+   * (it could be neither handled in this batch nor kept past its reset, and a
+   * full arena could not be flushed first) or one larger than an arena;
+   * frames pushed from afterBatch start the next batch.
    */
   push(portId: number, buf: Uint8Array, off: number, len: number): boolean {
-    if (this.processing || len > this.arenaBytes) return false;
-    if (this.count === this.maxFrames || this.next + len > this.arenaEnd) this.flush();
-    if (this.count === 0) this.startBatch();
-    const ptr = this.next;
-    this.kern.u8.set(len === buf.length && off === 0 ? buf : buf.subarray(off, off + len), ptr);
+    if (this.processing) return false;
+    const u8 = this.kern.u8;
+    const at = buf.buffer === u8.buffer ? buf.byteOffset - u8.byteOffset + off : -1;
+    let ptr: number;
+    if (at >= this.areasBase && at + len <= this.areasEnd) {
+      if (this.count === this.maxFrames) this.flush();
+      if (this.count === 0) this.startBatch();
+      ptr = at;
+      this.framesInPlace++;
+    } else {
+      if (len > this.arenaBytes) return false;
+      if (this.count === this.maxFrames || this.next + len > this.arenaEnd) this.flush();
+      if (this.count === 0) this.startBatch();
+      ptr = this.next;
+      u8.set(len === buf.length && off === 0 ? buf : buf.subarray(off, off + len), ptr);
+      // Keep frame starts 4-byte aligned so header loads in the kernel are aligned.
+      this.next = (ptr + len + 3) & ~3;
+      this.framesCopied++;
+    }
     const e = this.table + this.count * FRAME_ENTRY_SIZE;
     const dv = this.kern.dv;
     dv.setUint32(e, ptr, true);
     dv.setUint32(e + 4, len, true);
     this.ports[this.count] = portId;
     this.count++;
-    // Keep frame starts 4-byte aligned so header loads in the kernel are aligned.
-    this.next = (ptr + len + 3) & ~3;
     return true;
   }
 

@@ -17,6 +17,9 @@ import { TxBatch, type TxSink } from '../../src/engine/tx-batch.js';
 import { TcpStack, type TcpOptions, type TcpPort } from '../../src/engine/tcp/index.js';
 import { CF_INSERT_TCP_SYN, D_KIND, KIND_TCP, D_REASON } from '../../assembly/layout.js';
 import { nullLogger } from '../../src/log.js';
+import { FrameDecoder, HDR_BE32 } from '../../src/transport/decoder.js';
+import { StreamReader } from '../../src/transport/stream-reader.js';
+import { readerBytes } from '../../src/transport/link.js';
 import { sumBytes, pseudoHeader, finish, fold } from '../../src/wire/checksum.js';
 
 export const FIN = 1;
@@ -56,6 +59,12 @@ export interface HarnessOptions {
   now?: () => number;
   /** Run flushes on setImmediate when asked (for real-time use like the bench). */
   autoFlush?: boolean;
+  /**
+   * Guest frames arrive as a link's socket reads would: framed (qemu), in reads of
+   * 1..maxRead bytes (seeded), into a read area with buffers of `bufBytes` that the RX
+   * batch takes them from in place. Default: each frame is pushed (copied) on its own.
+   */
+  reads?: { bufBytes: number; maxRead: number; seed?: number };
 }
 
 /** The engine's TCP wiring, minus everything else the engine does. */
@@ -76,6 +85,8 @@ export class TcpHarness {
   private txWanted = false;
   private flushScheduled = false;
   private readonly autoFlush: boolean;
+  private readonly reader?: StreamReader;
+  private readonly readSize?: () => number;
 
   constructor(o: HarnessOptions = {}) {
     this.mtu = o.mtu ?? 1500;
@@ -115,6 +126,19 @@ export class TcpHarness {
       mtu: this.mtu,
       resolveDestination: o.resolve ?? (() => '127.0.0.1'),
     }, o.tcp);
+    if (o.reads !== undefined) {
+      this.rx.addReadAreas(1, o.reads.bufBytes);
+      const reader = new StreamReader(readerBytes(65550));
+      const dec = new FrameDecoder(HDR_BE32, 65550, (buf, off, len) => {
+        if (!this.rx.push(this.port.id, buf, off, len)) this.dropped++;
+      });
+      reader.consume = (b, st, e) => dec.decode(b, st, e);
+      reader.use(this.rx.takeReadArea()!);
+      const r = rng(o.reads.seed ?? 7);
+      const max = o.reads.maxRead;
+      this.readSize = () => 1 + Math.floor(r() * max);
+      this.reader = reader;
+    }
   }
 
   scheduleTx(): void {
@@ -129,7 +153,21 @@ export class TcpHarness {
   }
 
   fromGuest(frame: Uint8Array): void {
-    this.rx.push(this.port.id, frame, 0, frame.length);
+    const reader = this.reader;
+    if (reader === undefined) {
+      this.rx.push(this.port.id, frame, 0, frame.length);
+      return;
+    }
+    const bytes = new Uint8Array(4 + frame.length);
+    new DataView(bytes.buffer).setUint32(0, frame.length);
+    bytes.set(frame, 4);
+    for (let off = 0; off < bytes.length;) {
+      const v = reader.next();
+      const k = Math.min(v.length, bytes.length - off, this.readSize!());
+      v.set(bytes.subarray(off, off + k));
+      off += k;
+      reader.filled(k);
+    }
   }
 
   /** One engine turn: classify and handle queued frames, then flush owed output. */

@@ -68,7 +68,7 @@ const HEADERS_BYTES = 14 + 20 + 20;
 /** Staging for guest→host bytes that cannot stay where they arrived (reassembled ones), in two halves. */
 const STAGE_BYTES = 4 << 20;
 const STAGE_HALF = STAGE_BYTES >> 1;
-/** Part regions (the third of each stageParts triple): stage half 0 or 1, or RX arena 0 or 1 (REGION_ARENA + h). */
+/** Part regions (the third of each stageParts triple): stage half 0 or 1, or RX arena handle h (REGION_ARENA + h; see FrameArena). */
 const REGION_ARENA = 2;
 /**
  * A flow whose parts average this much or more is written to its host socket
@@ -920,18 +920,16 @@ export class TcpStack {
 
   /** Whether every region the parts lie in may be held past this batch (the other stage half or arena is free). */
   private canLendAll(parts: number[]): boolean {
-    for (let i = 2; i < parts.length; i += 3) if (!this.lenderOf(parts[i]).canLend(parts[i] & 1)) return false;
+    for (let i = 2; i < parts.length; i += 3) {
+      const r = parts[i];
+      if (!(r < REGION_ARENA ? this.stageHalves.canLend(r) : this.host.arena.canLend(r - REGION_ARENA))) return false;
+    }
     return true;
   }
 
   /** One more holder of region r; returns its release. */
   private lendRegion(r: number): () => void {
-    return this.lenderOf(r).lend(r & 1);
-  }
-
-  /** The stage's halves for regions 0 and 1, the RX arenas for REGION_ARENA + 0 and + 1. */
-  private lenderOf(r: number): Pick<LentPair, 'canLend' | 'lend'> {
-    return r < REGION_ARENA ? this.stageHalves : this.host.arena;
+    return r < REGION_ARENA ? this.stageHalves.lend(r) : this.host.arena.lend(r - REGION_ARENA);
   }
 
   /** Whether `take` bytes from (part, partOff) on lie in one run of one region. */
