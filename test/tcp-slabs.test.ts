@@ -79,4 +79,20 @@ describe('Slabs', () => {
     expect(c.byteOffset).toBe(a.byteOffset);
     expect(s.allocated).toBe(2);
   });
+
+  it('a pool of one slab starts it over once every piece is back, and not before', () => {
+    const mem = new ArrayBuffer(SLAB_BYTES);
+    const s = new Slabs([Buffer.from(mem, 0, SLAB_BYTES)]);
+    const a = s.tryTake(SLAB_BYTES / 2)!;
+    const doneA = s.lastDone;
+    s.tryTake(SLAB_BYTES / 2);
+    const doneB = s.lastDone;
+    expect(s.tryTake(100)).toBeNull();
+    doneA();
+    // b still holds the slab's second half: nothing may be cut from it yet.
+    expect(s.tryTake(100)).toBeNull();
+    doneB();
+    const c = s.tryTake(100)!;
+    expect(c.byteOffset).toBe(a.byteOffset);
+  });
 });

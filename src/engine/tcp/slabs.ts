@@ -69,9 +69,11 @@ export class Slabs {
     }
     let s = this.current;
     if (s === null || s.used + n > SLAB_BYTES) {
-      const next = this.free.pop() ?? (this.pooled ? null : this.newSlab());
+      // A pool's only slab that nobody holds a piece of any more starts over in place
+      // (retiring it would have recycled it at once).
+      const next = this.free.pop() ?? (this.pooled ? (s !== null && s.refs === 0 ? s : null) : this.newSlab());
       if (next === null) return null;
-      if (s !== null) this.retire(s);
+      if (s !== null && s !== next) this.retire(s);
       s = next;
       s.used = 0;
       s.refs = 0;

@@ -147,7 +147,7 @@ const COUNTER_NAMES = [
   'badOptions', 'noFlow', 'retransmits', 'fastRetransmits', 'rtoTimeouts', 'oooSegments', 'oooNoBuffer',
   'oooTooManyHoles', 'dupSegments', 'zeroWindowProbesSent', 'windowUpdates', 'hostErrors', 'closed',
   'aborted', 'guestFins', 'hostFins', 'forwardsOpened', 'forwardsRefused', 'gaveUp', 'segmentsIn', 'segmentsOut',
-  'hostReadsInPlace', 'hostReadsCopied', 'hostWritesInPlace', 'hostSocketsMadeAhead', 'segmentsFromKernelSlabs',
+  'hostReadsInPlace', 'hostReadsCopied', 'hostWritesInPlace', 'hostWritesFromKernelSlabs', 'hostSocketsMadeAhead', 'segmentsFromKernelSlabs',
 ] as const;
 type CounterName = (typeof COUNTER_NAMES)[number];
 
@@ -866,22 +866,28 @@ export class TcpStack {
     const many = n > SLAB_BYTES;
     if (many) s.cork();
     const u8 = this.host.kernels.u8;
-    const gather = this.gatherPtr;
+    // A socket without a backlog may take a piece of a kernel slab (released when its write
+    // completes, so soon): the parts are copied straight into it. A socket that stopped
+    // reading gets heap pieces, and holds none of the pool that host reads want.
+    const idle = s.writableLength === 0;
     let part = 0;
     let partOff = 0;
     for (let left = n; left > 0;) {
       const take = Math.min(left, SLAB_BYTES);
-      // Parts that lie back to back (staged ones of a flow alone in the batch) are copied
-      // out as they lie. Others (segments in the RX arena have headers between them) are
-      // first gathered inside kernel memory: no allocation per part. Either way one view
-      // copies the piece out.
-      const direct = this.contiguous(parts, part, partOff, take);
-      const src = direct ? parts[part] + partOff : gather;
+      const kpiece = idle ? this.kslabs.tryTake(take) : null;
+      const kdone = this.kslabs.lastDone;
+      // Into a heap piece: parts that lie back to back (staged ones of a flow alone in the
+      // batch) are copied out as they lie; others (segments in the RX arena have headers
+      // between them) are first gathered inside kernel memory, with no allocation per part,
+      // and one view copies the piece out.
+      const direct = kpiece === null && this.contiguous(parts, part, partOff, take);
+      const dst = kpiece !== null ? kpiece.byteOffset - u8.byteOffset : this.gatherPtr;
+      const src = direct ? parts[part] + partOff : dst;
       for (let o = 0; o < take;) {
         const k = Math.min(parts[part + 1] - partOff, take - o);
         if (!direct) {
           const from = parts[part] + partOff;
-          u8.copyWithin(gather + o, from, from + k);
+          u8.copyWithin(dst + o, from, from + k);
         }
         o += k;
         partOff += k;
@@ -890,9 +896,14 @@ export class TcpStack {
           partOff = 0;
         }
       }
-      const buf = this.slabs.take(take);
-      buf.set(u8.subarray(src, src + take));
-      s.write(buf, this.slabs.lastDone);
+      if (kpiece !== null) {
+        this.counters.hostWritesFromKernelSlabs++;
+        s.write(kpiece, kdone);
+      } else {
+        const buf = this.slabs.take(take);
+        buf.set(u8.subarray(src, src + take));
+        s.write(buf, this.slabs.lastDone);
+      }
       left -= take;
     }
     if (many) s.uncork();
