@@ -3,7 +3,9 @@
  * RX batch takes that link's frames where the kernel put them: guest bytes
  * reach the checksum and the host socket with no copy in between. At MTU
  * 65520 the copy into the RX arena was 6 % of the engine's busy time
- * guest → host.
+ * guest → host; the checksum now reads bytes the kernel has just written
+ * instead of ones our copy left in cache, and gives back part of that
+ * (bench/e2e/README.md has the A/Bs).
  *
  * Two buffers in turn (a LentPair). Reads fill the current one front to
  * back, each right behind the bytes the link still holds (an incomplete

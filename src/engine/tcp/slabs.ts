@@ -69,8 +69,8 @@ export class Slabs {
     }
     let s = this.current;
     if (s === null || s.used + n > SLAB_BYTES) {
-      // A pool's only slab that nobody holds a piece of any more starts over in place
-      // (retiring it would have recycled it at once).
+      // With no free slab left, a pool's current slab that nobody holds a piece of any more
+      // starts over in place (retiring it would recycle it at once; a pool of one had no other).
       const next = this.free.pop() ?? (this.pooled ? (s !== null && s.refs === 0 ? s : null) : this.newSlab());
       if (next === null) return null;
       if (s !== null && s !== next) this.retire(s);
