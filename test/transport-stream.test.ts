@@ -419,8 +419,8 @@ describe('pause / resume (reading from the VM)', () => {
   });
 });
 
-describe('listeners read into one buffer per link', () => {
-  it('the accepted socket reads into the buffer it was given, and the server still closes', async () => {
+describe('listeners read into their link reader', () => {
+  it('the accepted socket reads into the space its reader was given, and the server still closes', async () => {
     const server = net.createServer({ pauseOnConnect: true });
     const sockPath = path.join(dir, 'adopt.sock');
     await new Promise<void>((r) => server.listen(sockPath, () => r()));
