@@ -17,6 +17,7 @@
  */
 import type { Kernels } from '../kernels/index.js';
 import type { ReadSpace } from '../transport/types.js';
+import { copyToHeap } from '../transport/stream-reader.js';
 import { LentPair } from './lent-pair.js';
 
 /** Bytes of each of an area's two buffers: eight reads of READ_CHUNK before a refill. */
@@ -45,21 +46,14 @@ export class ReadArea implements ReadSpace {
     const held = end - start;
     // More than a buffer (a paused link whose stream kept delivering): plain heap memory;
     // its frames are copied into the RX arena like any other link's.
-    if (held + room > this.bufBytes) {
-      const m = new Uint8Array(held + room);
-      m.set(prev.subarray(start, end));
-      return m;
-    }
+    if (held + room > this.bufBytes) return copyToHeap(prev, start, end, room);
     const cur = this.base + this.lending.current * this.bufBytes;
     const ours = prev.buffer === u8.buffer;
     const from = ours ? prev.byteOffset - u8.byteOffset + start : -1;
     // Everything in this buffer that is still needed lies below `from`: continue behind it.
     if (ours && from >= cur && from + held + room <= cur + this.bufBytes) return u8.subarray(from, cur + this.bufBytes);
-    if (!this.beforeRefill()) {
-      const m = new Uint8Array(held + room);
-      m.set(prev.subarray(start, end));
-      return m;
-    }
+    // The batch is being handled and its frames may lie anywhere here: heap memory, as above.
+    if (!this.beforeRefill()) return copyToHeap(prev, start, end, room);
     const at = this.base + this.lending.next() * this.bufBytes;
     if (ours) u8.copyWithin(at, from, from + held);
     else u8.set(prev.subarray(start, end), at);

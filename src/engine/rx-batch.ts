@@ -146,12 +146,17 @@ export class RxBatch implements FrameArena {
 
   /** Whether bytes of arena h may be held past this batch: only while the other buffer of its pair is free. */
   canLend(h: number): boolean {
-    return h < 2 ? this.lending.canLend(h) : this.areas[(h - 2) >> 1].lending.canLend(h & 1);
+    return this.pairOf(h).canLend(h & 1);
   }
 
   /** One more holder of arena h (after canLend(h)); returns the function to call when done. */
   lend(h: number): () => void {
-    return h < 2 ? this.lending.lend(h) : this.areas[(h - 2) >> 1].lending.lend(h & 1);
+    return this.pairOf(h).lend(h & 1);
+  }
+
+  /** The LentPair that handle h is a buffer of: the arenas', or read area (h - 2) / 2's. */
+  private pairOf(h: number): LentPair {
+    return h < 2 ? this.lending : this.areas[(h - 2) >> 1].lending;
   }
 
   /**
@@ -167,16 +172,14 @@ export class RxBatch implements FrameArena {
     if (this.processing) return false;
     const u8 = this.kern.u8;
     const at = buf.buffer === u8.buffer ? buf.byteOffset - u8.byteOffset + off : -1;
-    let ptr: number;
-    if (at >= this.areasBase && at + len <= this.areasEnd) {
-      if (this.count === this.maxFrames) this.flush();
-      if (this.count === 0) this.startBatch();
-      ptr = at;
+    const inPlace = at >= this.areasBase && at + len <= this.areasEnd;
+    if (!inPlace && len > this.arenaBytes) return false;
+    if (this.count === this.maxFrames || (!inPlace && this.next + len > this.arenaEnd)) this.flush();
+    if (this.count === 0) this.startBatch();
+    let ptr = at;
+    if (inPlace) {
       this.framesInPlace++;
     } else {
-      if (len > this.arenaBytes) return false;
-      if (this.count === this.maxFrames || this.next + len > this.arenaEnd) this.flush();
-      if (this.count === 0) this.startBatch();
       ptr = this.next;
       u8.set(len === buf.length && off === 0 ? buf : buf.subarray(off, off + len), ptr);
       // Keep frame starts 4-byte aligned so header loads in the kernel are aligned.

@@ -23,6 +23,13 @@ const EMPTY = new Uint8Array(0);
 /** Consumes what it can of buf[start, end); returns the new start. */
 export type ByteConsumer = (buf: Uint8Array, start: number, end: number) => number;
 
+/** A new heap buffer holding prev[start, end) at its front and `room` bytes after them. */
+export function copyToHeap(prev: Uint8Array, start: number, end: number, room: number): Uint8Array {
+  const m = Buffer.allocUnsafe(end - start + room);
+  m.set(prev.subarray(start, end));
+  return m;
+}
+
 /** A link's own space: one heap buffer, grown when unconsumed bytes and the room asked for do not fit. */
 export class HeapReadSpace implements ReadSpace {
   private mem: Uint8Array;
@@ -34,9 +41,7 @@ export class HeapReadSpace implements ReadSpace {
   take(prev: Uint8Array, start: number, end: number, room: number): Uint8Array {
     const held = end - start;
     if (this.mem.length < held + room) {
-      const grown = Buffer.allocUnsafe(held + room);
-      grown.set(prev.subarray(start, end));
-      this.mem = grown;
+      this.mem = copyToHeap(prev, start, end, room);
     } else if (prev === this.mem) {
       if (start > 0) this.mem.copyWithin(0, start, end);
     } else {
