@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   TcpHarness, Sim, TcpPeer, HOST_ALIAS, GUEST_IP, seededBytes, sha256, buildFrame, SYN, ACK, RST, FIN, PSH,
-  type HarnessOptions,
+  type HarnessOptions, type Impairments,
 } from './support/tcp-peer.js';
 import { D_FLOW_STATUS, D_FLOW_ID, D_SRC_IP, D_DST_IP, D_SRC_PORT, D_DST_PORT, FLOW_NEW } from '../assembly/layout.js';
 
@@ -1109,15 +1109,26 @@ describe('host writes', () => {
     };
   }
 
+  /**
+   * Guest flow i (local port lport + i) uploads ups[i] to `port`, over a link with `imp`
+   * from the moment the flows are open; resolves once every host socket has all of its
+   * flow's bytes within `maxSimMs` of fake time, with their hashes checked. Connections are accepted in SYN order, so
+   * server socket i hears flow i.
+   */
+  async function uploadAll(sim: Sim, got: { hash: ReturnType<typeof createHash>; n: number }[], ups: Buffer[], port: number, lport: number, opts: Partial<ConstructorParameters<typeof TcpPeer>[2]> = {}, imp?: Impairments, maxSimMs = 120_000) {
+    const peers: TcpPeer[] = [];
+    for (let i = 0; i < ups.length; i++) peers.push(await established(sim, port, lport + i, opts));
+    if (imp !== undefined) sim.up.imp = imp;
+    peers.forEach((p, i) => p.write(ups[i]));
+    expect(await sim.run(() => ups.every((u, i) => got[i]?.n === u.length), maxSimMs)).toBe(true);
+    ups.forEach((u, i) => expect(got[i].hash.digest('hex')).toBe(sha256(u)));
+  }
+
   /** One guest flow uploads `size` seeded bytes; resolves once the host has all of them, with their hash checked. */
   async function uploadOne(mtu: number, size: number, seed: number) {
     const { srv, got } = await hashingServer(false);
     const { h, sim } = setup({ mtu });
-    const p = await established(sim, srv.port, 40000, { mss: mtu - 40 });
-    const up = seededBytes(size, seed);
-    p.write(up);
-    expect(await sim.run(() => got[0]?.n === up.length, 60_000)).toBe(true);
-    expect(got[0].hash.digest('hex')).toBe(sha256(up));
+    await uploadAll(sim, got, [seededBytes(size, seed)], srv.port, 40000, { mss: mtu - 40 }, undefined, 60_000);
     return h.stack.stats();
   }
 
@@ -1141,14 +1152,8 @@ describe('host writes', () => {
   it.each(frameRoutes)('interleaved flows to hosts that read in bursts: bytes a host write still holds are never staged over; %s', async (_route, reads) => {
     const { srv, got } = await hashingServer(true);
     const { h, sim } = setup({ mtu: 65520, reads });
-    const flows = 3;
-    const ups = Array.from({ length: flows }, (_, i) => seededBytes(6_000_000, 110 + i));
-    const peers: TcpPeer[] = [];
-    for (let i = 0; i < flows; i++) peers.push(await established(sim, srv.port, 40200 + i, { mss: 65480 }));
-    peers.forEach((p, i) => p.write(ups[i]));
-    expect(await sim.run(() => ups.every((u, i) => got[i]?.n === u.length), 120_000)).toBe(true);
-    // Connections are accepted in SYN order, so server socket i hears peer i.
-    ups.forEach((u, i) => expect(got[i].hash.digest('hex')).toBe(sha256(u)));
+    const ups = [0, 1, 2].map((i) => seededBytes(6_000_000, 110 + i));
+    await uploadAll(sim, got, ups, srv.port, 40200, { mss: 65480 });
     expect(h.stack.stats().hostWritesInPlace).toBeGreaterThan(0);
     expectRoute(h, reads !== undefined);
   }, 120_000);
@@ -1162,12 +1167,7 @@ describe('host writes', () => {
     // too early is written over.
     const { h, sim } = setup({ mtu: 1500, tcp: { connect: checkedConnect(bad, path, (i) => (i === 0 ? 300 : 0)), readReservations: 1 }, reads });
     const ups = [300_000, 3_000_000, 3_000_000, 3_000_000].map((n, i) => seededBytes(n, 130 + i));
-    const peers: TcpPeer[] = [];
-    for (let i = 0; i < ups.length; i++) peers.push(await established(sim, 5001, 40400 + i));
-    sim.up.imp = { loss: 0.02, reorder: 0.3 };
-    peers.forEach((p, i) => p.write(ups[i]));
-    expect(await sim.run(() => ups.every((u, i) => got[i]?.n === u.length), 120_000)).toBe(true);
-    ups.forEach((u, i) => expect(got[i].hash.digest('hex')).toBe(sha256(u)));
+    await uploadAll(sim, got, ups, 5001, 40400, {}, { loss: 0.02, reorder: 0.3 });
     expect(bad.n).toBe(0);
     const st = h.stack.stats();
     expect(st.hostWritesFromKernelSlabs).toBeGreaterThan(0);
@@ -1181,14 +1181,9 @@ describe('host writes', () => {
     const { srv, got } = await hashingServer(true, 1, 10, path);
     const bad = { n: 0 };
     const { h, sim } = setup({ mtu: 65520, tcp: { connect: checkedConnect(bad, path) }, reads });
-    const ups = [seededBytes(12_000_000, 120), seededBytes(12_000_000, 121), seededBytes(12_000_000, 122)];
-    const peers: TcpPeer[] = [];
+    const ups = [0, 1, 2].map((i) => seededBytes(12_000_000, 120 + i));
     // The guest dials any port; checkedConnect takes it to the unix socket.
-    for (let i = 0; i < ups.length; i++) peers.push(await established(sim, 5001, 40300 + i, { mss: 65480 }));
-    sim.up.imp = { loss: 0.05, reorder: 0.5 };
-    peers.forEach((p, i) => p.write(ups[i]));
-    expect(await sim.run(() => ups.every((u, i) => got[i]?.n === u.length), 120_000)).toBe(true);
-    ups.forEach((u, i) => expect(got[i].hash.digest('hex')).toBe(sha256(u)));
+    await uploadAll(sim, got, ups, 5001, 40300, { mss: 65480 }, { loss: 0.05, reorder: 0.5 });
     const st = h.stack.stats();
     expect(bad.n).toBe(0);
     expect(st.oooSegments).toBeGreaterThan(0);
