@@ -1036,12 +1036,16 @@ describe('host reads', () => {
   }
 });
 
-/** Frames took the route the test asked for: all in place from the read area (which refilled), or all copied. */
-function expectRoute(h: TcpHarness, viaReads: boolean): void {
+/**
+ * Frames took the route the test asked for: all in place from the read area (which moved
+ * reads to free buffers and, with `refilled`, also had to refill busy ones), or all copied.
+ */
+function expectRoute(h: TcpHarness, viaReads: boolean, refilled = true): void {
   if (viaReads) {
     expect(h.rx.framesCopied).toBe(0);
     expect(h.rx.framesInPlace).toBeGreaterThan(0);
-    expect(h.rx.readAreaRefills).toBeGreaterThan(0);
+    expect(h.rx.readAreaSwaps).toBeGreaterThan(0);
+    if (refilled) expect(h.rx.readAreaRefills).toBeGreaterThan(0);
   } else {
     expect(h.rx.framesInPlace).toBe(0);
   }
@@ -1171,7 +1175,9 @@ describe('host writes', () => {
     expect(bad.n).toBe(0);
     const st = h.stack.stats();
     expect(st.hostWritesFromKernelSlabs).toBeGreaterThan(0);
-    expectRoute(h, reads !== undefined);
+    // Nothing holds read-area bytes at MTU 1500 (they are copied into slab pieces), so a
+    // free buffer is always there to move to.
+    expectRoute(h, reads !== undefined, false);
   }, 120_000);
 
   it.each(frameRoutes)('jumbo flows over a lossy, reordering link: reassembled bytes (copied to the stage) and in-order ones (left where they arrived) reach bursty hosts intact; %s', async (_route, reads) => {
@@ -1180,7 +1186,9 @@ describe('host writes', () => {
     const path = join(mkdtempSync(join(tmpdir(), 'vnetkit-lend-')), 'host.sock');
     const { srv, got } = await hashingServer(true, 1, 10, path);
     const bad = { n: 0 };
-    const { h, sim } = setup({ mtu: 65520, tcp: { connect: checkedConnect(bad, path) }, reads });
+    // The first flow's host holds each write 50 ms: bytes it was lent stay lent while the
+    // other flows' frames keep arriving.
+    const { h, sim } = setup({ mtu: 65520, tcp: { connect: checkedConnect(bad, path, (i) => (i === 0 ? 50 : 0)) }, reads });
     const ups = [0, 1, 2].map((i) => seededBytes(12_000_000, 120 + i));
     // The guest dials any port; checkedConnect takes it to the unix socket.
     await uploadAll(sim, got, ups, 5001, 40300, { mss: 65480 }, { loss: 0.05, reorder: 0.5 });

@@ -20,7 +20,7 @@ import {
 import { pseudoHeader } from '../wire/checksum.js';
 import { resolveConfig, type EngineConfig, type EngineOptions } from './config.js';
 import { RxBatch } from './rx-batch.js';
-import { READ_AREA_BYTES, READ_AREAS } from './read-area.js';
+import { READ_AREA_BUFFERS, READ_AREA_BYTES, READ_AREAS } from './read-area.js';
 import { TxBatch, type TxSink } from './tx-batch.js';
 import { MacTable, macKey } from './switch.js';
 import { UdpNat, type UdpBinding } from './udp-nat.js';
@@ -154,10 +154,12 @@ export interface EngineStats {
    * `framesInPlace`: frames taken where the VM link's socket read them (a read area in kernel
    * memory); `framesCopied`: frames copied into the RX arena (links beyond the read areas,
    * datagram links, bytes that arrived before a link got its area). `readAreas`: areas the
-   * engine has to lend, two by default, fewer when memoryBytes is tight. `readAreaRefills`: times a
-   * read area's buffer was full and a link's held bytes moved to the start of the next one.
+   * engine has to lend, two by default, fewer when memoryBytes is tight. `readAreaSwaps`: times a
+   * link's reads moved to the start of its area's other buffer, which was free (the usual way,
+   * keeping reads in warm memory). `readAreaRefills`: times a buffer was full while the other
+   * was busy, so the RX batch was handled early to reuse one.
    */
-  rx: { frames: number; bytes: number; batches: number; framesInPlace: number; framesCopied: number; readAreas: number; readAreaRefills: number };
+  rx: { frames: number; bytes: number; batches: number; framesInPlace: number; framesCopied: number; readAreas: number; readAreaSwaps: number; readAreaRefills: number };
   /**
    * `inPlace`: frames the VM links wrote straight from kernel memory, without a copy.
    * `ringFullBatches`: TX batches copied out instead, because the links still held the whole
@@ -243,7 +245,7 @@ export class Engine extends EventEmitter {
     // read areas fits in 56 MiB, so a bigger ring or more read reservations bring their own memory.
     this.kernels = createKernels({
       backend: options.backend,
-      memoryBytes: options.memoryBytes ?? 56 * 1024 * 1024 + cfg.txRingBytes + kernelSlabsFor(options.tcp) * SLAB_BYTES + READ_AREAS * 2 * READ_AREA_BYTES,
+      memoryBytes: options.memoryBytes ?? 56 * 1024 * 1024 + cfg.txRingBytes + kernelSlabsFor(options.tcp) * SLAB_BYTES + READ_AREAS * READ_AREA_BUFFERS * READ_AREA_BYTES,
     });
     const k = this.kernels;
     const maxTcpFlows = 16384;
@@ -315,7 +317,7 @@ export class Engine extends EventEmitter {
     }, options.tcp);
     // Last, like the stack's slab pool: a tight memoryBytes leaves fewer areas (links then
     // keep heap buffers and their frames are copied), not a failed start.
-    this.rx.addReadAreas(Math.min(READ_AREAS, Math.floor(k.available() / (2 * READ_AREA_BYTES))), READ_AREA_BYTES);
+    this.rx.addReadAreas(Math.min(READ_AREAS, Math.floor(k.available() / (READ_AREA_BUFFERS * READ_AREA_BYTES))), READ_AREA_BYTES);
     // Started only once every kernel allocation has succeeded: a constructor that throws for
     // want of memory leaves no timer behind.
     this.fragTimer = setInterval(() => {
@@ -893,7 +895,7 @@ export class Engine extends EventEmitter {
     return {
       backend: this.kernels.backend,
       vms: this.ports.size,
-      rx: { frames: c.rxFrames, bytes: c.rxBytes, batches: c.rxBatches, framesInPlace: this.rx.framesInPlace, framesCopied: this.rx.framesCopied, readAreas: this.rx.readAreas, readAreaRefills: this.rx.readAreaRefills },
+      rx: { frames: c.rxFrames, bytes: c.rxBytes, batches: c.rxBatches, framesInPlace: this.rx.framesInPlace, framesCopied: this.rx.framesCopied, readAreas: this.rx.readAreas, readAreaSwaps: this.rx.readAreaSwaps, readAreaRefills: this.rx.readAreaRefills },
       tx: {
         frames: this.tap.frames, bytes: this.tap.bytes,
         inPlace: this.tx.framesInPlace, ringFullBatches: this.tx.scratchBatches, ringPinnedBytes: this.tx.pinnedBytes,

@@ -3,43 +3,61 @@
  * RX batch takes that link's frames where the kernel put them: guest bytes
  * reach the checksum and the host socket with no copy in between. At MTU
  * 65520 the copy into the RX arena was 6 % of the engine's busy time
- * guest → host; the checksum now reads bytes the kernel has just written
- * instead of ones our copy left in cache, and gives back part of that
- * (bench/e2e/README.md has the A/Bs).
+ * guest → host (bench/e2e/README.md has the A/Bs).
  *
- * Two buffers in turn (a LentPair). Reads fill the current one front to
- * back, each right behind the bytes the link still holds (an incomplete
- * frame), so a frame that straddles reads lies in one piece. When the buffer
- * has no room left, the held bytes move to the start of the next buffer to
- * fill, and the RX batch is handled first, because its frames may lie
- * anywhere in the buffer being reused. Bytes lent to host writes are never
- * written over (LentPair: a lent buffer is not refilled).
+ * READ_AREA_BUFFERS buffers (LentBuffers), and reads stay near the start of
+ * them. Once a read has taken the link past WARM_BYTES into its buffer, the
+ * next read goes to the start of the first buffer that is free: no frame of
+ * the batch in hand lies there and nothing holds its bytes. At the end of a
+ * turn the batch is handled and host writes that completed at once give
+ * their bytes back before the next poll, so reads mostly take turns between
+ * the first two buffers, whose lines are still in cache; the kernel's copy
+ * into memory that reads walked through cost twice passt's per byte. Held
+ * bytes (an incomplete frame) move along.
+ *
+ * With no buffer free, reads continue behind the held bytes, so a frame that
+ * straddles reads lies in one piece. When the buffer has no room left
+ * either, the RX batch is handled first (its frames may lie anywhere in the
+ * buffer being reused) and the held bytes move to the start of one nothing
+ * holds. Bytes lent to host writes are never written over.
  */
 import type { Kernels } from '../kernels/index.js';
 import type { ReadSpace } from '../transport/types.js';
 import { copyToHeap } from '../transport/stream-reader.js';
-import { LentPair } from './lent-pair.js';
+import { LentBuffers } from './lent-buffers.js';
 
-/** Bytes of each of an area's two buffers: eight reads of READ_CHUNK before a refill. */
-export const READ_AREA_BYTES = 2 * 1024 * 1024;
+/** Bytes of each of an area's buffers: four reads of READ_CHUNK before a refill. */
+export const READ_AREA_BYTES = 1024 * 1024;
+/** Buffers per area: two take turns; the others stand in while host writes hold bytes of those. */
+export const READ_AREA_BUFFERS = 4;
+/** Reads continue behind held bytes that lie this far into a buffer at most, while the other buffer is busy (perf: the kernel copy's cost per byte halved). */
+export const WARM_BYTES = 64 * 1024;
 /** Areas an engine lends (first come): links beyond them keep heap buffers and their frames are copied. */
 export const READ_AREAS = 2;
 
 export class ReadArea implements ReadSpace {
-  readonly lending = new LentPair();
+  readonly lending: LentBuffers;
+  readonly askEveryRead = true;
   /** Lent to a link (released when the link closes). */
   inUse = false;
-  /** Times held bytes moved to the start of a buffer. */
+  /** Times the RX batch was handled early so a buffer could be refilled. */
   refills = 0;
+  /** Times reads moved to the start of another buffer, which was free. */
+  swaps = 0;
 
   constructor(
     private readonly kern: Kernels,
-    /** Kernel address of buffer 0; buffer 1 follows it. */
+    /** Kernel address of buffer 0; the others follow it. */
     readonly base: number,
     readonly bufBytes: number,
+    buffers: number,
     /** Handle the RX batch before a buffer is refilled; false while it cannot be (it is being handled). */
     private readonly beforeRefill: () => boolean,
-  ) {}
+    /** Whether buffer h holds frames of the RX batch in hand. */
+    private readonly inBatch: (h: number) => boolean,
+  ) {
+    this.lending = new LentBuffers(buffers);
+  }
 
   take(prev: Uint8Array, start: number, end: number, room: number): Uint8Array {
     const u8 = this.kern.u8;
@@ -47,17 +65,30 @@ export class ReadArea implements ReadSpace {
     // More than a buffer (a paused link whose stream kept delivering): plain heap memory;
     // its frames are copied into the RX arena like any other link's.
     if (held + room > this.bufBytes) return copyToHeap(prev, start, end, room);
-    const cur = this.base + this.lending.current * this.bufBytes;
-    const ours = prev.buffer === u8.buffer;
-    const from = ours ? prev.byteOffset - u8.byteOffset + start : -1;
-    // Everything in this buffer that is still needed lies below `from`: continue behind it.
-    if (ours && from >= cur && from + held + room <= cur + this.bufBytes) return u8.subarray(from, cur + this.bufBytes);
+    const c = this.lending.current;
+    const cur = this.base + c * this.bufBytes;
+    const from = prev.buffer === u8.buffer ? prev.byteOffset - u8.byteOffset + start : -1;
+    // Everything in this buffer that is still needed lies below `from`: reads may continue behind it.
+    const behind = from >= cur && from + held + room <= cur + this.bufBytes;
+    if (behind && from - cur < WARM_BYTES) return u8.subarray(from, cur + this.bufBytes);
+    for (let h = 0; h < this.lending.count; h++) {
+      if (h === c || !this.lending.free(h) || this.inBatch(h)) continue;
+      this.swaps++;
+      return this.fill(this.lending.use(h), prev, start, end, from);
+    }
+    if (behind) return u8.subarray(from, cur + this.bufBytes);
     // The batch is being handled and its frames may lie anywhere here: heap memory, as above.
     if (!this.beforeRefill()) return copyToHeap(prev, start, end, room);
-    const at = this.base + this.lending.next() * this.bufBytes;
-    if (ours) u8.copyWithin(at, from, from + held);
-    else u8.set(prev.subarray(start, end), at);
     this.refills++;
+    return this.fill(this.lending.next(), prev, start, end, from);
+  }
+
+  /** Buffer h with prev[start, end) moved to its front (`from`: their kernel address, or -1). */
+  private fill(h: number, prev: Uint8Array, start: number, end: number, from: number): Uint8Array {
+    const u8 = this.kern.u8;
+    const at = this.base + h * this.bufBytes;
+    if (from >= 0) u8.copyWithin(at, from, from + end - start);
+    else u8.set(prev.subarray(start, end), at);
     return u8.subarray(at, at + this.bufBytes);
   }
 

@@ -7,15 +7,15 @@
  * classified with ONE kernel call and handed to the engine descriptor by
  * descriptor.
  *
- * There are two arenas (a LentPair). Frame bytes may be held past their
+ * There are two arenas (LentBuffers). Frame bytes may be held past their
  * batch (a host socket write of a jumbo segment's payload, which libuv keeps
  * until the write completes): the arena is then lent and the next batch
  * fills the other one. Read areas work the same way with buffers of their own.
  */
 import type { Kernels } from '../kernels/index.js';
 import { FRAME_ENTRY_SIZE, DESC_SIZE } from '../../assembly/layout.js';
-import { LentPair } from './lent-pair.js';
-import { ReadArea } from './read-area.js';
+import { LentBuffers } from './lent-buffers.js';
+import { ReadArea, READ_AREA_BUFFERS } from './read-area.js';
 
 export interface RxBatchOptions {
   /** Frames per classify call at most. */
@@ -34,7 +34,7 @@ export type BatchHandler = (
 
 /**
  * Frame bytes held past their batch: what a consumer of RX frames may ask (see
- * RxBatch). Handles: 0 and 1 are the arenas, 2 + 2 i + h buffer h of read area i.
+ * RxBatch). Handles: 0 and 1 are the arenas, 2 + READ_AREA_BUFFERS i + h buffer h of read area i.
  */
 export interface FrameArena {
   arenaOf(ptr: number): number;
@@ -49,7 +49,7 @@ export class RxBatch implements FrameArena {
   private readonly arenaBytes: number;
   private arenaEnd: number;
   /** Which arena the current batch fills, and who holds bytes of each. */
-  private readonly lending = new LentPair();
+  private readonly lending = new LentBuffers();
   private readonly maxFrames: number;
   private readonly ports: Int32Array;
   private count = 0;
@@ -60,6 +60,10 @@ export class RxBatch implements FrameArena {
   private areasBase = 0;
   private areasEnd = 0;
   private areaBytes = 0;
+  /** Per read-area buffer (handle - 2): the batch it last had a frame in (see `serial`). */
+  private areaBatch = new Int32Array(0);
+  /** Counts batches started, so areaBatch tells which buffers hold frames of the one in hand. */
+  private serial = 0;
   /** Frames taken where a link read them, and frames copied into the arena. */
   framesInPlace = 0;
   framesCopied = 0;
@@ -93,13 +97,18 @@ export class RxBatch implements FrameArena {
     this.ports = new Int32Array(opts.maxFrames);
   }
 
-  /** Make `count` read areas of two `bufBytes` buffers each, to lend to links (once; kernel memory for them must be free). */
+  /** Make `count` read areas of READ_AREA_BUFFERS `bufBytes` buffers each, to lend to links (once; kernel memory for them must be free). */
   addReadAreas(count: number, bufBytes: number): void {
     if (this.areas.length > 0 || count <= 0) return;
     this.areaBytes = bufBytes;
-    this.areasBase = this.kern.alloc(count * 2 * bufBytes, 64);
-    this.areasEnd = this.areasBase + count * 2 * bufBytes;
-    for (let i = 0; i < count; i++) this.areas.push(new ReadArea(this.kern, this.areasBase + i * 2 * bufBytes, bufBytes, this.settle));
+    const n = READ_AREA_BUFFERS;
+    this.areasBase = this.kern.alloc(count * n * bufBytes, 64);
+    this.areasEnd = this.areasBase + count * n * bufBytes;
+    this.areaBatch = new Int32Array(count * n).fill(-1);
+    for (let i = 0; i < count; i++) {
+      this.areas.push(new ReadArea(this.kern, this.areasBase + i * n * bufBytes, bufBytes, n, this.settle,
+        (h) => this.count > 0 && this.areaBatch[n * i + h] === this.serial));
+    }
   }
 
   /** A read area no link holds, now lent to the caller (ReadSpace.release gives it back), or undefined when all are held. */
@@ -113,10 +122,17 @@ export class RxBatch implements FrameArena {
     return this.areas.length;
   }
 
-  /** Times a read area moved a link's held bytes to the start of a buffer. */
+  /** Times a read area had the batch handled early to refill a buffer. */
   get readAreaRefills(): number {
     let n = 0;
     for (const a of this.areas) n += a.refills;
+    return n;
+  }
+
+  /** Times a read area moved a link's reads to the start of its other buffer, which was free. */
+  get readAreaSwaps(): number {
+    let n = 0;
+    for (const a of this.areas) n += a.swaps;
     return n;
   }
 
@@ -132,7 +148,7 @@ export class RxBatch implements FrameArena {
   }
 
   /**
-   * The arena (0 or 1) that kernel address `ptr` lies in, or -1: a consumer
+   * The handle of the arena or read-area buffer that kernel address `ptr` lies in, or -1: a consumer
    * that wants to hold a frame's bytes past the batch asks this, then
    * canLend/lend, and otherwise copies them before the batch ends.
    */
@@ -144,19 +160,19 @@ export class RxBatch implements FrameArena {
     return -1;
   }
 
-  /** Whether bytes of arena h may be held past this batch: only while the other buffer of its pair is free. */
+  /** Whether bytes of arena h may be held past this batch: only while another buffer of its set is free. */
   canLend(h: number): boolean {
-    return this.pairOf(h).canLend(h & 1);
+    return this.lendingOf(h).canLend(h < 2 ? h : (h - 2) % READ_AREA_BUFFERS);
   }
 
   /** One more holder of arena h (after canLend(h)); returns the function to call when done. */
   lend(h: number): () => void {
-    return this.pairOf(h).lend(h & 1);
+    return this.lendingOf(h).lend(h < 2 ? h : (h - 2) % READ_AREA_BUFFERS);
   }
 
-  /** The LentPair that handle h is a buffer of: the arenas', or read area (h - 2) / 2's. */
-  private pairOf(h: number): LentPair {
-    return h < 2 ? this.lending : this.areas[(h - 2) >> 1].lending;
+  /** The buffers that handle h is one of: the arenas, or a read area's. */
+  private lendingOf(h: number): LentBuffers {
+    return h < 2 ? this.lending : this.areas[((h - 2) / READ_AREA_BUFFERS) | 0].lending;
   }
 
   /**
@@ -178,6 +194,7 @@ export class RxBatch implements FrameArena {
     if (this.count === 0) this.startBatch();
     let ptr = at;
     if (inPlace) {
+      this.areaBatch[((at - this.areasBase) / this.areaBytes) | 0] = this.serial;
       this.framesInPlace++;
     } else {
       ptr = this.next;
@@ -197,6 +214,7 @@ export class RxBatch implements FrameArena {
 
   /** A new batch fills its arena from the start, or the other arena if this one is lent. */
   private startBatch(): void {
+    this.serial = (this.serial + 1) | 0;
     this.next = this.arenas[this.lending.next()];
     this.arenaEnd = this.next + this.arenaBytes;
   }

@@ -88,7 +88,7 @@ export class StreamReader {
   next(): Uint8Array {
     if (this.closed) return EMPTY_READ;
     if (this.nextSpace !== undefined) this.switchSpace();
-    else if (this.buf.length - this.end < READ_MIN) this.move(READ_MIN);
+    else if (this.space.askEveryRead === true || this.buf.length - this.end < READ_MIN) this.move(READ_MIN);
     return this.buf.subarray(this.end, Math.min(this.buf.length, this.end + READ_CHUNK));
   }
 

@@ -33,6 +33,12 @@ export interface ReadSpace {
    * valid until the consumer has handled them.
    */
   take(prev: Uint8Array, start: number, end: number, room: number): Uint8Array;
+  /**
+   * Ask take() before every read, not only when the room behind the held
+   * bytes runs short: the space keeps reads near the start of its buffers,
+   * where the cache is warm.
+   */
+  readonly askEveryRead?: boolean;
   /** The link is done with it: closed, and reading no more. */
   release(): void;
 }

@@ -37,7 +37,7 @@ import type { Kernels } from '../../kernels/index.js';
 import type { Logger } from '../../log.js';
 import type { TxBatch, TcpSegment, TxSink } from '../tx-batch.js';
 import type { FrameArena } from '../rx-batch.js';
-import { LentPair } from '../lent-pair.js';
+import { LentBuffers } from '../lent-buffers.js';
 import {
   D_TCP_FLAGS, D_FLOW_STATUS, D_FLOW_ID, D_OPT_FLAGS, D_WSCALE, D_PAYLOAD_OFF, D_PAYLOAD_LEN,
   D_SRC_IP, D_DST_IP, D_SRC_PORT, D_DST_PORT, D_SEQ, D_ACK, D_WINDOW, D_MSS,
@@ -181,7 +181,9 @@ export class TcpStack {
   private stagePtr: number;
   private stageUsed = 0;
   /** Which half is filled, and the host writes still holding a view of each (libuv keeps the bytes until the write's callback). */
-  private readonly stageHalves = new LentPair();
+  private readonly stageHalves = new LentBuffers();
+  /** The write in hand's releases, one per part (lendAll). */
+  private readonly partReleases: (() => void)[] = [];
   /** One slab's worth of a flow's staged parts, gathered contiguously (kernel memory). */
   private readonly gatherPtr: number;
   private readonly staged: Conn[] = [];
@@ -851,7 +853,7 @@ export class TcpStack {
     const parts = c.stageParts;
     const s = c.socket;
     if (s !== null && !s.destroyed && !s.writableEnded) {
-      const lend = n * 3 >= LEND_MIN_PART * parts.length && s.writableLength === 0 && this.canLendAll(parts);
+      const lend = n * 3 >= LEND_MIN_PART * parts.length && s.writableLength === 0 && this.lendAll(parts);
       if (lend) this.writeInPlace(s, parts, n);
       else this.writeCopied(s, parts, n);
     }
@@ -911,8 +913,9 @@ export class TcpStack {
 
   /**
    * Write a flow's parts from kernel memory where they lie: one view when they
-   * lie back to back, else one per part in a single writev. Their region (RX
-   * arena or stage half) stays lent until every write's callback. Only sockets
+   * lie back to back, else one per part in a single writev, holding the
+   * regions lendAll took (RX arena, read-area buffer or stage half) until each
+   * write's callback. Only sockets
    * without a backlog get this, so a host that stopped reading does not hold a
    * region for long.
    */
@@ -920,27 +923,37 @@ export class TcpStack {
     const u8 = this.host.kernels.u8;
     const base = u8.byteOffset;
     this.counters.hostWritesInPlace++;
+    const rel = this.partReleases;
     if (this.contiguous(parts, 0, 0, n)) {
-      s.write(Buffer.from(u8.buffer, base + parts[0], n), this.lendRegion(parts[2]));
+      // One write, one region: one hold is enough.
+      for (let i = 1; i < rel.length; i++) rel[i]();
+      s.write(Buffer.from(u8.buffer, base + parts[0], n), rel[0]);
       return;
     }
     s.cork();
-    for (let i = 0; i < parts.length; i += 3) s.write(Buffer.from(u8.buffer, base + parts[i], parts[i + 1]), this.lendRegion(parts[i + 2]));
+    for (let i = 0; i < parts.length; i += 3) s.write(Buffer.from(u8.buffer, base + parts[i], parts[i + 1]), rel[i / 3]);
     s.uncork();
   }
 
-  /** Whether every region the parts lie in may be held past this batch (the other stage half or arena is free). */
-  private canLendAll(parts: number[]): boolean {
+  /**
+   * One hold on the region of each part, or none (false): each lend is
+   * checked against the ones before it, because a batch's frames may lie in
+   * several buffers of one set (a read area's) and every set must keep a
+   * buffer nobody holds. The releases are left in partReleases.
+   */
+  private lendAll(parts: number[]): boolean {
+    const rel = this.partReleases;
+    rel.length = 0;
     for (let i = 2; i < parts.length; i += 3) {
       const r = parts[i];
-      if (!(r < REGION_ARENA ? this.stageHalves.canLend(r) : this.host.arena.canLend(r - REGION_ARENA))) return false;
+      if (!(r < REGION_ARENA ? this.stageHalves.canLend(r) : this.host.arena.canLend(r - REGION_ARENA))) {
+        for (const f of rel) f();
+        rel.length = 0;
+        return false;
+      }
+      rel.push(r < REGION_ARENA ? this.stageHalves.lend(r) : this.host.arena.lend(r - REGION_ARENA));
     }
     return true;
-  }
-
-  /** One more holder of region r; returns its release. */
-  private lendRegion(r: number): () => void {
-    return r < REGION_ARENA ? this.stageHalves.lend(r) : this.host.arena.lend(r - REGION_ARENA);
   }
 
   /** Whether `take` bytes from (part, partOff) on lie in one run of one region. */
