@@ -4,7 +4,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { ProfileSummary } from './profile.js';
+import { renderProfileMarkdown, type ProfileSummary } from './profile.js';
+import { renderPerfMarkdown, type PerfResult } from './perf.js';
 
 export type PeerName = 'vnetkit-simd' | 'vnetkit-js' | 'slirp' | 'passt' | 'relay';
 
@@ -49,9 +50,11 @@ export interface E2eResult {
   conns: ConnRun[];
   notes: string[];
   profiles: ProfileResult[];
+  /** perf samples of the engine processes (--perf; absent in runs before it existed). */
+  perf?: PerfResult[];
 }
 
-const LABEL: Record<PeerName, string> = {
+export const LABEL: Record<PeerName, string> = {
   'vnetkit-simd': 'vnetkit (wasm-simd)',
   'vnetkit-js': 'vnetkit (js)',
   slirp: 'libslirp (qemu 7.2)',
@@ -205,13 +208,17 @@ export function renderMarkdown(r: E2eResult): string {
   return L.join('\n') + '\n';
 }
 
+/** The whole e2e.md: the tables, then each CPU profile and each perf sample. */
+export function renderReport(r: E2eResult): string {
+  return renderMarkdown(r) + (r.profiles?.length ? '\n' + r.profiles.map(renderProfileMarkdown).join('\n') : '') +
+    (r.perf?.length ? '\n' + r.perf.map(renderPerfMarkdown).join('\n') : '');
+}
+
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const file = process.argv[2];
   if (!file) {
     console.error('usage: report.ts RESULT.json');
     process.exit(2);
   }
-  const r = JSON.parse(readFileSync(file, 'utf8')) as E2eResult;
-  const { renderProfileMarkdown } = await import('./profile.js');
-  process.stdout.write(renderMarkdown(r) + (r.profiles?.length ? '\n' + r.profiles.map(renderProfileMarkdown).join('\n') : ''));
+  process.stdout.write(renderReport(JSON.parse(readFileSync(file, 'utf8')) as E2eResult));
 }

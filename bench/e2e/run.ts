@@ -7,8 +7,9 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, 
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpus, loadavg, release } from 'node:os';
-import { renderMarkdown, type E2eResult, type IperfRun, type ConnRun, type PeerName, type ProfileResult } from './report.js';
-import { summarizeProfile, renderProfileMarkdown, wasmExportNames } from './profile.js';
+import { renderReport, LABEL, type E2eResult, type IperfRun, type ConnRun, type PeerName, type ProfileResult } from './report.js';
+import { summarizeProfile, wasmExportNames } from './profile.js';
+import { parsePerfReport, summarizePerf, type PerfResult } from './perf.js';
 import { readSysctlBytes, WMEM_DEFAULT_PATH, WMEM_MAX_PATH } from '../../src/daemon/link-buffer-hint.js';
 
 const HELP = `npm run bench:e2e -- [options]
@@ -66,9 +67,19 @@ Options:
                       the engine)
   --profile-only      only the profile runs
   --profile-par N     connections at a time in the connection-rate profile (default 1)
+  --perf              also sample every --peers engine process with Linux perf (cpu-clock,
+                      kernel and user stacks; the project VM has no hardware counters) over
+                      --time minus 2 s of an iperf3 run, from --omit + 1 s on: the first
+                      --streams count in each of --dirs at every MTU. Reports CPU s/GB per
+                      symbol, so engines compare where their cycles go, the kernel's
+                      included (vnetkit engines run with --perf-basic-prof for JS names;
+                      installs linux-perf when missing)
+  --perf-only         only the perf runs, written to e2e-perf.* (with --profile-only: both,
+                      nothing else, to e2e-profile.*)
   --worktree          run the engine from the working tree (default: a snapshot of git HEAD
                       built with the release WASM build, so concurrent edits cannot leak in)
-  --out DIR           default bench/results/e2e (e2e.json + e2e.md; e2e-quick.* with --quick)
+  --out DIR           default bench/results/e2e (e2e.json + e2e.md; e2e-quick.* with --quick,
+                      e2e-profile.* with --profile-only, e2e-perf.* with --perf-only)
   --help
 Logs and sockets: /tmp/vnetkit-e2e (VNETKIT_E2E_RUN). One bench at a time: fixed names
 (netns vnke2e0/vnke2e1) and ports (127.0.0.1:5201 iperf3, :5202 probe).`;
@@ -92,7 +103,7 @@ const ALL_PEERS: PeerName[] = ['vnetkit-simd', 'vnetkit-js', 'slirp', 'passt', '
 interface Opts {
   quick: boolean; peers: PeerName[]; mtus: number[]; streams: number[]; dirs: ('up' | 'down')[];
   runs: number; time: number; omit: number; conn: number; connWarmup: number; rr: number; linkSndbuf: number; tsx: boolean;
-  profile: boolean; profileOnly: boolean; profilePar: number; worktree: boolean; out: string;
+  profile: boolean; profileOnly: boolean; profilePar: number; perf: boolean; perfOnly: boolean; worktree: boolean; out: string;
 }
 
 function parseOpts(argv: string[]): Opts {
@@ -114,6 +125,8 @@ function parseOpts(argv: string[]): Opts {
     profile: false,
     profileOnly: false,
     profilePar: 1,
+    perf: false,
+    perfOnly: false,
     worktree: false,
     out: join(REPO, 'bench/results/e2e'),
   };
@@ -142,6 +155,8 @@ function parseOpts(argv: string[]): Opts {
       case '--profile': o.profile = true; break;
       case '--profile-only': o.profile = true; o.profileOnly = true; break;
       case '--profile-par': o.profilePar = Number(v()); break;
+      case '--perf': o.perf = true; break;
+      case '--perf-only': o.perf = true; o.perfOnly = true; break;
       case '--worktree': o.worktree = true; break;
       case '--out': o.out = resolve(v()); break;
       case '-h': case '--help': console.log(HELP); process.exit(0);
@@ -254,8 +269,9 @@ const TOOLS: [string, string][] = [['ip', 'iproute2'], ['ss', 'iproute2'], ['ipe
 async function have(cmd: string): Promise<boolean> {
   return (await run('sh', ['-c', `command -v ${cmd}`])).code === 0;
 }
-async function ensureTools(peers: PeerName[]): Promise<void> {
+async function ensureTools(peers: PeerName[], perf: boolean): Promise<void> {
   const need = TOOLS.filter(([c]) => (c !== 'qemu-system-x86_64' || peers.includes('slirp')) && (c !== 'passt' || peers.includes('passt')));
+  if (perf) need.push(['perf', 'linux-perf']);
   const missing: string[] = [];
   for (const [c, pkg] of need) if (!(await have(c))) missing.push(pkg);
   if (missing.length === 0) return;
@@ -582,6 +598,52 @@ async function cleanupAll(): Promise<void> {
   }
 }
 
+const PERF_HZ = 1000;
+
+/**
+ * One session of `name` with perf sampling its engine process over the middle of an iperf3
+ * run (the first --streams count). vnetkit's node gets --perf-basic-prof through
+ * NODE_OPTIONS, set only while its session starts, so JS and WASM frames have names.
+ */
+async function perfRun(name: PeerName, spec: PeerSpec, mtu: number, dir: 'up' | 'down', o: Opts, relayBin: string, logDir: string, treeDir: string): Promise<PerfResult | string> {
+  const streams = o.streams[0];
+  const vnk = name.startsWith('vnetkit');
+  const before = process.env.NODE_OPTIONS;
+  if (vnk) process.env.NODE_OPTIONS = `${before ?? ''} --perf-basic-prof`.trim();
+  let s: Session | string;
+  try {
+    s = await startSession(name, spec, mtu, relayBin, logDir);
+  } finally {
+    if (before === undefined) delete process.env.NODE_OPTIONS;
+    else process.env.NODE_OPTIONS = before;
+  }
+  if (typeof s === 'string') return s;
+  const pid = s.engine.proc.pid;
+  const file = join(logDir, `perf-${name}-${dir}-${mtu}-P${streams}.data`);
+  const seconds = Math.max(1, o.time - 2);
+  let rec: CmdResult;
+  let x: IperfRun;
+  try {
+    const iperf = iperfRun(s, o, streams, dir, 1, logDir);
+    await sleep((o.omit + 1) * 1000);
+    rec = await run('perf', ['record', '-q', '-e', 'cpu-clock', '-F', String(PERF_HZ), '-g', '-p', String(pid), '-o', file, '--', 'sleep', String(seconds)], (seconds + 60) * 1000);
+    x = await iperf;
+  } finally {
+    await stopSession(s);
+  }
+  if (rec.code !== 0) return `perf record failed (${rec.code}): ${rec.stderr.trim().slice(0, 200)}`;
+  if (x.status !== 'ok') return `iperf3: ${x.status}`;
+  const rep = await run('perf', ['report', '-i', file, '--no-children', '--sort', 'dso,sym', '-g', 'none', '--stdio', '-n'], 300_000);
+  rmSync(`/tmp/perf-${pid}.map`, { force: true });
+  if (rep.code !== 0) return `perf report failed (${rep.code}): ${rep.stderr.trim().slice(0, 200)}`;
+  writeFileSync(file.replace(/\.data$/, '.txt'), rep.stdout);
+  const wasmNames = name === 'vnetkit-simd' ? wasmExportNames(readFileSync(join(treeDir, 'build/vnetkit-simd.wasm'))) : undefined;
+  return {
+    peer: name, label: LABEL[name], mtu, dir, streams, gbps: x.gbps ?? 0, seconds, hz: PERF_HZ, file,
+    ...summarizePerf(parsePerfReport(rep.stdout), { hz: PERF_HZ, seconds, gbps: x.gbps ?? 0, topN: 25, wasmNames }),
+  };
+}
+
 async function main(): Promise<void> {
   const o = parseOpts(process.argv.slice(2));
   if (process.getuid?.() !== 0) {
@@ -604,7 +666,7 @@ async function main(): Promise<void> {
   process.on('SIGTERM', onSig);
 
   const t0 = Date.now();
-  await ensureTools(o.peers);
+  await ensureTools(o.peers, o.perf);
   HZ = Number((await must('getconf', ['CLK_TCK'])).trim()) || 100;
   const tools: Tools = { relay: await buildTool('relay'), acceptExec: await buildTool('accept-exec') };
   const relayBin = tools.relay;
@@ -623,12 +685,12 @@ async function main(): Promise<void> {
       seconds: 0,
       load: [loadavg()[0], 0],
     },
-    peers: o.peers, runs: [], conns: [], notes: [], profiles: [],
+    peers: o.peers, runs: [], conns: [], notes: [], profiles: [], perf: [],
   };
   log(`peers ${o.peers.join(',')} mtus ${o.mtus.join(',')} runs ${o.runs}; logs in ${logDir}`);
 
   try {
-    if (!o.profileOnly) {
+    if (!o.profileOnly && !o.perfOnly) {
       // Rounds are the outer loop: the machine may be shared, and load that comes and goes then
       // lands on every peer alike instead of on whichever peer happened to run at that moment.
       for (let round = 1; round <= o.runs; round++) {
@@ -723,14 +785,24 @@ async function main(): Promise<void> {
         }
       }
     }
+    if (o.perf) {
+      for (const mtu of o.mtus) for (const name of o.peers) for (const dir of o.dirs) {
+        const p = await perfRun(name, peerSpec(name, tools, tree.dir, o.linkSndbuf, o.tsx), mtu, dir, o, relayBin, logDir, tree.dir);
+        if (typeof p === 'string') result.notes.push(`perf ${name} ${dir} at MTU ${mtu}: ${p}`);
+        else {
+          result.perf!.push(p);
+          log(`perf ${name} ${dir} mtu ${mtu}: ${p.gbps.toFixed(2)} Gbit/s, ${p.sPerGB.toFixed(3)} CPU s/GB (kernel ${p.kernelSPerGB.toFixed(3)})`);
+        }
+      }
+    }
   } finally {
     await cleanupAll();
   }
   result.meta.seconds = Math.round((Date.now() - t0) / 1000);
   result.meta.load[1] = loadavg()[0];
-  const stem = o.profileOnly ? 'e2e-profile' : o.quick ? 'e2e-quick' : 'e2e';
+  const stem = o.profileOnly ? 'e2e-profile' : o.perfOnly ? 'e2e-perf' : o.quick ? 'e2e-quick' : 'e2e';
   writeFileSync(join(o.out, `${stem}.json`), JSON.stringify(result, null, 1) + '\n');
-  const md = renderMarkdown(result) + (result.profiles.length ? '\n' + result.profiles.map(renderProfileMarkdown).join('\n') : '');
+  const md = renderReport(result);
   writeFileSync(join(o.out, `${stem}.md`), md);
   console.log(md);
   log(`done in ${result.meta.seconds} s: ${join(o.out, stem)}.{json,md}`);
