@@ -158,9 +158,9 @@ export interface EngineStats {
    * memory); `framesCopied`: frames copied into the RX arena (links beyond the read areas,
    * datagram links, bytes that arrived before a link got its area). `readAreas`: areas the
    * engine has to lend, two by default, fewer when memoryBytes is tight. `readAreaSwaps`: times a
-   * link's reads moved to the start of its area's other buffer, which was free (the usual way,
-   * keeping reads in warm memory). `readAreaRefills`: times a buffer was full while the other
-   * was busy, so the RX batch was handled early to reuse one.
+   * link's reads moved to the start of another buffer of its area, which was free (the usual
+   * way, keeping reads in warm memory). `readAreaRefills`: times a buffer was full while no
+   * other was free, so the RX batch was handled early to reuse one.
    */
   rx: { frames: number; bytes: number; batches: number; framesInPlace: number; framesCopied: number; readAreas: number; readAreaSwaps: number; readAreaRefills: number };
   /**

@@ -30,7 +30,7 @@ import { LentBuffers } from './lent-buffers.js';
 export const READ_AREA_BYTES = 1024 * 1024;
 /** Buffers per area: two take turns; the others stand in while host writes hold bytes of those. */
 export const READ_AREA_BUFFERS = 4;
-/** Reads continue behind held bytes that lie this far into a buffer at most, while the other buffer is busy (perf: the kernel copy's cost per byte halved). */
+/** Reads continue behind held bytes that lie less than this far into their buffer; past it the next read goes to the start of a free buffer (the kernel's copy into it then costs half per byte). */
 export const WARM_BYTES = 64 * 1024;
 /** Areas an engine lends (first come): links beyond them keep heap buffers and their frames are copied. */
 export const READ_AREAS = 2;

@@ -42,6 +42,9 @@ export interface FrameArena {
   lend(h: number): () => void;
 }
 
+/** Handle h's index among its set's buffers (an arena's, or a read area's). */
+const bufferOf = (h: number): number => (h < 2 ? h : (h - 2) % READ_AREA_BUFFERS);
+
 export class RxBatch implements FrameArena {
   readonly table: number;
   readonly descs: number;
@@ -129,7 +132,7 @@ export class RxBatch implements FrameArena {
     return n;
   }
 
-  /** Times a read area moved a link's reads to the start of its other buffer, which was free. */
+  /** Times a read area moved a link's reads to the start of another of its buffers, which was free. */
   get readAreaSwaps(): number {
     let n = 0;
     for (const a of this.areas) n += a.swaps;
@@ -162,12 +165,12 @@ export class RxBatch implements FrameArena {
 
   /** Whether bytes of arena h may be held past this batch: only while another buffer of its set is free. */
   canLend(h: number): boolean {
-    return this.lendingOf(h).canLend(h < 2 ? h : (h - 2) % READ_AREA_BUFFERS);
+    return this.lendingOf(h).canLend(bufferOf(h));
   }
 
   /** One more holder of arena h (after canLend(h)); returns the function to call when done. */
   lend(h: number): () => void {
-    return this.lendingOf(h).lend(h < 2 ? h : (h - 2) % READ_AREA_BUFFERS);
+    return this.lendingOf(h).lend(bufferOf(h));
   }
 
   /** The buffers that handle h is one of: the arenas, or a read area's. */

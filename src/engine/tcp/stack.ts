@@ -915,9 +915,8 @@ export class TcpStack {
    * Write a flow's parts from kernel memory where they lie: one view when they
    * lie back to back, else one per part in a single writev, holding the
    * regions lendAll took (RX arena, read-area buffer or stage half) until each
-   * write's callback. Only sockets
-   * without a backlog get this, so a host that stopped reading does not hold a
-   * region for long.
+   * write's callback. Only sockets without a backlog get this, so a host that
+   * stopped reading does not hold a region for long.
    */
   private writeInPlace(s: net.Socket, parts: number[], n: number): void {
     const u8 = this.host.kernels.u8;
