@@ -1,8 +1,6 @@
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parsePerfReport, summarizePerf, renderPerfMarkdown } from '../bench/e2e/perf.js';
+import { bundleWithMap } from './support/bundle-fixture.js';
 
 // The shape `perf report --no-children --sort dso,sym -g none --stdio -n` prints (perf 6.x).
 const REPORT = `# To display the perf.data header info, please use --header/--header-only options.
@@ -48,12 +46,7 @@ describe('bench:e2e perf summary', () => {
   });
 
   it('puts a bundled engine\'s JS frames back at their source file and line through the bundle\'s source map', () => {
-    const root = mkdtempSync(join(tmpdir(), 'vnetkit-perf-'));
-    mkdirSync(join(root, 'bench/e2e'), { recursive: true });
-    const bundle = join(root, 'bench/e2e/engine.mjs');
-    writeFileSync(bundle, 'function hot(){}\nfunction cold(){}\n');
-    // line 0 → ../../src/a.ts line 41; line 1 → ../../src/b.ts line 9 (VLQ, line deltas: AAyCA; AChCA)
-    writeFileSync(bundle + '.map', JSON.stringify({ version: 3, sources: ['../../src/a.ts', '../../src/b.ts'], names: [], mappings: 'AAyCA;AChCA' }));
+    const { bundle } = bundleWithMap('vnetkit-perf-');
     // perf maps count lines and columns from 1
     const rows = parsePerfReport(`  60.00%  60  [JIT] tid 7  [.] JS:*hot file://${bundle}:1:1\n  40.00%  40  [JIT] tid 7  [.] JS:~cold file://${bundle}:2:1\n`);
     const s = summarizePerf(rows, { hz: 1000, seconds: 1, gbps: 8, topN: 2 });

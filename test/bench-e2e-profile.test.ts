@@ -1,9 +1,10 @@
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { summarizeProfile } from '../bench/e2e/profile.js';
+import { bundleWithMap } from './support/bundle-fixture.js';
 
 /** A one-node-per-function profile where each function got `ms` of self time. */
 function profile(frames: { fn: string; url: string; line: number; col: number; ms: number }[]) {
@@ -18,12 +19,7 @@ function profile(frames: { fn: string; url: string; line: number; col: number; m
 
 describe('bench:e2e profile summary', () => {
   it('maps frames of a bundled engine back to source files and lines through the bundle\'s source map', () => {
-    const root = mkdtempSync(join(tmpdir(), 'vnetkit-prof-'));
-    mkdirSync(join(root, 'bench/e2e'), { recursive: true });
-    const bundle = join(root, 'bench/e2e/engine.mjs');
-    writeFileSync(bundle, 'function hot(){}\nfunction cold(){}\n');
-    // line 0 → ../../src/a.ts line 41; line 1 → ../../src/b.ts line 9 (VLQ, line deltas: AAyCA; AChCA)
-    writeFileSync(bundle + '.map', JSON.stringify({ version: 3, sources: ['../../src/a.ts', '../../src/b.ts'], names: [], mappings: 'AAyCA;AChCA' }));
+    const { root, bundle } = bundleWithMap('vnetkit-prof-');
     const url = pathToFileURL(bundle).href;
     const s = summarizeProfile(profile([
       { fn: 'hot', url, line: 0, col: 0, ms: 30 },

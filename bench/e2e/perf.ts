@@ -11,8 +11,8 @@
  * summarises a saved `perf report --no-children --sort dso,sym -g none --stdio -n`.
  */
 import { readFileSync } from 'node:fs';
-import { SourceMap } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { originalPosition } from './profile.js';
 
 export interface PerfRow { pct: number; samples: number; dso: string; kernel: boolean; sym: string }
 
@@ -43,18 +43,10 @@ export function parsePerfReport(text: string): PerfRow[] {
   return rows;
 }
 
-const maps = new Map<string, SourceMap | null>();
-
-/** A bundled engine's position (1-based line:col in the .mjs) put back at its source file and line, through the bundle's .map when there is one. */
+/** A bundled engine's position (1-based line:col in the .mjs at `path`) put back at its source file and line when the bundle has a map. */
 function unbundle(path: string, line: number, col: number): string {
-  if (!maps.has(path)) {
-    let m: SourceMap | null = null;
-    try { m = new SourceMap(JSON.parse(readFileSync(path + '.map', 'utf8'))); } catch { m = null; }
-    maps.set(path, m);
-  }
-  const e = maps.get(path)?.findEntry(line - 1, col - 1) as { originalSource?: string; originalLine?: number } | undefined;
-  if (e?.originalSource === undefined || e.originalLine === undefined) return `${path}:${line}:${col}`;
-  return `${fileURLToPath(new URL(e.originalSource, pathToFileURL(path)))}:${e.originalLine + 1}`;
+  const o = originalPosition(pathToFileURL(path).href, line - 1, col - 1);
+  return o === undefined ? `${path}:${line}:${col}` : `${fileURLToPath(o.url)}:${o.line + 1}`;
 }
 
 /** Node's perf map names JS functions "JS:*name file:///…/file.mjs:line:col"; WASM ones "JS:wasm-function[N]-N-turbofan". */

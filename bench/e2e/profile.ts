@@ -87,27 +87,34 @@ function shortUrl(url: string, root: string): string {
   return u;
 }
 
+const sourceMaps = new Map<string, SourceMap | null>();
+
 /**
- * Frames of a bundled engine (esbuild, as the bench runs it) point into one .mjs file; with its
- * .map beside it, each is put back at its source file and line so the tables read like tsx's.
+ * Where position (line, col; 0-based) of the bundled engine at file URL `url` (esbuild, as the
+ * bench runs it) came from, through the .map beside the bundle: the source's file URL and
+ * 0-based line. Undefined without a (readable) map or a mapping there.
  */
+export function originalPosition(url: string, line: number, col: number): { url: string; line: number } | undefined {
+  if (!sourceMaps.has(url)) {
+    let m: SourceMap | null = null;
+    try { m = new SourceMap(JSON.parse(readFileSync(fileURLToPath(url) + '.map', 'utf8'))); } catch { m = null; }
+    sourceMaps.set(url, m);
+  }
+  const e = sourceMaps.get(url)?.findEntry(line, col) as { originalSource?: string; originalLine?: number } | undefined;
+  if (e?.originalSource === undefined || e.originalLine === undefined) return undefined;
+  return { url: new URL(e.originalSource, url).href, line: e.originalLine };
+}
+
+/** Frames of a bundled engine are put back at their source file and line, so the tables read like tsx's. */
 function unbundle(p: CpuProfile): Set<CpuProfile['nodes'][number]> {
-  const maps = new Map<string, SourceMap | null>();
   const mapped = new Set<CpuProfile['nodes'][number]>();
   for (const n of p.nodes) {
     const f = n.callFrame;
     if (!f.url.startsWith('file://') || !/\.m?js$/.test(f.url)) continue;
-    if (!maps.has(f.url)) {
-      let m: SourceMap | null = null;
-      // no .map (or an unreadable one): the frames stay as V8 recorded them
-      try { m = new SourceMap(JSON.parse(readFileSync(fileURLToPath(f.url) + '.map', 'utf8'))); } catch { m = null; }
-      maps.set(f.url, m);
-    }
-    const m = maps.get(f.url);
-    if (!m) continue;
-    const e = m.findEntry(f.lineNumber, f.columnNumber ?? 0) as { originalSource?: string; originalLine?: number };
-    if (e.originalSource === undefined || e.originalLine === undefined) continue;
-    n.callFrame = { ...f, url: new URL(e.originalSource, f.url).href, lineNumber: e.originalLine };
+    // no .map (or an unreadable one): the frames stay as V8 recorded them
+    const o = originalPosition(f.url, f.lineNumber, f.columnNumber ?? 0);
+    if (o === undefined) continue;
+    n.callFrame = { ...f, url: o.url, lineNumber: o.line };
     mapped.add(n);
   }
   return mapped;
