@@ -159,8 +159,13 @@ export class RxBatch implements FrameArena {
     const a = this.arenas;
     if (ptr >= a[0] && ptr < a[0] + this.arenaBytes) return 0;
     if (ptr >= a[1] && ptr < a[1] + this.arenaBytes) return 1;
-    if (ptr >= this.areasBase && ptr < this.areasEnd) return 2 + Math.floor((ptr - this.areasBase) / this.areaBytes);
+    if (ptr >= this.areasBase && ptr < this.areasEnd) return 2 + this.areaBufferOf(ptr);
     return -1;
+  }
+
+  /** Index among all read-area buffers (handle - 2) of kernel address ptr, which lies in one. */
+  private areaBufferOf(ptr: number): number {
+    return ((ptr - this.areasBase) / this.areaBytes) | 0;
   }
 
   /** Whether bytes of arena h may be held past this batch: only while another buffer of its set is free. */
@@ -197,7 +202,7 @@ export class RxBatch implements FrameArena {
     if (this.count === 0) this.startBatch();
     let ptr = at;
     if (inPlace) {
-      this.areaBatch[((at - this.areasBase) / this.areaBytes) | 0] = this.serial;
+      this.areaBatch[this.areaBufferOf(at)] = this.serial;
       this.framesInPlace++;
     } else {
       ptr = this.next;

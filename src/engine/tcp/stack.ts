@@ -945,12 +945,14 @@ export class TcpStack {
     rel.length = 0;
     for (let i = 2; i < parts.length; i += 3) {
       const r = parts[i];
-      if (!(r < REGION_ARENA ? this.stageHalves.canLend(r) : this.host.arena.canLend(r - REGION_ARENA))) {
+      const set = r < REGION_ARENA ? this.stageHalves : this.host.arena;
+      const h = r < REGION_ARENA ? r : r - REGION_ARENA;
+      if (!set.canLend(h)) {
         for (const f of rel) f();
         rel.length = 0;
         return false;
       }
-      rel.push(r < REGION_ARENA ? this.stageHalves.lend(r) : this.host.arena.lend(r - REGION_ARENA));
+      rel.push(set.lend(h));
     }
     return true;
   }
