@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { cpus, loadavg, release } from 'node:os';
 import { renderReport, LABEL, type E2eResult, type IperfRun, type ConnRun, type PeerName, type ProfileResult } from './report.js';
 import { summarizeProfile, wasmExportNames } from './profile.js';
-import { parsePerfReport, summarizePerf, type PerfResult } from './perf.js';
+import { parsePerfReport, parsePerfScript, summarizePerf, summarizeEntries, costLabel, formatCost, type PerfResult, type PerfRow } from './perf.js';
 import { readSysctlBytes, WMEM_DEFAULT_PATH, WMEM_MAX_PATH } from '../../src/daemon/link-buffer-hint.js';
 
 const HELP = `npm run bench:e2e -- [options]
@@ -70,8 +70,10 @@ Options:
   --perf              also sample every --peers engine process with Linux perf (cpu-clock,
                       kernel and user stacks; the project VM has no hardware counters) over
                       --time minus 2 s of an iperf3 run, from --omit + 1 s on: the first
-                      --streams count in each of --dirs at every MTU. Reports CPU s/GB per
-                      symbol, so engines compare where their cycles go, the kernel's
+                      --streams count in each of --dirs at every MTU, and over each whole
+                      connection-rate run (1 and 8 at a time, --conn each, after the
+                      warm-up) at the first MTU. Reports CPU s/GB or CPU µs per connection
+                      per symbol, so engines compare where their cycles go, the kernel's
                       included (vnetkit engines run with --perf-basic-prof for JS names;
                       installs linux-perf when missing)
   --perf-only         only the perf runs, written to e2e-perf.* (with --profile-only: both,
@@ -601,47 +603,127 @@ async function cleanupAll(): Promise<void> {
 const PERF_HZ = 1000;
 
 /**
- * One session of `name` with perf sampling its engine process over the middle of an iperf3
- * run (the first --streams count). vnetkit's node gets --perf-basic-prof through
- * NODE_OPTIONS, set only while its session starts, so JS and WASM frames have names.
+ * A session of `name` for perf. vnetkit's node gets --perf-basic-prof through NODE_OPTIONS,
+ * set only while its session starts, so JS and WASM frames have names.
  */
-async function perfRun(name: PeerName, spec: PeerSpec, mtu: number, dir: 'up' | 'down', o: Opts, relayBin: string, logDir: string, treeDir: string): Promise<PerfResult | string> {
-  const streams = o.streams[0];
-  const vnk = name.startsWith('vnetkit');
+async function perfSession(name: PeerName, spec: PeerSpec, mtu: number, relayBin: string, logDir: string): Promise<Session | string> {
   const before = process.env.NODE_OPTIONS;
-  if (vnk) process.env.NODE_OPTIONS = `${before ?? ''} --perf-basic-prof`.trim();
-  let s: Session | string;
+  if (name.startsWith('vnetkit')) process.env.NODE_OPTIONS = `${before ?? ''} --perf-basic-prof`.trim();
   try {
-    s = await startSession(name, spec, mtu, relayBin, logDir);
+    return await startSession(name, spec, mtu, relayBin, logDir);
   } finally {
     if (before === undefined) delete process.env.NODE_OPTIONS;
     else process.env.NODE_OPTIONS = before;
   }
+}
+
+/** Samples `pid` with perf until the returned stop() (SIGINT: perf writes its data and exits). */
+function perfRecord(pid: number, file: string, logDir: string): { stop(): Promise<void> } {
+  const bg = startBg('perf', 'perf', ['record', '-q', '-e', 'cpu-clock', '-F', String(PERF_HZ), '-g', '-p', String(pid), '-o', file], join(logDir, 'perf-record.log'));
+  return {
+    async stop() {
+      if (!bg.done) bg.proc.kill('SIGINT');
+      const t = setTimeout(() => stopBg(bg), 60_000);
+      await bg.exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+/**
+ * Node's --perf-basic-prof map names the JIT frames; perf reads it from /tmp/perf-PID.map.
+ * It moves beside the data (as X.map) so /tmp does not fill and a later `perf report
+ * -g caller` can still name frames once it is copied back.
+ */
+function keepPerfMap(pid: number, data: string): void {
+  const map = `/tmp/perf-${pid}.map`;
+  if (!existsSync(map)) return;
+  copyFileSync(map, data.replace(/\.data$/, '.map'));
+  rmSync(map, { force: true });
+}
+
+/** `perf report` of a recorded window, symbol by symbol; a string says what failed. */
+async function perfRows(file: string, pid: number | undefined): Promise<PerfRow[] | string> {
+  if (!existsSync(file)) return `perf wrote no ${file} (see perf-record.log)`;
+  const rep = await run('perf', ['report', '-i', file, '--no-children', '--sort', 'dso,sym', '-g', 'none', '--stdio', '-n'], 300_000);
+  if (pid !== undefined) keepPerfMap(pid, file);
+  if (rep.code !== 0) return `perf report failed (${rep.code}): ${rep.stderr.trim().slice(0, 200)}`;
+  writeFileSync(file.replace(/\.data$/, '.txt'), rep.stdout);
+  return parsePerfReport(rep.stdout);
+}
+
+/** One iperf3 run (the first --streams count) with perf sampling the engine over its middle. */
+async function perfIperfRun(name: PeerName, spec: PeerSpec, mtu: number, dir: 'up' | 'down', o: Opts, relayBin: string, logDir: string, wasmNames?: Map<number, string>): Promise<PerfResult | string> {
+  const streams = o.streams[0];
+  const s = await perfSession(name, spec, mtu, relayBin, logDir);
   if (typeof s === 'string') return s;
-  const pid = s.engine.proc.pid;
+  const pid = s.engine.proc.pid!;
   const file = join(logDir, `perf-${name}-${dir}-${mtu}-P${streams}.data`);
   const seconds = Math.max(1, o.time - 2);
-  let rec: CmdResult;
   let x: IperfRun;
   try {
     const iperf = iperfRun(s, o, streams, dir, 1, logDir);
     await sleep((o.omit + 1) * 1000);
-    rec = await run('perf', ['record', '-q', '-e', 'cpu-clock', '-F', String(PERF_HZ), '-g', '-p', String(pid), '-o', file, '--', 'sleep', String(seconds)], (seconds + 60) * 1000);
+    const rec = perfRecord(pid, file, logDir);
+    await sleep(seconds * 1000);
+    await rec.stop();
     x = await iperf;
   } finally {
     await stopSession(s);
   }
-  if (rec.code !== 0) return `perf record failed (${rec.code}): ${rec.stderr.trim().slice(0, 200)}`;
   if (x.status !== 'ok') return `iperf3: ${x.status}`;
-  const rep = await run('perf', ['report', '-i', file, '--no-children', '--sort', 'dso,sym', '-g', 'none', '--stdio', '-n'], 300_000);
-  rmSync(`/tmp/perf-${pid}.map`, { force: true });
-  if (rep.code !== 0) return `perf report failed (${rep.code}): ${rep.stderr.trim().slice(0, 200)}`;
-  writeFileSync(file.replace(/\.data$/, '.txt'), rep.stdout);
-  const wasmNames = name === 'vnetkit-simd' ? wasmExportNames(readFileSync(join(treeDir, 'build/vnetkit-simd.wasm'))) : undefined;
+  const rows = await perfRows(file, pid);
+  if (typeof rows === 'string') return rows;
+  const gbps = x.gbps ?? 0;
   return {
-    peer: name, label: LABEL[name], mtu, dir, streams, gbps: x.gbps ?? 0, seconds, hz: PERF_HZ, file,
-    ...summarizePerf(parsePerfReport(rep.stdout), { hz: PERF_HZ, seconds, gbps: x.gbps ?? 0, topN: 25, wasmNames }),
+    kind: 'iperf', peer: name, label: LABEL[name], mtu, dir, streams, gbps, seconds, hz: PERF_HZ, file,
+    ...summarizePerf(rows, { hz: PERF_HZ, unit: 'GB', work: (gbps * seconds) / 8, topN: 25, wasmNames }),
   };
+}
+
+/**
+ * The connection-rate probe (1 and 8 at a time, --conn each) with perf sampling the engine
+ * over each whole run, after the usual untimed warm-up: CPU µs per connection, symbol by
+ * symbol, so the engines' connection paths compare syscall by syscall.
+ */
+async function perfConnRuns(name: PeerName, spec: PeerSpec, mtu: number, o: Opts, relayBin: string, logDir: string, wasmNames?: Map<number, string>): Promise<(PerfResult | string)[]> {
+  const tw = await settleTimeWait();
+  log(`perf ${name} conn: ${tw.count} host TIME_WAIT sockets after waiting ${tw.waitedS} s`);
+  const s = await perfSession(name, spec, mtu, relayBin, logDir);
+  if (typeof s === 'string') return [s];
+  const pid = s.engine.proc.pid!;
+  const out: (PerfResult | string)[] = [];
+  try {
+    if (o.connWarmup > 0) await connRun(s, 'conn', o.connWarmup, 1, 0);
+    for (const par of [1, 8]) {
+      const file = join(logDir, `perf-${name}-conn-${mtu}-par${par}.data`);
+      const rec = perfRecord(pid, file, logDir);
+      const t0 = performance.now();
+      const c = await connRun(s, 'conn', o.conn, par, 1);
+      const seconds = (performance.now() - t0) / 1000;
+      await rec.stop();
+      if (c.status !== 'ok' || c.fail > 0) {
+        out.push(`conn par=${par}: ${c.status}, ${c.fail} failed`);
+        continue;
+      }
+      const rows = await perfRows(file, undefined);
+      if (typeof rows === 'string') {
+        out.push(rows);
+        continue;
+      }
+      const opts = { hz: PERF_HZ, unit: 'conn' as const, work: c.ok, topN: 25, wasmNames };
+      const script = await run('perf', ['script', '-i', file, '-F', 'ip,sym'], 300_000);
+      out.push({
+        kind: 'conn', peer: name, label: LABEL[name], mtu, par, connRate: c.rate ?? 0, seconds, hz: PERF_HZ, file,
+        ...summarizePerf(rows, opts),
+        entries: script.code === 0 ? summarizeEntries(parsePerfScript(script.stdout), { ...opts, topN: 15 }) : undefined,
+      });
+    }
+  } finally {
+    await stopSession(s);
+    keepPerfMap(pid, join(logDir, `perf-${name}-conn-${mtu}.data`));
+  }
+  return out;
 }
 
 async function main(): Promise<void> {
@@ -786,12 +868,24 @@ async function main(): Promise<void> {
       }
     }
     if (o.perf) {
+      const wasmNames = (name: PeerName) => name === 'vnetkit-simd' ? wasmExportNames(readFileSync(join(tree.dir, 'build/vnetkit-simd.wasm'))) : undefined;
+      const keep = (what: string, p: PerfResult | string) => {
+        if (typeof p === 'string') {
+          result.notes.push(`perf ${what}: ${p}`);
+          log(`perf ${what}: ${p}`);
+          return;
+        }
+        result.perf!.push(p);
+        log(`perf ${what}: ${p.kind === 'iperf' ? `${p.gbps.toFixed(2)} Gbit/s` : `${p.connRate.toFixed(0)} conn/s`}, ` +
+          `${formatCost(p.unit, p.cost)} ${costLabel(p.unit)} (kernel ${formatCost(p.unit, p.kernelCost)})`);
+      };
       for (const mtu of o.mtus) for (const name of o.peers) for (const dir of o.dirs) {
-        const p = await perfRun(name, peerSpec(name, tools, tree.dir, o.linkSndbuf, o.tsx), mtu, dir, o, relayBin, logDir, tree.dir);
-        if (typeof p === 'string') result.notes.push(`perf ${name} ${dir} at MTU ${mtu}: ${p}`);
-        else {
-          result.perf!.push(p);
-          log(`perf ${name} ${dir} mtu ${mtu}: ${p.gbps.toFixed(2)} Gbit/s, ${p.sPerGB.toFixed(3)} CPU s/GB (kernel ${p.kernelSPerGB.toFixed(3)})`);
+        keep(`${name} ${dir} at MTU ${mtu}`, await perfIperfRun(name, peerSpec(name, tools, tree.dir, o.linkSndbuf, o.tsx), mtu, dir, o, relayBin, logDir, wasmNames(name)));
+      }
+      if (o.conn > 0) {
+        for (const name of o.peers) {
+          const spec = peerSpec(name, tools, tree.dir, o.linkSndbuf, o.tsx);
+          for (const p of await perfConnRuns(name, spec, o.mtus[0], o, relayBin, logDir, wasmNames(name))) keep(`${name} connections`, p);
         }
       }
     }
