@@ -69,6 +69,19 @@ describe('bench:e2e perf summary', () => {
     expect(md).toContain('| 40.0 | 800.00 | `_copy_to_iter` | kernel |');
   });
 
+  it('turns a round-trip run\'s samples into CPU µs per round trip, with the callbacks they ran under', () => {
+    // 4000 samples at 1000 Hz = 4 CPU s over 40000 round trips = 100 µs each.
+    const s = summarizePerf(parsePerfReport(REPORT), { hz: 1000, unit: 'rt', work: 40000, topN: 1 });
+    expect(s.cost).toBeCloseTo(100, 9);
+    expect(s.userCost).toBeCloseTo(40, 9);
+    const md = renderPerfMarkdown({ ...s, kind: 'rr', peer: 'vnetkit-simd', label: 'vnetkit (wasm-simd)', mtu: 1500, p50us: 148, seconds: 5.3, hz: 1000, file: 'r.data',
+      entries: [{ entry: 'immediate: endTurn > flushTx > _write', pct: 10, cost: 10 }] });
+    expect(md).toContain('## perf: vnetkit (wasm-simd), 1-byte round trips on one open connection');
+    expect(md).toContain('p50 148 µs; 40000 round trips, 5.3 s sampled');
+    expect(md).toContain('**100.0 CPU µs/round trip** (kernel 60.0, user 40.0)');
+    expect(md).toContain('| 10.0 | 10.00 | immediate: endTurn > flushTx > _write |');
+  });
+
   it('reports no cost when no work was done, instead of dividing by zero', () => {
     const s = summarizePerf(parsePerfReport(REPORT), { hz: 1000, unit: 'GB', work: 0, topN: 2 });
     expect(s.cost).toBe(0);

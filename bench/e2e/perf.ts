@@ -19,10 +19,11 @@ export interface PerfRow { pct: number; samples: number; dso: string; kernel: bo
 
 /**
  * What a window's samples are divided by: GB moved (an iperf3 run; cost in CPU
- * seconds per GB) or connections made (the connection-rate probe; cost in CPU
- * µs per connection).
+ * seconds per GB), connections made (the connection-rate probe; cost in CPU
+ * µs per connection) or 1-byte round trips on one open connection (CPU µs per
+ * round trip, the request/response latency's share of engine work).
  */
-export type PerfUnit = 'GB' | 'conn';
+export type PerfUnit = 'GB' | 'conn' | 'rt';
 
 export interface PerfSymbol { sym: string; where: string; kernel: boolean; pct: number; cost: number }
 
@@ -31,18 +32,18 @@ export interface PerfSummary {
   /** CPU seconds sampled (samples / hz). */
   cpuS: number;
   unit: PerfUnit;
-  /** GB moved or connections made during the window. */
+  /** GB moved, connections made or round trips done during the window. */
   work: number;
-  /** CPU s per GB, or CPU µs per connection; 0 when no work was done. */
+  /** CPU s per GB, or CPU µs per connection or round trip; 0 when no work was done. */
   cost: number;
   kernelCost: number;
   userCost: number;
   top: PerfSymbol[];
 }
 
-/** How a cost is written: "CPU s/GB" with three decimals, "CPU µs/conn" with one. */
+/** How a cost is written: "CPU s/GB" with three decimals, "CPU µs/conn" and "CPU µs/round trip" with one. */
 export function costLabel(unit: PerfUnit): string {
-  return unit === 'GB' ? 'CPU s/GB' : 'CPU µs/conn';
+  return unit === 'GB' ? 'CPU s/GB' : unit === 'conn' ? 'CPU µs/conn' : 'CPU µs/round trip';
 }
 export function formatCost(unit: PerfUnit, v: number, extra = 0): string {
   return v.toFixed((unit === 'GB' ? 3 : 1) + extra);
@@ -168,23 +169,26 @@ export function summarizeEntries(stacks: string[][], opts: { hz: number; unit: P
   }));
 }
 
-/** One perf window: the middle of an iperf3 run, or a whole connection-rate run. */
+/** One perf window: the middle of an iperf3 run, or a whole connection-rate or round-trip run. */
 export type PerfResult = PerfSummary & {
   peer: string; label: string; mtu: number; seconds: number; hz: number; file: string;
 } & (
   | { kind: 'iperf'; dir: 'up' | 'down'; streams: number; gbps: number }
   | { kind: 'conn'; par: number; connRate: number; entries?: PerfEntry[] }
+  | { kind: 'rr'; p50us: number; entries?: PerfEntry[] }
 );
 
 export function renderPerfMarkdown(p: PerfResult): string {
   const u = p.unit;
   const title = p.kind === 'iperf'
     ? `${p.dir === 'up' ? 'guest→host' : 'host→guest'}, MTU ${p.mtu}, ${p.streams} stream${p.streams === 1 ? '' : 's'}`
-    : `connections (connect + 1 B each way + close), ${p.par} at a time`;
+    : p.kind === 'conn' ? `connections (connect + 1 B each way + close), ${p.par} at a time` : '1-byte round trips on one open connection';
   const what = p.kind === 'iperf'
     ? `${p.gbps.toFixed(2)} Gbit/s; ${p.seconds} s sampled`
-    : `${p.connRate.toFixed(0)} conn/s; ${p.work} connections, ${p.seconds.toFixed(1)} s sampled`;
-  const work = p.kind === 'iperf' ? `${p.work.toFixed(2)} GB` : `${p.work} connections`;
+    : p.kind === 'conn'
+      ? `${p.connRate.toFixed(0)} conn/s; ${p.work} connections, ${p.seconds.toFixed(1)} s sampled`
+      : `p50 ${p.p50us.toFixed(0)} µs; ${p.work} round trips, ${p.seconds.toFixed(1)} s sampled`;
+  const work = p.kind === 'iperf' ? `${p.work.toFixed(2)} GB` : p.kind === 'conn' ? `${p.work} connections` : `${p.work} round trips`;
   const basis = p.kind === 'iperf' ? 'GB = the run\'s iperf3 rate × the window.' : 'The window is the probe\'s whole run, after a warm-up.';
   const L = [
     `## perf: ${p.label}, ${title}`, '',
@@ -194,7 +198,7 @@ export function renderPerfMarkdown(p: PerfResult): string {
     `| % | ${costLabel(u)} | symbol | where |`, '|---:|---:|---|---|',
     ...p.top.map((t) => `| ${t.pct.toFixed(1)} | ${formatCost(u, t.cost, 1)} | \`${t.sym}\` | ${t.where} |`),
   ];
-  if (p.kind === 'conn' && p.entries?.length) {
+  if (p.kind !== 'iperf' && p.entries?.length) {
     L.push('', 'The same samples by the event-loop callback they ran under (first JS frames from the root):', '',
       `| % | ${costLabel(u)} | callback |`, '|---:|---:|---|',
       ...p.entries.map((e) => `| ${e.pct.toFixed(1)} | ${formatCost(u, e.cost, 1)} | ${e.entry.replace(/\|/g, '\\|')} |`));

@@ -72,8 +72,9 @@ Options:
                       --time minus 2 s of an iperf3 run, from --omit + 1 s on: the first
                       --streams count in each of --dirs at every MTU, and over each whole
                       connection-rate run (1 and 8 at a time, --conn each, after the
-                      warm-up) at the first MTU. Reports CPU s/GB or CPU µs per connection
-                      per symbol, so engines compare where their cycles go, the kernel's
+                      warm-up) and of the --rr round trips at the first MTU. Reports CPU
+                      s/GB, or CPU µs per connection or round trip, per symbol, so engines
+                      compare where their cycles go, the kernel's
                       included (vnetkit engines run with --perf-basic-prof for JS names;
                       installs linux-perf when missing)
   --perf-only         only the perf runs, written to e2e-perf.* (with --profile-only: both,
@@ -695,7 +696,7 @@ async function perfConnRuns(name: PeerName, spec: PeerSpec, mtu: number, o: Opts
   const out: (PerfResult | string)[] = [];
   try {
     if (o.connWarmup > 0) await connRun(s, 'conn', o.connWarmup, 1, 0);
-    for (const par of [1, 8]) {
+    for (const par of o.conn > 0 ? [1, 8] : []) {
       const file = join(logDir, `perf-${name}-conn-${mtu}-par${par}.data`);
       const rec = perfRecord(pid, file, logDir);
       const t0 = performance.now();
@@ -718,6 +719,27 @@ async function perfConnRuns(name: PeerName, spec: PeerSpec, mtu: number, o: Opts
         ...summarizePerf(rows, opts),
         entries: script.code === 0 ? summarizeEntries(parsePerfScript(script.stdout), { ...opts, topN: 15 }) : undefined,
       });
+    }
+    if (o.rr > 0) {
+      // Request/response latency on an open connection is CPU per event and nothing else: no
+      // handshake, no socket set-up, two wake-ups per round trip.
+      const file = join(logDir, `perf-${name}-rr-${mtu}.data`);
+      const rec = perfRecord(pid, file, logDir);
+      const t0 = performance.now();
+      const c = await connRun(s, 'rr', o.rr, 1, 1);
+      const seconds = (performance.now() - t0) / 1000;
+      await rec.stop();
+      const rows = c.status === 'ok' ? await perfRows(file, undefined) : `rr: ${c.status}`;
+      if (typeof rows === 'string') out.push(rows);
+      else {
+        const opts = { hz: PERF_HZ, unit: 'rt' as const, work: c.ok, topN: 25, wasmNames };
+        const script = await run('perf', ['script', '-i', file, '-F', 'ip,sym'], 300_000);
+        out.push({
+          kind: 'rr', peer: name, label: LABEL[name], mtu, p50us: c.p50us ?? 0, seconds, hz: PERF_HZ, file,
+          ...summarizePerf(rows, opts),
+          entries: script.code === 0 ? summarizeEntries(parsePerfScript(script.stdout), { ...opts, topN: 15 }) : undefined,
+        });
+      }
     }
   } finally {
     await stopSession(s);
@@ -876,13 +898,13 @@ async function main(): Promise<void> {
           return;
         }
         result.perf!.push(p);
-        log(`perf ${what}: ${p.kind === 'iperf' ? `${p.gbps.toFixed(2)} Gbit/s` : `${p.connRate.toFixed(0)} conn/s`}, ` +
+        log(`perf ${what}: ${p.kind === 'iperf' ? `${p.gbps.toFixed(2)} Gbit/s` : p.kind === 'conn' ? `${p.connRate.toFixed(0)} conn/s` : `p50 ${p.p50us} µs`}, ` +
           `${formatCost(p.unit, p.cost)} ${costLabel(p.unit)} (kernel ${formatCost(p.unit, p.kernelCost)})`);
       };
       for (const mtu of o.mtus) for (const name of o.peers) for (const dir of o.dirs) {
         keep(`${name} ${dir} at MTU ${mtu}`, await perfIperfRun(name, peerSpec(name, tools, tree.dir, o.linkSndbuf, o.tsx), mtu, dir, o, relayBin, logDir, wasmNames(name)));
       }
-      if (o.conn > 0) {
+      if (o.conn > 0 || o.rr > 0) {
         for (const name of o.peers) {
           const spec = peerSpec(name, tools, tree.dir, o.linkSndbuf, o.tsx);
           for (const p of await perfConnRuns(name, spec, o.mtus[0], o, relayBin, logDir, wasmNames(name))) keep(`${name} connections`, p);
