@@ -696,51 +696,29 @@ async function perfConnRuns(name: PeerName, spec: PeerSpec, mtu: number, o: Opts
   const out: (PerfResult | string)[] = [];
   try {
     if (o.connWarmup > 0) await connRun(s, 'conn', o.connWarmup, 1, 0);
-    for (const par of o.conn > 0 ? [1, 8] : []) {
-      const file = join(logDir, `perf-${name}-conn-${mtu}-par${par}.data`);
+    // One probe run under perf: its samples per connection or per round trip, by symbol and
+    // by the event-loop callback they ran under.
+    const sampled = async (kind: 'conn' | 'rr', n: number, par: number, file: string): Promise<PerfResult | string> => {
       const rec = perfRecord(pid, file, logDir);
       const t0 = performance.now();
-      const c = await connRun(s, 'conn', o.conn, par, 1);
+      const c = await connRun(s, kind, n, par, 1);
       const seconds = (performance.now() - t0) / 1000;
       await rec.stop();
-      if (c.status !== 'ok' || c.fail > 0) {
-        out.push(`conn par=${par}: ${c.status}, ${c.fail} failed`);
-        continue;
-      }
+      if (c.status !== 'ok' || c.fail > 0) return `${kind} par=${par}: ${c.status}, ${c.fail} failed`;
       const rows = await perfRows(file, undefined);
-      if (typeof rows === 'string') {
-        out.push(rows);
-        continue;
-      }
-      const opts = { hz: PERF_HZ, unit: 'conn' as const, work: c.ok, topN: 25, wasmNames };
+      if (typeof rows === 'string') return rows;
+      const opts = { hz: PERF_HZ, unit: kind === 'conn' ? 'conn' as const : 'rt' as const, work: c.ok, topN: 25, wasmNames };
       const script = await run('perf', ['script', '-i', file, '-F', 'ip,sym'], 300_000);
-      out.push({
-        kind: 'conn', peer: name, label: LABEL[name], mtu, par, connRate: c.rate ?? 0, seconds, hz: PERF_HZ, file,
-        ...summarizePerf(rows, opts),
+      const common = {
+        peer: name, label: LABEL[name], mtu, seconds, hz: PERF_HZ, file, ...summarizePerf(rows, opts),
         entries: script.code === 0 ? summarizeEntries(parsePerfScript(script.stdout), { ...opts, topN: 15 }) : undefined,
-      });
-    }
-    if (o.rr > 0) {
-      // Request/response latency on an open connection is CPU per event and nothing else: no
-      // handshake, no socket set-up, two wake-ups per round trip.
-      const file = join(logDir, `perf-${name}-rr-${mtu}.data`);
-      const rec = perfRecord(pid, file, logDir);
-      const t0 = performance.now();
-      const c = await connRun(s, 'rr', o.rr, 1, 1);
-      const seconds = (performance.now() - t0) / 1000;
-      await rec.stop();
-      const rows = c.status === 'ok' ? await perfRows(file, undefined) : `rr: ${c.status}`;
-      if (typeof rows === 'string') out.push(rows);
-      else {
-        const opts = { hz: PERF_HZ, unit: 'rt' as const, work: c.ok, topN: 25, wasmNames };
-        const script = await run('perf', ['script', '-i', file, '-F', 'ip,sym'], 300_000);
-        out.push({
-          kind: 'rr', peer: name, label: LABEL[name], mtu, p50us: c.p50us ?? 0, seconds, hz: PERF_HZ, file,
-          ...summarizePerf(rows, opts),
-          entries: script.code === 0 ? summarizeEntries(parsePerfScript(script.stdout), { ...opts, topN: 15 }) : undefined,
-        });
-      }
-    }
+      };
+      return kind === 'conn' ? { ...common, kind, par, connRate: c.rate ?? 0 } : { ...common, kind, p50us: c.p50us ?? 0 };
+    };
+    for (const par of o.conn > 0 ? [1, 8] : []) out.push(await sampled('conn', o.conn, par, join(logDir, `perf-${name}-conn-${mtu}-par${par}.data`)));
+    // Request/response latency on an open connection is CPU per event and nothing else: no
+    // handshake, no socket set-up, two wake-ups per round trip.
+    if (o.rr > 0) out.push(await sampled('rr', o.rr, 1, join(logDir, `perf-${name}-rr-${mtu}.data`)));
   } finally {
     await stopSession(s);
     keepPerfMap(pid, join(logDir, `perf-${name}-conn-${mtu}.data`));
@@ -907,7 +885,7 @@ async function main(): Promise<void> {
       if (o.conn > 0 || o.rr > 0) {
         for (const name of o.peers) {
           const spec = peerSpec(name, tools, tree.dir, o.linkSndbuf, o.tsx);
-          for (const p of await perfConnRuns(name, spec, o.mtus[0], o, relayBin, logDir, wasmNames(name))) keep(`${name} connections`, p);
+          for (const p of await perfConnRuns(name, spec, o.mtus[0], o, relayBin, logDir, wasmNames(name))) keep(`${name} connection probes`, p);
         }
       }
     }
