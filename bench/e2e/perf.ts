@@ -80,11 +80,17 @@ function readable(sym: string, wasmNames?: Map<number, string>): { sym: string; 
   return { sym: js[1] || '(anonymous)', where: where.replace(/^.*\/(bench|src)\//, '$1/') };
 }
 
-export function summarizePerf(rows: PerfRow[], opts: { hz: number; unit: PerfUnit; work: number; topN: number; wasmNames?: Map<number, string> }): PerfSummary {
+interface CostOpts { hz: number; unit: PerfUnit; work: number; topN: number; wasmNames?: Map<number, string> }
+
+/** n samples as CPU s per GB or CPU µs per connection or round trip; 0 when no work was done. */
+function costOf(n: number, opts: CostOpts): number {
+  return opts.work > 0 ? ((opts.unit === 'GB' ? 1 : 1e6) * n) / opts.hz / opts.work : 0;
+}
+
+export function summarizePerf(rows: PerfRow[], opts: CostOpts): PerfSummary {
   const samples = rows.reduce((a, r) => a + r.samples, 0);
   const cpuS = samples / opts.hz;
-  const scale = opts.unit === 'GB' ? 1 : 1e6;
-  const per = (n: number) => (opts.work > 0 ? (scale * n) / opts.hz / opts.work : 0);
+  const per = (n: number) => costOf(n, opts);
   let kernel = 0;
   for (const r of rows) if (r.kernel) kernel += r.samples;
   return {
@@ -116,11 +122,6 @@ export function parsePerfScript(text: string): string[][] {
 
 export interface PerfEntry { entry: string; pct: number; cost: number }
 
-/** JS frames of a stack as readable names (bundle positions mapped to source lines dropped: names suffice here). */
-function jsName(frame: string, wasmNames?: Map<number, string>): string {
-  return readable(frame, wasmNames).sym;
-}
-
 /** Node's dispatchers: they name the kind of event, not what ran. */
 const DISPATCH: Record<string, string> = {
   processImmediate: 'immediate', processTicksAndRejections: 'tick', processTimers: 'timer', listOnTimeout: 'timer',
@@ -137,7 +138,7 @@ const PASS_THROUGH = new Set(['emit', 'onceWrapper', '(anonymous)', 'defaultTrig
  * VM link, the connect() in a tick, the host socket's close.
  */
 export function entryOf(stack: string[], wasmNames?: Map<number, string>): string {
-  const js = stack.filter((f) => f.startsWith('JS:')).map((f) => jsName(f, wasmNames));
+  const js = stack.filter((f) => f.startsWith('JS:')).map((f) => readable(f, wasmNames).sym); // names suffice here, not source lines
   if (js.length > 0) {
     const kind = DISPATCH[js[0]] ?? 'io';
     const fns = js.filter((n) => DISPATCH[n] === undefined && !PASS_THROUGH.has(n)).slice(0, 3);
@@ -156,8 +157,7 @@ export function entryOf(stack: string[], wasmNames?: Map<number, string>): strin
 }
 
 /** Samples grouped by entryOf, costed like summarizePerf's symbols, biggest first. */
-export function summarizeEntries(stacks: string[][], opts: { hz: number; unit: PerfUnit; work: number; topN: number; wasmNames?: Map<number, string> }): PerfEntry[] {
-  const scale = opts.unit === 'GB' ? 1 : 1e6;
+export function summarizeEntries(stacks: string[][], opts: CostOpts): PerfEntry[] {
   const counts = new Map<string, number>();
   for (const st of stacks) {
     const e = entryOf(st, opts.wasmNames);
@@ -165,7 +165,7 @@ export function summarizeEntries(stacks: string[][], opts: { hz: number; unit: P
   }
   const total = stacks.length;
   return [...counts].sort((a, b) => b[1] - a[1]).slice(0, opts.topN).map(([entry, n]) => ({
-    entry, pct: total > 0 ? (100 * n) / total : 0, cost: opts.work > 0 ? (scale * n) / opts.hz / opts.work : 0,
+    entry, pct: total > 0 ? (100 * n) / total : 0, cost: costOf(n, opts),
   }));
 }
 

@@ -644,10 +644,9 @@ function keepPerfMap(pid: number, data: string): void {
 }
 
 /** `perf report` of a recorded window, symbol by symbol; a string says what failed. */
-async function perfRows(file: string, pid: number | undefined): Promise<PerfRow[] | string> {
+async function perfRows(file: string): Promise<PerfRow[] | string> {
   if (!existsSync(file)) return `perf wrote no ${file} (see perf-record.log)`;
   const rep = await run('perf', ['report', '-i', file, '--no-children', '--sort', 'dso,sym', '-g', 'none', '--stdio', '-n'], 300_000);
-  if (pid !== undefined) keepPerfMap(pid, file);
   if (rep.code !== 0) return `perf report failed (${rep.code}): ${rep.stderr.trim().slice(0, 200)}`;
   writeFileSync(file.replace(/\.data$/, '.txt'), rep.stdout);
   return parsePerfReport(rep.stdout);
@@ -673,7 +672,8 @@ async function perfIperfRun(name: PeerName, spec: PeerSpec, mtu: number, dir: 'u
     await stopSession(s);
   }
   if (x.status !== 'ok') return `iperf3: ${x.status}`;
-  const rows = await perfRows(file, pid);
+  const rows = await perfRows(file);
+  keepPerfMap(pid, file);
   if (typeof rows === 'string') return rows;
   const gbps = x.gbps ?? 0;
   return {
@@ -705,7 +705,7 @@ async function perfConnRuns(name: PeerName, spec: PeerSpec, mtu: number, o: Opts
       const seconds = (performance.now() - t0) / 1000;
       await rec.stop();
       if (c.status !== 'ok' || c.fail > 0) return `${kind} par=${par}: ${c.status}, ${c.fail} failed`;
-      const rows = await perfRows(file, undefined);
+      const rows = await perfRows(file);
       if (typeof rows === 'string') return rows;
       const opts = { hz: PERF_HZ, unit: kind === 'conn' ? 'conn' as const : 'rt' as const, work: c.ok, topN: 25, wasmNames };
       const script = await run('perf', ['script', '-i', file, '-F', 'ip,sym'], 300_000);
