@@ -391,8 +391,15 @@ async function waitFile(path: string, ms: number, bg?: Bg): Promise<boolean> {
 
 interface PeerSpec {
   guest: string; target: string; serverNs: string | null; bind: string; loop: boolean; mtuHonoured: boolean;
-  engine(mtu: number, log: string, prof?: string): Bg;
+  engine(mtu: number, log: string, how?: EngineRun): Bg;
 }
+
+/**
+ * How a vnetkit engine's node runs (other engines ignore it): `prof` records a V8 CPU
+ * profile there; `perfMap` adds --perf-basic-prof so perf names JS and WASM frames. Only
+ * the engine's node gets them, not the probe processes a session also starts.
+ */
+interface EngineRun { prof?: string; perfMap?: boolean }
 
 interface Tools { relay: string; acceptExec: string }
 
@@ -407,9 +414,9 @@ function peerSpec(name: PeerName, tools: Tools, tree: string, linkSndbuf: number
         // static guest address, no default route: the guest ARPs for .2 directly, which vnetkit
         // answers (gateway MAC) and NATs to the host's 127.0.0.1
         guest: '192.168.65.3/24', target: '192.168.65.2', serverNs: null, bind: '127.0.0.1', loop: false, mtuHonoured: true,
-        engine: (mtu, lf, prof) => {
-          const args = [...(tsx ? ['--import', 'tsx', 'bench/e2e/vnetkit-engine.ts'] : [ENGINE_BUNDLE]), '--mtu', String(mtu), '--backend', backend,
-            '--subnet', '192.168.65.0/24', ...(prof ? ['--cpu-prof', prof] : [])];
+        engine: (mtu, lf, how = {}) => {
+          const args = [...(how.perfMap ? ['--perf-basic-prof'] : []), ...(tsx ? ['--import', 'tsx', 'bench/e2e/vnetkit-engine.ts'] : [ENGINE_BUNDLE]),
+            '--mtu', String(mtu), '--backend', backend, '--subnet', '192.168.65.0/24', ...(how.prof ? ['--cpu-prof', how.prof] : [])];
           return linkSndbuf > 0
             ? startBg(name, tools.acceptExec, ['--listen', SOCK, '--sndbuf', String(linkSndbuf), '--fd', '3', '--', 'node', ...args, '--fd', '3'], lf, tree)
             : startBg(name, 'node', [...args, '--sock', SOCK], lf, tree);
@@ -447,7 +454,7 @@ function peerSpec(name: PeerName, tools: Tools, tree: string, linkSndbuf: number
 
 interface Session { name: PeerName; spec: PeerSpec; mtu: number; engine: Bg; relay: Bg; probe: Bg }
 
-async function startSession(name: PeerName, spec: PeerSpec, mtu: number, relayBin: string, logDir: string, prof?: string): Promise<Session | string> {
+async function startSession(name: PeerName, spec: PeerSpec, mtu: number, relayBin: string, logDir: string, how?: EngineRun): Promise<Session | string> {
   await nsUp(spec.guest, mtu, spec.loop ? `${spec.target}/24` : undefined);
   for (const [ns, port] of [[spec.serverNs, IPERF_PORT], [spec.serverNs, PROBE_PORT]] as const) {
     if (await listening(ns, port)) die(`TCP port ${port} is already taken${ns ? ` in ${ns}` : ''}: a stale server would answer instead`);
@@ -455,7 +462,7 @@ async function startSession(name: PeerName, spec: PeerSpec, mtu: number, relayBi
   const [pc, pa] = inNs(spec.serverNs, 'node', [join(HERE, 'probe.mjs'), 'server', '--bind', spec.bind, '--port', String(PROBE_PORT)]);
   const probe = startBg('probe-server', pc, pa, join(logDir, `probe-server-${name}-${mtu}.log`));
   rmSync(SOCK, { force: true });
-  const engine = spec.engine(mtu, join(logDir, `engine-${name}-${mtu}.log`), prof);
+  const engine = spec.engine(mtu, join(logDir, `engine-${name}-${mtu}.log`), how);
   if (!(await waitListening(spec.serverNs, PROBE_PORT, 5000))) return 'probe server did not start';
   if (!(await waitFile(SOCK, 20_000, engine))) return `engine did not create ${SOCK} (see ${engine.logFile})`;
   const relay = startBg('relay', relayBin, ['--netns', NS, '--tap', TAP, '--connect', SOCK, '--wait', '10'], join(logDir, `relay-${name}-${mtu}.log`));
@@ -603,21 +610,6 @@ async function cleanupAll(): Promise<void> {
 
 const PERF_HZ = 1000;
 
-/**
- * A session of `name` for perf. vnetkit's node gets --perf-basic-prof through NODE_OPTIONS,
- * set only while its session starts, so JS and WASM frames have names.
- */
-async function perfSession(name: PeerName, spec: PeerSpec, mtu: number, relayBin: string, logDir: string): Promise<Session | string> {
-  const before = process.env.NODE_OPTIONS;
-  if (name.startsWith('vnetkit')) process.env.NODE_OPTIONS = `${before ?? ''} --perf-basic-prof`.trim();
-  try {
-    return await startSession(name, spec, mtu, relayBin, logDir);
-  } finally {
-    if (before === undefined) delete process.env.NODE_OPTIONS;
-    else process.env.NODE_OPTIONS = before;
-  }
-}
-
 /** Samples `pid` with perf until the returned stop() (SIGINT: perf writes its data and exits). */
 function perfRecord(pid: number, file: string, logDir: string): { stop(): Promise<void> } {
   const bg = startBg('perf', 'perf', ['record', '-q', '-e', 'cpu-clock', '-F', String(PERF_HZ), '-g', '-p', String(pid), '-o', file], join(logDir, 'perf-record.log'));
@@ -655,7 +647,7 @@ async function perfRows(file: string): Promise<PerfRow[] | string> {
 /** One iperf3 run (the first --streams count) with perf sampling the engine over its middle. */
 async function perfIperfRun(name: PeerName, spec: PeerSpec, mtu: number, dir: 'up' | 'down', o: Opts, relayBin: string, logDir: string, wasmNames?: Map<number, string>): Promise<PerfResult | string> {
   const streams = o.streams[0];
-  const s = await perfSession(name, spec, mtu, relayBin, logDir);
+  const s = await startSession(name, spec, mtu, relayBin, logDir, { perfMap: true });
   if (typeof s === 'string') return s;
   const pid = s.engine.proc.pid!;
   const file = join(logDir, `perf-${name}-${dir}-${mtu}-P${streams}.data`);
@@ -683,14 +675,14 @@ async function perfIperfRun(name: PeerName, spec: PeerSpec, mtu: number, dir: 'u
 }
 
 /**
- * The connection-rate probe (1 and 8 at a time, --conn each) with perf sampling the engine
- * over each whole run, after the usual untimed warm-up: CPU µs per connection, symbol by
- * symbol, so the engines' connection paths compare syscall by syscall.
+ * The connection-rate probe (1 and 8 at a time, --conn each) and the --rr round trips with
+ * perf sampling the engine over each whole run, after the usual untimed warm-up: CPU µs per
+ * connection or round trip, symbol by symbol, so the engines' paths compare syscall by syscall.
  */
 async function perfConnRuns(name: PeerName, spec: PeerSpec, mtu: number, o: Opts, relayBin: string, logDir: string, wasmNames?: Map<number, string>): Promise<(PerfResult | string)[]> {
   const tw = await settleTimeWait();
   log(`perf ${name} conn: ${tw.count} host TIME_WAIT sockets after waiting ${tw.waitedS} s`);
-  const s = await perfSession(name, spec, mtu, relayBin, logDir);
+  const s = await startSession(name, spec, mtu, relayBin, logDir, { perfMap: true });
   if (typeof s === 'string') return [s];
   const pid = s.engine.proc.pid!;
   const out: (PerfResult | string)[] = [];
@@ -831,7 +823,7 @@ async function main(): Promise<void> {
         // One profile per MTU and direction, at the first --streams count.
         const streams = o.streams[0];
         const prof = join(logDir, `vnetkit-simd-${dir}-${mtu}-P${streams}.cpuprofile`);
-        const s = await startSession('vnetkit-simd', spec, mtu, relayBin, logDir, prof);
+        const s = await startSession('vnetkit-simd', spec, mtu, relayBin, logDir, { prof });
         if (typeof s === 'string') {
           result.notes.push(`profile ${dir} at MTU ${mtu}: ${s}`);
           continue;
@@ -851,7 +843,7 @@ async function main(): Promise<void> {
       if (o.conn > 0) {
         // The connection path is its own profile: handshakes and closes, not bulk data.
         const prof = join(logDir, 'vnetkit-simd-conn.cpuprofile');
-        const s = await startSession('vnetkit-simd', spec, o.mtus[0], relayBin, logDir, prof);
+        const s = await startSession('vnetkit-simd', spec, o.mtus[0], relayBin, logDir, { prof });
         if (typeof s === 'string') result.notes.push(`connection profile: ${s}`);
         else {
           const c = await connRun(s, 'conn', o.conn, o.profilePar, 1);
