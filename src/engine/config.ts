@@ -10,6 +10,7 @@ import type { Logger } from '../log.js';
 import type { DnsZone } from '../services/dns.js';
 import type { TcpOptions } from './tcp/options.js';
 import type { Pinger } from './icmp-proxy.js';
+import { fdLimit, hostSocketBudget } from './fd-limit.js';
 
 export interface EngineOptions {
   /** Virtual subnet (default '192.168.65.0/24'). */
@@ -56,6 +57,20 @@ export interface EngineOptions {
   pinger?: Pinger;
   /** TCP tunables (buffers, timeouts, caps): see src/engine/tcp/options.ts. */
   tcp?: TcpOptions;
+  /**
+   * Per-VM and global bounds on what guests can make the engine hold. Each has a policy
+   * when full (see the README's table); defaults let one busy VM reach full speed while
+   * leaving room for the others.
+   */
+  limits?: EngineLimits;
+  /**
+   * Switch isolation (default true): an address belongs to the VM that leased or first
+   * claimed it, frames with another VM's source IP or MAC, or claiming the gateway's MAC
+   * or the gateway/host-alias addresses, are dropped and counted. false lets a guest that
+   * is deliberately bridged or multi-homed (forwarding for other machines behind it) send
+   * from addresses it does not own; VMs then are not protected from each other.
+   */
+  isolation?: boolean;
   /** Kernel backend (default: VNETKIT_BACKEND, else the fastest available). */
   backend?: BackendName;
   /**
@@ -74,6 +89,48 @@ export interface EngineOptions {
    */
   txRingBytes?: number;
   log?: Logger;
+}
+
+export interface EngineLimits {
+  /** Host sockets (TCP and UDP) for all guests (default: RLIMIT_NOFILE less a reserve of an eighth, at least 128). */
+  hostSockets?: number;
+  /** Host sockets one VM may hold (default: half of hostSockets). */
+  hostSocketsPerVm?: number;
+  /** TCP flows one VM may hold, half-open included (default 4096 of the table's 16384). */
+  tcpFlowsPerVm?: number;
+  /** TCP flows one VM may have in the handshake (host connect in progress or SYN-ACK unanswered) (default 256). */
+  tcpHalfOpenPerVm?: number;
+  /** Bytes TCP holds in send and receive buffers for all VMs (default 256 MiB). */
+  tcpBufferBytes?: number;
+  /** Bytes TCP holds in send and receive buffers for one VM (default 64 MiB). */
+  tcpBufferBytesPerVm?: number;
+  /** TCP reassembly slots one VM may hold (default half of tcp.reasmSlots, at least 1). */
+  tcpReasmSlotsPerVm?: number;
+  /** UDP NAT bindings one VM may hold (default 1024 of maxUdpFlows' 4096); past it the VM's own least recently active binding goes. */
+  udpBindingsPerVm?: number;
+  /** IPv4 datagrams one VM may have in reassembly (default 4 of the engine's 16 slots). */
+  fragmentSlotsPerVm?: number;
+  /** DHCP leases one VM may hold (default 4). */
+  dhcpLeasesPerVm?: number;
+  /** Echo probes (system ping) per VM per second, and the burst (defaults 5 and 10). */
+  echoProbesPerSecond?: number;
+  echoProbeBurst?: number;
+}
+
+export interface ResolvedLimits {
+  hostSockets: number;
+  hostSocketsPerVm: number;
+  tcpFlowsPerVm: number;
+  tcpHalfOpenPerVm: number;
+  tcpBufferBytes: number;
+  tcpBufferBytesPerVm: number;
+  /** 0: half of the stack's reasmSlots (the stack resolves it). */
+  tcpReasmSlotsPerVm: number;
+  udpBindingsPerVm: number;
+  fragmentSlotsPerVm: number;
+  dhcpLeasesPerVm: number;
+  echoProbesPerSecond: number;
+  echoProbeBurst: number;
 }
 
 export interface EngineConfig {
@@ -97,6 +154,8 @@ export interface EngineConfig {
   maxUdpFlows: number;
   maxMacs: number;
   txRingBytes: number;
+  limits: ResolvedLimits;
+  isolation: boolean;
 }
 
 function bad(key: string, why: string): never {
@@ -107,6 +166,28 @@ function intIn(key: string, v: number | undefined, def: number, min: number, max
   if (v === undefined) return def;
   if (!Number.isInteger(v) || v < min || v > max) bad(key, `must be an integer from ${min} to ${max}, got ${v}`);
   return v;
+}
+
+const MIB = 1024 * 1024;
+
+export function resolveLimits(l: EngineLimits = {}): ResolvedLimits {
+  const key = (k: string) => `limits.${k}`;
+  const hostSockets = intIn(key('hostSockets'), l.hostSockets, hostSocketBudget(fdLimit()), 16, 1 << 20);
+  const tcpBufferBytes = intIn(key('tcpBufferBytes'), l.tcpBufferBytes, 256 * MIB, 4 * MIB, 64 * 1024 * MIB);
+  return {
+    hostSockets,
+    hostSocketsPerVm: intIn(key('hostSocketsPerVm'), l.hostSocketsPerVm, Math.max(8, Math.floor(hostSockets / 2)), 1, hostSockets),
+    tcpFlowsPerVm: intIn(key('tcpFlowsPerVm'), l.tcpFlowsPerVm, 4096, 1, 16384),
+    tcpHalfOpenPerVm: intIn(key('tcpHalfOpenPerVm'), l.tcpHalfOpenPerVm, 256, 1, 16384),
+    tcpBufferBytes,
+    tcpBufferBytesPerVm: intIn(key('tcpBufferBytesPerVm'), l.tcpBufferBytesPerVm, Math.min(64 * MIB, tcpBufferBytes), 4 * MIB, tcpBufferBytes),
+    tcpReasmSlotsPerVm: intIn(key('tcpReasmSlotsPerVm'), l.tcpReasmSlotsPerVm, 0, 1, 1024),
+    udpBindingsPerVm: intIn(key('udpBindingsPerVm'), l.udpBindingsPerVm, 1024, 1, 1 << 20),
+    fragmentSlotsPerVm: intIn(key('fragmentSlotsPerVm'), l.fragmentSlotsPerVm, 4, 1, 16),
+    dhcpLeasesPerVm: intIn(key('dhcpLeasesPerVm'), l.dhcpLeasesPerVm, 4, 1, 1 << 16),
+    echoProbesPerSecond: intIn(key('echoProbesPerSecond'), l.echoProbesPerSecond, 5, 1, 10_000),
+    echoProbeBurst: intIn(key('echoProbeBurst'), l.echoProbeBurst, 10, 1, 10_000),
+  };
 }
 
 export function resolveConfig(o: EngineOptions): EngineConfig {
@@ -160,5 +241,7 @@ export function resolveConfig(o: EngineOptions): EngineConfig {
     maxUdpFlows: intIn('maxUdpFlows', o.maxUdpFlows, 4096, 1, 1 << 20),
     maxMacs: intIn('maxMacs', o.maxMacs, 1024, 2, 1 << 16),
     txRingBytes: intIn('txRingBytes', o.txRingBytes, 8 * 1024 * 1024, 256 * 1024, 1 << 30),
+    limits: resolveLimits(o.limits),
+    isolation: o.isolation ?? true,
   };
 }

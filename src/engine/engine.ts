@@ -37,6 +37,7 @@ import { kernelSlabsFor } from './tcp/options.js';
 import { SLAB_BYTES } from './tcp/slabs.js';
 import { openDnsTcpSession } from './gateway-dns-tcp.js';
 import { IcmpProxy, systemPing } from './icmp-proxy.js';
+import { Quota, type QuotaStats } from './quota.js';
 import type net from 'node:net';
 import { formatIPv4, formatMac, inSubnet, parseIPv4 } from '../wire/addr.js';
 
@@ -179,6 +180,8 @@ export interface EngineStats {
   fragments: { reassembled: number; pending: number };
   dhcp: Record<string, number>;
   dns: Record<string, number>;
+  /** Each bounded resource: in use, its global and per-VM bounds, and refusals at each. */
+  limits: Record<string, QuotaStats>;
 }
 
 export interface AttachOptions {
@@ -207,6 +210,8 @@ export class Engine extends EventEmitter {
   readonly dhcp: DhcpServer;
   readonly dns: DnsServer;
   readonly tcp: TcpStack;
+  /** Host sockets (TCP and UDP) opened for guests: shared by the TCP stack and the UDP NAT. */
+  readonly hostSockets: Quota;
   private readonly ports = new Map<number, VmPort>();
   private readonly macs: MacTable<VmPort>;
   /** Guest IPv4 → the port and MAC it was last seen with. */
@@ -255,6 +260,7 @@ export class Engine extends EventEmitter {
       memoryBytes: options.memoryBytes ?? 56 * 1024 * 1024 + cfg.txRingBytes + kernelSlabsFor(options.tcp) * SLAB_BYTES + READ_AREAS * READ_AREA_BUFFERS * READ_AREA_BYTES,
     });
     const k = this.kernels;
+    this.hostSockets = new Quota('hostSockets', cfg.limits.hostSockets, cfg.limits.hostSocketsPerVm);
     const maxTcpFlows = 16384;
     this.flowTable = k.alloc(k.k.flowTableBytes(maxTcpFlows), 64);
     // The hash seed keeps a guest from aiming flows at one probe chain.
@@ -928,6 +934,9 @@ export class Engine extends EventEmitter {
       fragments: { reassembled: this.fragmentsReassembled, pending: this.kernels.k.fragPending(this.fragTable) },
       dhcp: this.dhcp.stats(),
       dns: this.dns.stats(),
+      limits: {
+        hostSockets: this.hostSockets.stats(),
+      },
     };
   }
 
