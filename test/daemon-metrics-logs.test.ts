@@ -73,6 +73,27 @@ describe('Prometheus text format', () => {
     const types = lines.filter((l) => l.startsWith('# TYPE ')).map((l) => l.split(' ')[2]);
     expect(new Set(types).size).toBe(types.length);
   });
+
+  it('bounded resources: use, both bounds and refusals at each, labelled by resource', () => {
+    const text = renderMetrics({
+      stats: {
+        backend: 'js',
+        limits: {
+          hostSockets: { used: 7, total: 896, perVm: 448, refusedVm: 3, refusedTotal: 1, maxVmUsed: 5 },
+          udpBindings: { used: 0, total: 4096, perVm: 1024, refusedVm: 0, refusedTotal: 0, maxVmUsed: 0 },
+        },
+      },
+    });
+    const lines = text.split('\n');
+    expect(lines).toContain('vnetkit_limit_used{resource="hostSockets"} 7');
+    expect(lines).toContain('vnetkit_limit_max_vm_used{resource="hostSockets"} 5');
+    expect(lines).toContain('vnetkit_limit_bound{resource="hostSockets",scope="global"} 896');
+    expect(lines).toContain('vnetkit_limit_bound{resource="udpBindings",scope="vm"} 1024');
+    expect(lines).toContain('vnetkit_limit_refused_total{resource="hostSockets",scope="vm"} 3');
+    expect(lines).toContain('vnetkit_limit_refused_total{resource="hostSockets",scope="global"} 1');
+    expect(lines).toContain('# TYPE vnetkit_limit_refused_total counter');
+    expect(text).not.toContain('vnetkit_limits{');
+  });
 });
 
 describe('daemon logs', () => {

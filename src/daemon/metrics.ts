@@ -122,8 +122,9 @@ export function renderMetrics(m: MetricsInput): string {
     fams.push({ name: `vnetkit_${k}_events_total`, type: 'counter', help: `${what} counters, by event.`, samples: l.counters });
     for (const g of l.gauges) fams.push({ name: `vnetkit_${k}_${snake(g.labels!.event)}`, type: 'gauge', help: `${what}: ${g.labels!.event}.`, samples: [{ value: g.value }] });
   }
+  fams.push(...limitFamilies(sec('limits')));
   // Sections the engine may add later (TCP...) are exported as gauges: we cannot know they only grow.
-  const known = new Set(['backend', 'vms', 'rx', 'tx', 'drops', 'switch', 'udp', 'icmp', 'dhcp', 'dns']);
+  const known = new Set(['backend', 'vms', 'rx', 'tx', 'drops', 'switch', 'udp', 'icmp', 'dhcp', 'dns', 'limits']);
   for (const [k, v] of Object.entries(s)) {
     if (known.has(k) || typeof v !== 'object' || v === null || !LABEL_RE.test(k)) continue;
     const samples = flatten(v as NumRecord, '').map(([field, value]) => ({ labels: { field }, value }));
@@ -149,6 +150,28 @@ export function renderMetrics(m: MetricsInput): string {
   if (m.uptimeSeconds !== undefined) fams.push({ name: 'vnetkit_uptime_seconds', type: 'gauge', help: 'Seconds since the daemon started.', samples: [{ value: m.uptimeSeconds }] });
   fams.push({ name: 'vnetkit_info', type: 'gauge', help: 'Constant 1, labelled with the kernel backend.', samples: [{ labels: { backend: String(s.backend ?? '') }, value: 1 }] });
   return renderFamilies(fams);
+}
+
+/** stats().limits (one QuotaStats per resource) as use, bounds and refusals labelled by resource. */
+function limitFamilies(limits: NumRecord): Family[] {
+  const used: Sample[] = [];
+  const maxVm: Sample[] = [];
+  const bound: Sample[] = [];
+  const refused: Sample[] = [];
+  for (const [resource, q] of Object.entries(limits)) {
+    if (typeof q !== 'object' || q === null) continue;
+    const r = q as NumRecord;
+    used.push({ labels: { resource }, value: num(r.used) });
+    maxVm.push({ labels: { resource }, value: num(r.maxVmUsed) });
+    bound.push({ labels: { resource, scope: 'global' }, value: num(r.total) }, { labels: { resource, scope: 'vm' }, value: num(r.perVm) });
+    refused.push({ labels: { resource, scope: 'global' }, value: num(r.refusedTotal) }, { labels: { resource, scope: 'vm' }, value: num(r.refusedVm) });
+  }
+  return [
+    { name: 'vnetkit_limit_used', type: 'gauge', help: 'Units of a bounded resource in use by all VMs.', samples: used },
+    { name: 'vnetkit_limit_max_vm_used', type: 'gauge', help: 'Units of a bounded resource held by the VM holding the most.', samples: maxVm },
+    { name: 'vnetkit_limit_bound', type: 'gauge', help: 'Bound of a resource, for all VMs (global) or for each VM (vm).', samples: bound },
+    { name: 'vnetkit_limit_refused_total', type: 'counter', help: 'Requests refused because a bound was reached, by resource and which bound.', samples: refused },
+  ];
 }
 
 function snake(s: string): string {
