@@ -56,9 +56,9 @@ describe('ICMP echo beyond the engine', () => {
   it('caps probes in flight and counts the rest', async () => {
     let release!: () => void;
     const gate = new Promise<boolean>((r) => { release = () => r(true); });
-    const proxy = new IcmpProxy(() => gate, 2);
+    const proxy = new IcmpProxy({ pinger: () => gate, maxInflight: 2 });
     let replies = 0;
-    for (let i = 0; i < 5; i++) proxy.probe(1, () => replies++);
+    for (let i = 0; i < 5; i++) proxy.probe(7, 100 + i, () => replies++);
     expect(proxy.counters).toMatchObject({ sent: 2, overCap: 3 });
     release();
     await new Promise((r) => setTimeout(r, 10));
