@@ -132,10 +132,10 @@ describe('UdpNat bounds (unit)', () => {
     for (const n of nats.splice(0)) n.close();
   });
 
-  function nat(opts: { maxFlows: number; perVm?: number; sockets?: Quota; log?: Logger }) {
+  function nat(opts: { maxFlows: number; perVm?: number; sockets?: Quota; log?: Logger; now?: () => number }) {
     const n = new UdpNat<number>({
       idleMs: 60_000, maxFlows: opts.maxFlows, perVm: opts.perVm, sockets: opts.sockets, vmOf: (p) => p,
-      hostIp: HOST, log: opts.log ?? nullLogger, now: () => 0, deliver: () => {}, refused: () => {},
+      hostIp: HOST, log: opts.log ?? nullLogger, now: opts.now ?? (() => 0), deliver: () => {}, refused: () => {},
     });
     nats.push(n);
     return n;
@@ -179,8 +179,9 @@ describe('UdpNat bounds (unit)', () => {
     expect(n.limits().used).toBe(0);
   });
 
-  it('knows its own sockets\' local ports once bound, and forgets them when they close', async () => {
-    const n = nat({ maxFlows: 4 });
+  it('knows its own sockets\' local ports once bound, and forgets them a while after they close (a datagram may still be on its way)', async () => {
+    let now = 0;
+    const n = nat({ maxFlows: 4, now: () => now });
     const server = dgram.createSocket('udp4');
     await new Promise<void>((r) => server.bind(0, '127.0.0.1', () => r()));
     const from = new Promise<number>((r) => server.once('message', (_m, rinfo) => r(rinfo.port)));
@@ -188,6 +189,12 @@ describe('UdpNat bounds (unit)', () => {
     const port = await from;
     expect(n.ownsLocalPort(port)).toBe(true);
     n.purge(1);
+    expect(n.ownsLocalPort(port)).toBe(true);
+    now = 5000;
+    expect(n.ownsLocalPort(port)).toBe(true);
+    now = 5001;
+    expect(n.ownsLocalPort(port)).toBe(false);
+    n.expire();
     expect(n.ownsLocalPort(port)).toBe(false);
     server.close();
   });

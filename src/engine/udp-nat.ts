@@ -37,6 +37,11 @@ const LOOPBACK = 0x7f000001;
 const MAX_PEERS = 256;
 /** Datagrams held per loopback binding while its socket connects. */
 const MAX_WAITING = 64;
+/**
+ * How long a closed socket's local port still counts as the NAT's own: a datagram it sent to a
+ * loopback listener just before closing may be read by that listener after.
+ */
+const CLOSED_PORT_GRACE_MS = 5000;
 
 type Key = number | string;
 
@@ -93,6 +98,8 @@ export class UdpNat<P> {
   private readonly byVm = new Map<number, Map<Key, UdpBinding<P>>>();
   /** Local ports of the NAT's host sockets, with how many sockets hold each. */
   private readonly localPorts = new Map<number, number>();
+  /** Local ports of sockets closed lately, and until when they still count as the NAT's own. */
+  private readonly closedPorts = new Map<number, number>();
   private readonly quota: Quota;
   private count = 0;
   private readonly timer: NodeJS.Timeout;
@@ -124,7 +131,7 @@ export class UdpNat<P> {
 
   /** Whether one of the NAT's host sockets is bound to local port `port` (so a datagram from it is the NAT's own). */
   ownsLocalPort(port: number): boolean {
-    return this.localPorts.has(port);
+    return this.localPorts.has(port) || (this.closedPorts.get(port) ?? -Infinity) >= this.o.now();
   }
 
   /**
@@ -322,6 +329,7 @@ export class UdpNat<P> {
       const n = (this.localPorts.get(b.localPort) ?? 1) - 1;
       if (n <= 0) this.localPorts.delete(b.localPort);
       else this.localPorts.set(b.localPort, n);
+      this.closedPorts.set(b.localPort, this.o.now() + CLOSED_PORT_GRACE_MS);
     }
     try {
       b.socket.close();
@@ -332,6 +340,7 @@ export class UdpNat<P> {
 
   expire(): void {
     const now = this.o.now();
+    for (const [port, until] of this.closedPorts) if (until < now) this.closedPorts.delete(port);
     for (const b of this.list()) {
       if (now - b.lastActive > this.o.idleMs) {
         this.remove(b);
