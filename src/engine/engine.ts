@@ -29,8 +29,6 @@ import { buildArpReply, buildIcmpEchoReply, buildPortUnreachable, buildUdpPortUn
 import { DhcpServer } from '../services/dhcp.js';
 import { DnsServer } from '../services/dns.js';
 import { attachFd, attachStream, listen as listenTransport, createSimpleNegotiator, checkSendBufferBytes, type VmLink, type FrameHold, type Framing, type Listener, type VpnkitRequest } from '../transport/index.js';
-import type { ListenOptions } from '../transport/listen.js';
-import type { DgramOptions } from '../transport/dgram.js';
 import { nullLogger, type Logger } from '../log.js';
 import { ErrorCodes, VnetkitError } from '../errors.js';
 import { PcapWriter } from '../wire/pcap.js';
@@ -407,14 +405,8 @@ export class Engine extends EventEmitter {
 
   /** Listen for VMs: unix:///path, tcp://127.0.0.1:port, udp://127.0.0.1:port (framing 'dgram'). */
   async listen(url: string, options: AttachOptions & { allowNonLoopback?: boolean }): Promise<Listener> {
-    // A guest's UDP NAT socket reaches a loopback udp:// listener through the host alias: it is a guest, never a VM.
-    const isOwnSocket = (address: string, port: number): boolean => {
-      if (!isLoopbackAddress(address) || !this.udp.ownsLocalPort(port)) return false;
-      this.drop('dgram-from-own-nat-socket');
-      return true;
-    };
-    const listenOptions: ListenOptions & Pick<DgramOptions, 'isOwnSocket'> = { ...this.linkOptions(options), allowNonLoopback: options.allowNonLoopback, isOwnSocket };
-    const l = await listenTransport(url, listenOptions, (link) => this.addLink(link));
+    const l = await listenTransport(url, { ...this.linkOptions(options), allowNonLoopback: options.allowNonLoopback, isOwnSocket: this.isOwnNatSocket },
+      (link) => this.addLink(link));
     this.vmListeners.add(l);
     return {
       url: l.url,
@@ -425,6 +417,16 @@ export class Engine extends EventEmitter {
       },
     };
   }
+
+  /**
+   * A datagram from one of the UDP NAT's own sockets: a guest reaching a loopback udp:// VM
+   * listener through the host alias. It is a guest talking, never a new VM (dropped and counted).
+   */
+  private readonly isOwnNatSocket = (address: string, port: number): boolean => {
+    if (!isLoopbackAddress(address) || !this.udp.ownsLocalPort(port)) return false;
+    this.drop('dgram-from-own-nat-socket');
+    return true;
+  };
 
   private linkOptions(options: AttachOptions) {
     const { framing, txQueueLimit, handshakeTimeoutMs, sendBufferBytes } = options;
