@@ -51,9 +51,9 @@ describe.each(['wasm-simd', 'js'] as const)('fragment slots per VM (%s backend)'
     engine = undefined;
   });
 
-  async function setup() {
+  async function setup(isolation = true) {
     const sock = join(mkdtempSync(join(tmpdir(), 'vnk-')), 'e.sock');
-    engine = createEngine({ backend, dns: { upstreams: [{ host: '127.0.0.1', port: 9 }], hostsFile: null } });
+    engine = createEngine({ backend, isolation, dns: { upstreams: [{ host: '127.0.0.1', port: 9 }], hostsFile: null } });
     await engine.listen(`unix://${sock}`, { framing: 'qemu' });
     server = dgram.createSocket('udp4');
     await new Promise<void>((r) => server!.bind(0, '127.0.0.1', () => r()));
@@ -124,5 +124,23 @@ describe.each(['wasm-simd', 'js'] as const)('fragment slots per VM (%s backend)'
     await settle();
     expect(slots().used).toBe(4);
     expect(engine!.stats().drops['fragment-vm-limit']).toBeUndefined();
+  });
+
+  it('another VM cannot add fragments to a datagram it did not start (even with isolation off, where it may send from that address)', async () => {
+    const { a, b, port, got } = await setup(false);
+    const payload = new Uint8Array(3000).map((_, i) => i & 0xff);
+    const mine = fragmentUdp(macA, ipA, 30000, HOST, port, payload, 0x55);
+    a.send(mine[0]);
+    a.send(a.echoFrame(GW_MAC, ipA, parseIPv4('192.168.65.1'), 1, 1, new Uint8Array(4)));
+    await a.next((f) => ethType(f) === 0x0800 && ipProto(f) === 1);
+    // B sends the rest under A's address and IP id: refused, A's datagram untouched.
+    for (const f of fragmentUdp(macB, ipA, 30000, HOST, port, payload, 0x55).slice(1)) b.send(f);
+    b.send(b.echoFrame(GW_MAC, ipB, parseIPv4('192.168.65.1'), 1, 1, new Uint8Array(4)));
+    await b.next((f) => ethType(f) === 0x0800 && ipProto(f) === 1);
+    expect(engine!.stats().drops['fragment-other-vm']).toBe(mine.length - 1);
+    expect(got).toHaveLength(0);
+    for (const f of mine.slice(1)) a.send(f);
+    await a.next(isUdpWith('echo:3000'));
+    expect(got).toHaveLength(1);
   });
 });
