@@ -15,12 +15,13 @@
  * - a VM holds at most `perVm` bindings; a new one past that replaces the
  *   VM's own least recently active binding (`evictedOwn`);
  * - all VMs together hold at most `maxFlows`. When that is full, a VM holding
- *   at least its fair share (maxFlows / VMs holding bindings) replaces its own
- *   least recently active binding; a VM under its share takes the least
- *   recently active binding of the VM holding the most (`evictedFair`), which
- *   is then over its share; a VM with nothing of its own to give up and no
- *   share left is refused (`tableFull`, the datagram dropped). So no VM's
- *   traffic evicts the binding of a VM within its share.
+ *   at least its fair share (floor(maxFlows / VMs holding bindings, itself
+ *   included)) replaces its own least recently active binding; a VM under its
+ *   share takes the least recently active binding of the VM holding the most
+ *   (`evictedFair`). A full table with one VM under its share always has one
+ *   over it, so that victim is over its share and no VM's traffic evicts the
+ *   binding of a VM within its share. Should no VM be over its share, the new
+ *   binding is refused (`tableFull`, the datagram dropped).
  * - every binding's host socket is one unit of the engine's host-socket
  *   budget (`sockets`, shared with TCP). Refused there, a VM gives up its own
  *   least recently active binding for it; with none, the datagram is dropped
