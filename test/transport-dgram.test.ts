@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { VnetkitError } from '../src/errors.js';
 import { listen, type Listener, type VmLink } from '../src/transport/index.js';
+import { listenDgram } from '../src/transport/dgram.js';
 import { UdpVmPeer, targetOf, testFrame } from './support/vm-peer.js';
 
 const listeners: Listener[] = [];
@@ -131,6 +132,34 @@ describe('dgram framing over UDP loopback', () => {
     await new Promise((r) => setTimeout(r, 50));
     expect(links.length).toBe(1);
     expect(b.frames.length).toBe(0);
+  });
+
+  it('datagrams from a source isOwnSocket claims never become links, are counted, and do not use up maxLinks', async () => {
+    const own = await UdpVmPeer.open({ host: '127.0.0.1', port: 0 });
+    peers.push(own);
+    const asked: string[] = [];
+    const links: VmLink[] = [];
+    const h = await listenDgram('127.0.0.1', 0, {
+      framing: 'dgram', maxLinks: 1,
+      isOwnSocket: (address, port) => {
+        asked.push(`${address}:${port}`);
+        return port === own.port;
+      },
+    }, (link) => links.push(link));
+    try {
+      const target = { host: '127.0.0.1', port: h.port };
+      // The "own" socket is the one whose port the predicate names: send from it.
+      for (let i = 0; i < 5; i++) await new Promise<void>((r) => own.socket.send(testFrame(i), h.port, '127.0.0.1', () => r()));
+      const vm = await peer(target);
+      await vm.send(testFrame(9));
+      await waitFor(() => links.length === 1);
+      expect(links[0].peer).toBe(`127.0.0.1:${vm.port}`);
+      expect(h.ownSocketDrops).toBe(5);
+      expect(h.maxLinkDrops).toBe(0);
+      expect(asked).toContain(`127.0.0.1:${own.port}`);
+    } finally {
+      await h.close();
+    }
   });
 
   it('listener close() closes every link', async () => {

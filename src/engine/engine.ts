@@ -57,7 +57,11 @@ function dhcpMessageType(m: Uint8Array): number {
   return 0;
 }
 
-/** IPv4 datagrams in reassembly at once (each up to 64 KiB of kernel memory), and how long one may take. */
+/**
+ * IPv4 datagrams in reassembly at once (each up to 64 KiB of kernel memory), and how long one may
+ * take. Each VM may start limits.fragmentSlotsPerVm of them (default 4), so one VM leaves the rest
+ * to the others; with the defaults four busy VMs fill it and a fifth waits for a slot.
+ */
 const FRAG_SLOTS = 16;
 const FRAG_TIMEOUT_MS = 30_000;
 
@@ -231,6 +235,14 @@ export class Engine extends EventEmitter {
   private readonly fragTable: number;
   private readonly fragTimer: NodeJS.Timeout;
   private fragmentsReassembled = 0;
+  /**
+   * Datagrams in reassembly by the VM that started them, keyed like the kernel's shared table by
+   * (src, dst, id, proto): the kernel knows nothing of VMs. An entry lives as long as the kernel's
+   * slot does (until completion, a drop of the datagram, or the kernel's timeout, mirrored in
+   * fragTimer), also after its VM left, since the slot is held until then.
+   */
+  private readonly fragOwners = new Map<string, { vm: number; firstSeenMs: number }>();
+  private readonly fragSlots: Quota;
   private readonly dnsTcp = { open: () => openDnsTcpSession(this.dns) };
   private readonly icmp: IcmpProxy;
   private readonly gatewayMacKey: number;
@@ -287,7 +299,12 @@ export class Engine extends EventEmitter {
       isTaken: (ip) => this.dhcp.isAllocated(ip),
       onAssign: (mac, ip) => this.dhcp.reserve(formatMac(mac), ip),
     });
-    this.icmp = new IcmpProxy(options.pinger ?? systemPing);
+    this.icmp = new IcmpProxy({
+      pinger: options.pinger ?? systemPing,
+      ratePerSecond: cfg.limits.echoProbesPerSecond,
+      burst: cfg.limits.echoProbeBurst,
+      now: () => this.clockMs(),
+    });
     this.dhcp = new DhcpServer({
       serverIp: cfg.gatewayIp,
       prefix: cfg.prefix,
@@ -333,14 +350,15 @@ export class Engine extends EventEmitter {
     this.rx.addReadAreas(Math.min(READ_AREAS, Math.floor(k.available() / (READ_AREA_BUFFERS * READ_AREA_BYTES))), READ_AREA_BYTES);
     // Started only once every kernel allocation has succeeded: a constructor that throws for
     // want of memory leaves no timer behind.
-    this.fragTimer = setInterval(() => {
-      const n = k.k.fragExpire(this.fragTable, this.now());
-      if (n > 0) this.drops.set('fragment-timeout', (this.drops.get('fragment-timeout') ?? 0) + n);
-    }, 1000);
+    this.fragSlots = new Quota('fragmentSlots', FRAG_SLOTS, cfg.limits.fragmentSlotsPerVm);
+    this.fragTimer = setInterval(() => this.expireFragments(this.now()), 1000);
     this.fragTimer.unref();
     this.udp = new UdpNat<VmPort>({
       idleMs: cfg.udpIdleMs,
       maxFlows: cfg.maxUdpFlows,
+      perVm: cfg.limits.udpBindingsPerVm,
+      vmOf: (p) => p.id,
+      sockets: this.hostSockets,
       hostIp: cfg.hostIp,
       log: this.log.child({ svc: 'udp' }),
       now: () => this.now(),
@@ -387,7 +405,7 @@ export class Engine extends EventEmitter {
 
   /** Listen for VMs: unix:///path, tcp://127.0.0.1:port, udp://127.0.0.1:port (framing 'dgram'). */
   async listen(url: string, options: AttachOptions & { allowNonLoopback?: boolean }): Promise<Listener> {
-    const l = await listenTransport(url, { ...this.linkOptions(options), allowNonLoopback: options.allowNonLoopback },
+    const l = await listenTransport(url, { ...this.linkOptions(options), allowNonLoopback: options.allowNonLoopback, isOwnSocket: this.isOwnNatSocket },
       (link) => this.addLink(link));
     this.vmListeners.add(l);
     return {
@@ -399,6 +417,16 @@ export class Engine extends EventEmitter {
       },
     };
   }
+
+  /**
+   * A datagram from one of the UDP NAT's own sockets: a guest reaching a loopback udp:// VM
+   * listener through the host alias. It is a guest talking, never a new VM (dropped and counted).
+   */
+  private readonly isOwnNatSocket = (address: string, port: number): boolean => {
+    if (!isLoopbackAddress(address) || !this.udp.ownsLocalPort(port)) return false;
+    this.drop('dgram-from-own-nat-socket');
+    return true;
+  };
 
   private linkOptions(options: AttachOptions) {
     const { framing, txQueueLimit, handshakeTimeoutMs, sendBufferBytes } = options;
@@ -677,7 +705,7 @@ export class Engine extends EventEmitter {
     // Answer only after a real echo to the destination came back.
     const reply = buildIcmpEchoReply(u8, ptr, len, dv.getUint16(d + D_L3_OFF, true), cfg.gatewayMac);
     if (reply === null) return this.drop('bad-icmp');
-    this.icmp.probe(dstIp, () => {
+    this.icmp.probe(port.id, dstIp, () => {
       if (!this.ports.has(port.id)) return;
       port.send(reply, 0, reply.length);
       port.flush();
@@ -727,7 +755,7 @@ export class Engine extends EventEmitter {
     }
     const g = this.guests.get(srcIp);
     if (g === undefined) return this.drop('udp-unknown-source');
-    this.udp.send(port, g.mac, srcIp, srcPort, hostDst, dstPort, u8, pOff, pLen);
+    if (!this.udp.send(port, g.mac, srcIp, srcPort, hostDst, dstPort, u8, pOff, pLen)) this.drop('udp-binding-refused');
   }
 
   /**
@@ -740,7 +768,27 @@ export class Engine extends EventEmitter {
     const k = this.kernels.k;
     const u8 = this.kernels.u8;
     const l3Off = this.kernels.dv.getUint16(d + D_L3_OFF, true);
-    const slot = k.fragInsert(this.fragTable, ptr + l3Off, len - l3Off, this.now());
+    const h = ptr + l3Off;
+    const key = `${readU32(u8, h + 12)}:${readU32(u8, h + 16)}:${(u8[h + 4] << 8) | u8[h + 5]}:${u8[h + 9]}`;
+    const owner = this.fragOwners.get(key);
+    // A datagram belongs to the VM that started it: another cannot add to (or spoil) it.
+    if (owner !== undefined && owner.vm !== port.id) return this.drop('fragment-other-vm');
+    if (owner === undefined && !this.fragSlots.take(port.id)) {
+      return this.drop(this.fragSlots.usedBy(port.id) >= this.fragSlots.perVm ? 'fragment-vm-limit' : 'fragment-table-full');
+    }
+    const now = this.now();
+    const before = k.fragPending(this.fragTable);
+    const slot = k.fragInsert(this.fragTable, h, len - l3Off, now);
+    const after = k.fragPending(this.fragTable);
+    if (owner === undefined) {
+      // One fragment never completes a datagram; the slot was taken only if the kernel opened one.
+      if (slot < 0 && after > before) this.fragOwners.set(key, { vm: port.id, firstSeenMs: now });
+      else this.fragSlots.give(port.id);
+    } else if (slot >= 0 || after < before) {
+      // Complete (released below) or dropped by the kernel (overlap, too big...).
+      this.fragOwners.delete(key);
+      this.fragSlots.give(owner.vm);
+    }
     if (slot < 0) {
       if (slot !== FR_PENDING) this.drop(fragDropName(slot));
       return;
@@ -763,6 +811,23 @@ export class Engine extends EventEmitter {
         dstIp, (u8[ip + ihl + 2] << 8) | u8[ip + ihl + 3], ip + ihl + 8, udpLen - 8, ip);
     } finally {
       k.fragRelease(this.fragTable, slot);
+    }
+  }
+
+  /**
+   * The kernel drops datagrams whose first fragment came more than FRAG_TIMEOUT_MS ago; the owners
+   * of the same ones are forgotten by the same rule at the same `now`.
+   */
+  private expireFragments(now: number): void {
+    const n = this.kernels.k.fragExpire(this.fragTable, now);
+    if (n > 0) this.drops.set('fragment-timeout', (this.drops.get('fragment-timeout') ?? 0) + n);
+    if (this.fragOwners.size === 0) return;
+    const none = this.kernels.k.fragPending(this.fragTable) === 0;
+    for (const [key, o] of this.fragOwners) {
+      if (none || now - o.firstSeenMs > FRAG_TIMEOUT_MS) {
+        this.fragOwners.delete(key);
+        this.fragSlots.give(o.vm);
+      }
     }
   }
 
@@ -936,6 +1001,9 @@ export class Engine extends EventEmitter {
       dns: this.dns.stats(),
       limits: {
         hostSockets: this.hostSockets.stats(),
+        udpBindings: this.udp.limits(),
+        fragmentSlots: this.fragSlots.stats(),
+        echoProbes: this.icmp.limits(),
       },
     };
   }
@@ -952,6 +1020,10 @@ export class Engine extends EventEmitter {
     this.udp.close();
     this.dns.close();
   }
+}
+
+function isLoopbackAddress(a: string): boolean {
+  return a.startsWith('127.') || a === '::1' || a.startsWith('::ffff:127.');
 }
 
 function udpChannelKey(guestIp: number, guestPort: number, ip: number, port: number): string {

@@ -27,6 +27,12 @@ export interface DgramOptions extends LinkOptions {
   idleTimeoutMs?: number;
   /** Most simultaneous remote peers (default 64); datagrams from more are dropped. */
   maxLinks?: number;
+  /**
+   * True for a source that is one of the embedder's own sockets (the engine's
+   * UDP NAT, which guests drive through the host alias): datagrams from it
+   * never become a VM link; they are dropped and counted (`ownSocketDrops`).
+   */
+  isOwnSocket?: (address: string, port: number) => boolean;
 }
 
 export class DgramLink implements VmLink {
@@ -193,6 +199,10 @@ export class DgramLink implements VmLink {
 export interface DgramListenerHandle {
   readonly address: string;
   readonly port: number;
+  /** Datagrams dropped because isOwnSocket said their source is the embedder's own socket. */
+  readonly ownSocketDrops: number;
+  /** Datagrams dropped because maxLinks peers were already linked. */
+  readonly maxLinkDrops: number;
   close(): Promise<void>;
 }
 
@@ -208,6 +218,9 @@ export function listenDgram(
   const type = host.includes(':') ? 'udp6' : 'udp4';
   const sock = dgram.createSocket({ type });
   const links = new Map<string, DgramLink>();
+  const isOwnSocket = opts.isOwnSocket;
+  let ownSocketDrops = 0;
+  let maxLinkDrops = 0;
   let closed = false;
 
   const detach = (l: DgramLink): void => {
@@ -219,7 +232,14 @@ export function listenDgram(
     const key = `${rinfo.address}|${rinfo.port}`;
     let link = links.get(key);
     if (link === undefined) {
+      // Checked before the link cap so a guest looping datagrams back here cannot use up the links.
+      if (isOwnSocket !== undefined && isOwnSocket(rinfo.address, rinfo.port)) {
+        ownSocketDrops++;
+        log.limited('dgram-own-socket', 'warn', 'dropping datagram from one of our own NAT sockets: a guest, not a VM', { peer: `${rinfo.address}:${rinfo.port}` });
+        return;
+      }
       if (links.size >= maxLinks) {
+        maxLinkDrops++;
         log.limited('dgram-max-links', 'warn', 'dropping datagram: too many VM peers', { peer: `${rinfo.address}:${rinfo.port}`, maxLinks });
         return;
       }
@@ -260,6 +280,12 @@ export function listenDgram(
       resolve({
         address: a.address,
         port: a.port,
+        get ownSocketDrops() {
+          return ownSocketDrops;
+        },
+        get maxLinkDrops() {
+          return maxLinkDrops;
+        },
         close: () => {
           if (closed) return Promise.resolve();
           closed = true;

@@ -23,7 +23,7 @@ import { adoptWithReadBuffer } from './read-buffer.js';
 import { StreamReader } from './stream-reader.js';
 import type { LinkOptions, VmLink } from './types.js';
 
-export interface ListenOptions extends LinkOptions, Pick<DgramOptions, 'idleTimeoutMs' | 'maxLinks'> {
+export interface ListenOptions extends LinkOptions, Pick<DgramOptions, 'idleTimeoutMs' | 'maxLinks' | 'isOwnSocket'> {
   /** Accept tcp/udp listen addresses outside 127.0.0.0/8 and ::1. */
   allowNonLoopback?: boolean;
   /** chmod applied to a unix socket after it is bound (e.g. 0o600). */
