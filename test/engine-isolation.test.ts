@@ -120,7 +120,6 @@ describe('switch isolation', () => {
     server.on('message', () => serverGot++);
     b.send(b.udpFrame(GW_MAC, ipA, 5000, HOST, server.address().port, new TextEncoder().encode('mine now')));
     await sync(b, ipB);
-    expect(engine.vms().find((v) => v.mac === '52:54:00:12:34:0b')?.ips).toEqual(['192.168.65.4']);
     // A UDP forward and a TCP forward to A's address reach A, never B.
     const ch = engine.openUdpToGuest(ipA, 5353, HOST, 40000, () => {});
     expect(ch.send(new TextEncoder().encode('for A'))).toBe(true);
@@ -139,6 +138,7 @@ describe('switch isolation', () => {
     expect(engine.openTcpToGuest(ipA, 80, s)).toBe(true);
     const syn = await a.next((f) => ethType(f) === 0x0800 && ipProto(f) === 6 && udpPorts(f).dst === 80);
     expect(ipSrc(syn)).toBe(HOST);
+    expect(engine.vms().find((v) => v.mac === '52:54:00:12:34:0b')?.ips).toEqual(['192.168.65.4']);
     await marker(a, ipA, [b]);
     // B saw A's DHCP broadcasts, as any switch floods them, and nothing from the gateway.
     expect(b.frames.filter((f) => same(f, 6, GW_MAC))).toEqual([]);
@@ -206,17 +206,24 @@ describe('switch isolation', () => {
     // ICMP from the gateway's address, to everyone and to C.
     b.send(echoFrame(3, 3, new Uint8Array(8), { srcMac: macB, dstMac: BCAST, src: GW, dst: 0xffffffff }));
     b.send(echoFrame(3, 4, new Uint8Array(8), { srcMac: macB, dstMac: macC, src: HOST, dst: ipC }));
+    // An outside host's address, to C (a forged answer from a public resolver), and in an ARP announcement.
+    b.send(udpFrame(53, 33333, new Uint8Array(12), { srcMac: macB, dstMac: macC, src: parseIPv4('8.8.8.8'), dst: ipC }));
+    b.send(arpFrame(2, parseIPv4('10.0.0.1'), parseIPv4('10.0.0.1'), { srcMac: macB, senderMac: macB, dstMac: BCAST }));
+    // An ARP probe (sender 0.0.0.0) is fine, as a guest checking an address before use sends.
+    b.send(arpFrame(1, 0, parseIPv4('192.168.65.251'), { srcMac: macB, senderMac: macB, dstMac: BCAST }));
     await sync(b, ipB);
     await marker(b, ipB, [a, c]);
     for (const v of [a, c]) {
-      const fromB = v.frames.filter((f) => (same(f, 6, macB) && !ownArp(f, macB, ipB)) || same(f, 6, GW_MAC));
+      const fromB = v.frames.filter((f) => (same(f, 6, macB) && !ownArp(f, macB, ipB) && !ownArp(f, macB, 0)) || same(f, 6, GW_MAC));
       expect(fromB, 'a spoof reached another VM').toEqual([]);
+      expect(v.frames.filter((f) => ownArp(f, macB, 0)).length).toBe(1);
     }
     const d = drops();
     expect(d['spoofed-arp']).toBe(4);
     expect(d['spoofed-ip']).toBe(1);
     expect(d['spoofed-gateway-mac']).toBe(1);
     expect(d['spoofed-source']).toBe(2);
+    expect(d['foreign-source']).toBe(2);
   });
 
   it('bounds the MACs and addresses one VM may use', async () => {

@@ -664,8 +664,10 @@ export class Engine extends EventEmitter {
 
   /**
    * An IPv4 source address: never the gateway's or the host alias's; with isolation an
-   * address of the subnet must be this port's or free to claim (see claimIp). Without
-   * isolation the address moves to the port that sent from it last.
+   * address of the subnet must be this port's or free to claim (see claimIp), and one from
+   * outside it (other than 0.0.0.0) may only go to the gateway, so no VM can pose as an
+   * outside host to another. Without isolation the address moves to the port that sent
+   * from it last.
    */
   private admitIp(port: VmPort, srcIp: number, ptr: number): boolean {
     const cfg = this.config;
@@ -673,12 +675,18 @@ export class Engine extends EventEmitter {
       this.drop('spoofed-source');
       return false;
     }
-    if (this.ownable(srcIp)) {
-      const refused = this.claimIp(port, srcIp, ptr, true);
-      if (refused !== null) {
-        this.drop(refused);
+    if (!this.ownable(srcIp)) {
+      // Not cached: the verdict depends on where the frame goes.
+      if (srcIp !== 0 && cfg.isolation && macKey(this.kernels.u8, ptr) !== this.gatewayMacKey) {
+        this.drop('foreign-source');
         return false;
       }
+      return true;
+    }
+    const refused = this.claimIp(port, srcIp, ptr, true);
+    if (refused !== null) {
+      this.drop(refused);
+      return false;
     }
     port.checkedIp = srcIp;
     port.checkedIpVersion = this.guestsVersion;
@@ -702,7 +710,11 @@ export class Engine extends EventEmitter {
       this.drop('spoofed-arp');
       return false;
     }
-    if (!this.ownable(senderIp)) return true;
+    if (!this.ownable(senderIp)) {
+      if (senderIp === 0 || !cfg.isolation) return true;
+      this.drop('foreign-source');
+      return false;
+    }
     const refused = this.claimIp(port, senderIp, ptr, false);
     if (refused === null || !cfg.isolation) return true;
     this.drop(refused);
