@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createEngine, type Engine, type EngineOptions } from '../src/engine/engine.js';
 import { GuestClient, ethType, ipProto, ipSrc, ipDst, udpPorts } from './support/guest-client.js';
-import { arpFrame, udpFrame, echoFrame, ethFrame } from './support/frames.js';
+import { arpFrame, udpFrame, echoFrame, ethFrame, tcpFrame } from './support/frames.js';
 import { parseIPv4 } from '../src/wire/addr.js';
 
 const GW = parseIPv4('192.168.65.1');
@@ -224,6 +224,24 @@ describe('switch isolation', () => {
     expect(d['spoofed-gateway-mac']).toBe(1);
     expect(d['spoofed-source']).toBe(2);
     expect(d['foreign-source']).toBe(2);
+  });
+
+  it('leaves no flow-table entry behind for SYNs between VMs or SYNs it drops', async () => {
+    await start();
+    const a = await guest(macA);
+    const b = await guest(macB);
+    await sync(a, ipA);
+    await sync(b, ipB);
+    const entries = () => engine.kernels.k.flowCount((engine as unknown as { flowTable: number }).flowTable);
+    const before = entries();
+    // classify inserts a flow for every bare SYN; these never reach the TCP stack.
+    for (let i = 0; i < 50; i++) a.send(tcpFrame({ srcPort: 20000 + i, dstPort: 22 }, { srcMac: macA, dstMac: macB, src: ipA, dst: ipB }));
+    for (let i = 0; i < 50; i++) b.send(tcpFrame({ srcPort: 20000 + i, dstPort: 80 }, { srcMac: macB, dstMac: GW_MAC, src: ipA, dst: HOST }));
+    await sync(a, ipA);
+    await sync(b, ipB);
+    expect(b.frames.filter((f) => ethType(f) === 0x0800 && ipProto(f) === 6).length).toBe(50);
+    expect(drops()['spoofed-ip']).toBe(50);
+    expect(entries()).toBe(before);
   });
 
   it('bounds the MACs and addresses one VM may use', async () => {
