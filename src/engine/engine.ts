@@ -631,8 +631,8 @@ export class Engine extends EventEmitter {
   /**
    * May `port` send this frame as far as its network-layer source goes? IPv4 (any protocol,
    * fragments too) and ARP senders are checked here, before the frame is forwarded, flooded
-   * or handled: see admitIp and admitArp. Frames the classifier refused are not forwarded
-   * with isolation on (their source cannot be checked); local() counts them.
+   * or handled: see admitIp and admitArp. With isolation on, frames the classifier refused
+   * are dropped here, not forwarded: their source cannot be checked.
    */
   private admitSource(port: VmPort, ptr: number, d: number): boolean {
     const u8 = this.kernels.u8;
@@ -651,7 +651,7 @@ export class Engine extends EventEmitter {
         break;
       case KIND_INVALID:
         if (!this.config.isolation) return true;
-        this.drop(reasonName(u8[d + D_REASON]));
+        this.dropInvalid(port, d);
         return false;
       default:
         return true;
@@ -771,14 +771,9 @@ export class Engine extends EventEmitter {
   /** A frame addressed to the gateway (or broadcast), its sources already admitted. */
   private local(port: VmPort, ptr: number, len: number, d: number): void {
     const u8 = this.kernels.u8;
-    const kind = u8[d + D_KIND];
-    if (kind === KIND_INVALID) {
-      const reason = reasonName(u8[d + D_REASON]);
-      this.drop(reason);
-      this.log.limited(`drop-${reason}`, 'debug', 'dropped malformed frame', { vm: port.id, reason });
-      return;
-    }
-    switch (kind) {
+    switch (u8[d + D_KIND]) {
+      case KIND_INVALID:
+        return this.dropInvalid(port, d);
       case KIND_ARP:
         return this.arp(port, ptr, len);
       case KIND_IPV6:
@@ -794,6 +789,13 @@ export class Engine extends EventEmitter {
       case KIND_FRAGMENT:
         return this.fragmentFromGuest(port, ptr, len, d);
     }
+  }
+
+  /** A frame the classifier refused: counted by its reason. */
+  private dropInvalid(port: VmPort, d: number): void {
+    const reason = reasonName(this.kernels.u8[d + D_REASON]);
+    this.drop(reason);
+    this.log.limited(`drop-${reason}`, 'debug', 'dropped malformed frame', { vm: port.id, reason });
   }
 
   private arp(port: VmPort, ptr: number, len: number): void {
