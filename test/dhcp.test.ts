@@ -402,3 +402,89 @@ describe('DHCP config', () => {
     expect(() => new DhcpServer(base({ poolStart: ip(10, 0, 0, 1), poolEnd: ip(10, 0, 0, 5) }))).toThrow();
   });
 });
+
+describe('DHCP per attachment', () => {
+  const yi = (r: { reply: Uint8Array } | null) => rd32(r!.reply, 16);
+  const type = (r: { reply: Uint8Array } | null) => options(r!.reply).map.get(53)![0];
+
+  it('gives one attachment at most maxLeasesPerVm records whatever client MACs it invents; others still get addresses', () => {
+    const s = new DhcpServer(base({ maxLeasesPerVm: 4 }));
+    const vmA = 1;
+    const vmB = 2;
+    const offered: number[] = [];
+    for (let n = 10; n < 40; n++) {
+      const r = s.handle(request(mac(n), { type: 1 }), mac(n), 0, undefined, vmA);
+      if (r !== null) offered.push(yi(r));
+    }
+    expect(offered.length).toBe(4);
+    expect(s.stats().perVmRefused).toBe(26);
+    expect(s.quotaStats()).toMatchObject({ used: 4, perVm: 4, maxVmUsed: 4, refusedVm: 26 });
+    // An INIT-REBOOT for a free address from a fifth MAC is refused too.
+    const reboot = s.handle(request(mac(50), { type: 3, requested: ip(192, 168, 65, 19) }), mac(50), 0, undefined, vmA);
+    expect(type(reboot)).toBe(6);
+    expect(s.stats().nak_per_vm_limit).toBe(1);
+    // B is not affected.
+    const off = s.handle(request(mac(1), { type: 1 }), mac(1), 0, undefined, vmB);
+    expect(type(off)).toBe(2);
+    expect(type(s.handle(request(mac(1), { type: 3, requested: yi(off), serverId: SERVER }), mac(1), 0, undefined, vmB))).toBe(5);
+    // Once A's offers have expired, its own oldest record makes room for a new client.
+    expect(type(s.handle(request(mac(60), { type: 1 }), mac(60), 120_000, undefined, vmA))).toBe(2);
+    expect(s.quotaStats().used).toBe(5);
+  });
+
+  it('never hands one attachment\'s address to another, even for the same client MAC', () => {
+    const s = new DhcpServer(base({ maxLeasesPerVm: 4 }));
+    const m = mac(1);
+    const off = s.handle(request(m, { type: 1 }), m, 0, undefined, 1);
+    const a = yi(off);
+    expect(type(s.handle(request(m, { type: 3, requested: a, serverId: SERVER }), m, 0, undefined, 1))).toBe(5);
+    // Attachment 2 asks for the same address: selecting, init-reboot and renewing are all refused.
+    expect(type(s.handle(request(m, { type: 3, requested: a, serverId: SERVER }), m, 10, undefined, 2))).toBe(6);
+    expect(type(s.handle(request(m, { type: 3, requested: a }), m, 10, undefined, 2))).toBe(6);
+    expect(type(s.handle(request(m, { type: 3, ciaddr: a }), m, 10, undefined, 2))).toBe(6);
+    // A DISCOVER from it is offered another address.
+    expect(yi(s.handle(request(m, { type: 1, requested: a }), m, 10, undefined, 2))).not.toBe(a);
+    expect(s.leases()).toEqual([expect.objectContaining({ ip: a, vm: 1 })]);
+    expect(s.mayClaim(a, 2, '02:50:00:00:00:63', 10)).toBe(false);
+    expect(s.mayClaim(a, 1, '02:50:00:00:00:01', 10)).toBe(true);
+  });
+
+  it('asks the switch before offering or acking (mayHold)', () => {
+    const held = new Set([ip(192, 168, 65, 3)]);
+    const s = new DhcpServer(base({ mayHold: (a, vm) => vm === 9 || !held.has(a) }));
+    const m = mac(1);
+    expect(yi(s.handle(request(m, { type: 1 }), m, 0, undefined, 1))).toBe(ip(192, 168, 65, 4));
+    const nak = s.handle(request(mac(2), { type: 3, requested: ip(192, 168, 65, 3) }), mac(2), 0, undefined, 1);
+    expect(type(nak)).toBe(6);
+    expect(s.stats().nak_in_use).toBe(1);
+    expect(type(s.handle(request(mac(2), { type: 3, requested: ip(192, 168, 65, 3) }), mac(2), 0, undefined, 9))).toBe(5);
+  });
+
+  it('frees what an attachment held when it leaves, and keeps reservations and static leases', () => {
+    const s = new DhcpServer(base({ maxLeasesPerVm: 4, staticLeases: [{ mac: '02:50:00:00:00:07', ip: ip(192, 168, 65, 100) }] }));
+    s.reserve('02:50:00:00:00:08', ip(192, 168, 65, 50));
+    const lease = (n: number, vm: number) => {
+      const off = s.handle(request(mac(n), { type: 1 }), mac(n), 0, undefined, vm);
+      return s.handle(request(mac(n), { type: 3, requested: yi(off), serverId: SERVER }), mac(n), 0, undefined, vm);
+    };
+    for (const n of [1, 2, 7, 8]) expect(type(lease(n, 1))).toBe(5);
+    expect(type(lease(3, 2))).toBe(5);
+    // A declined address counts against the attachment that declined it.
+    const d = s.handle(request(mac(2), { type: 4, requested: ip(192, 168, 65, 4), serverId: SERVER }), mac(2), 0, undefined, 1);
+    expect(d).toBeNull();
+    expect(s.leases().length).toBe(4);
+    s.releaseVm(1);
+    expect(s.leases().map((l) => [l.mac, l.vm])).toEqual([['02:50:00:00:00:07', 1], ['02:50:00:00:00:03', 2]]);
+    expect(s.quotaStats().used).toBe(1);
+    // The reserved address stays pinned: nobody else may use it, its MAC gets it back on a new attachment.
+    expect(s.isAllocated(ip(192, 168, 65, 50))).toBe(true);
+    expect(s.mayClaim(ip(192, 168, 65, 50), 5, '02:50:00:00:00:09', 0)).toBe(false);
+    expect(yi(s.handle(request(mac(8), { type: 1 }), mac(8), 0, undefined, 6))).toBe(ip(192, 168, 65, 50));
+    // The static lease too.
+    expect(s.mayClaim(ip(192, 168, 65, 100), 5, '02:50:00:00:00:09', 0)).toBe(false);
+    expect(yi(s.handle(request(mac(7), { type: 1 }), mac(7), 0, undefined, 6))).toBe(ip(192, 168, 65, 100));
+    // The freed and the quarantined addresses are back in the pool.
+    expect(s.mayClaim(ip(192, 168, 65, 3), 5, '02:50:00:00:00:09', 0)).toBe(true);
+    expect(s.mayClaim(ip(192, 168, 65, 4), 5, '02:50:00:00:00:09', 0)).toBe(true);
+  });
+});

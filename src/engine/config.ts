@@ -110,8 +110,12 @@ export interface EngineLimits {
   udpBindingsPerVm?: number;
   /** IPv4 datagrams one VM may have in reassembly (default 4 of the engine's 16 slots). */
   fragmentSlotsPerVm?: number;
-  /** DHCP leases one VM may hold (default 4). */
+  /** DHCP leases one VM may hold (default 4); past it the VM's new client MACs get no offer. */
   dhcpLeasesPerVm?: number;
+  /** Addresses one VM may claim by sending from them or leasing them (default 16); past it frames from new addresses are dropped. */
+  ipsPerVm?: number;
+  /** Source MACs one VM may use (default 16; the switch holds maxMacs in all); past it frames from new MACs are dropped. */
+  macsPerVm?: number;
   /** Echo probes (system ping) per VM per second, and the burst (defaults 5 and 10). */
   echoProbesPerSecond?: number;
   echoProbeBurst?: number;
@@ -129,6 +133,8 @@ export interface ResolvedLimits {
   udpBindingsPerVm: number;
   fragmentSlotsPerVm: number;
   dhcpLeasesPerVm: number;
+  ipsPerVm: number;
+  macsPerVm: number;
   echoProbesPerSecond: number;
   echoProbeBurst: number;
 }
@@ -185,6 +191,8 @@ export function resolveLimits(l: EngineLimits = {}): ResolvedLimits {
     udpBindingsPerVm: intIn(key('udpBindingsPerVm'), l.udpBindingsPerVm, 1024, 1, 1 << 20),
     fragmentSlotsPerVm: intIn(key('fragmentSlotsPerVm'), l.fragmentSlotsPerVm, 4, 1, 16),
     dhcpLeasesPerVm: intIn(key('dhcpLeasesPerVm'), l.dhcpLeasesPerVm, 4, 1, 1 << 16),
+    ipsPerVm: intIn(key('ipsPerVm'), l.ipsPerVm, 16, 1, 1 << 16),
+    macsPerVm: intIn(key('macsPerVm'), l.macsPerVm, 16, 1, 1 << 16),
     echoProbesPerSecond: intIn(key('echoProbesPerSecond'), l.echoProbesPerSecond, 5, 1, 10_000),
     echoProbeBurst: intIn(key('echoProbeBurst'), l.echoProbeBurst, 10, 1, 10_000),
   };

@@ -13,7 +13,7 @@ import type { Duplex, Readable, Writable } from 'node:stream';
 import { createKernels, type Kernels } from '../kernels/index.js';
 import {
   D_KIND, D_REASON, D_SRC_IP, D_DST_IP, D_SRC_PORT, D_DST_PORT, D_PAYLOAD_OFF, D_PAYLOAD_LEN,
-  D_L3_OFF, D_ICMP_TYPE,
+  D_L3_OFF, D_ICMP_TYPE, D_ETHERTYPE,
   KIND_INVALID, KIND_ARP, KIND_ICMP, KIND_UDP, KIND_TCP, KIND_FRAGMENT, KIND_IPV6, KIND_OTHER,
   CF_INSERT_TCP_SYN, FR_PENDING, FR_OVERLAP, FR_TOO_BIG, FR_FULL, FR_TOO_MANY_PIECES,
 } from '../../assembly/layout.js';
@@ -22,7 +22,7 @@ import { resolveConfig, type EngineConfig, type EngineOptions } from './config.j
 import { RxBatch } from './rx-batch.js';
 import { READ_AREA_BUFFERS, READ_AREA_BYTES, READ_AREAS } from './read-area.js';
 import { TxBatch, type TxSink } from './tx-batch.js';
-import { MacTable, macKey } from './switch.js';
+import { MacTable, macKey, LEARNED, KNOWN, OWNED_ELSEWHERE, PORT_FULL } from './switch.js';
 import { UdpNat, type UdpBinding } from './udp-nat.js';
 import { reasonName } from './reasons.js';
 import { buildArpReply, buildIcmpEchoReply, buildPortUnreachable, buildUdpPortUnreachable, buildUdpFragments, readArp } from './replies.js';
@@ -177,7 +177,13 @@ export interface EngineStats {
   /** Frames the VM links dropped (see VmInfo.link.dropped), VMs that have left included. */
   linkDrops: number;
   drops: Record<string, number>;
-  switch: { macs: number; forwarded: number; flooded: number; unknownUnicast: number; macsRefused: number };
+  /**
+   * `macsRefused`: source MACs not learned because the table held maxMacs; `macsRefusedPerVm`:
+   * because their VM held limits.macsPerVm; `macsOwnedElsewhere`: frames from a MAC another VM
+   * owns (isolation); `guestIps`: addresses in the IP → VM table. Frames refused for isolation
+   * are in `drops` by reason (spoofed-mac, spoofed-ip, spoofed-arp, spoofed-source, ...).
+   */
+  switch: { macs: number; forwarded: number; flooded: number; unknownUnicast: number; macsRefused: number; macsRefusedPerVm: number; macsOwnedElsewhere: number; guestIps: number };
   udp: { flows: number } & Record<string, number>;
   tcp: Record<string, number>;
   icmp: { echoReplies: number } & Record<string, number>;
@@ -218,7 +224,11 @@ export class Engine extends EventEmitter {
   readonly hostSockets: Quota;
   private readonly ports = new Map<number, VmPort>();
   private readonly macs: MacTable<VmPort>;
-  /** Guest IPv4 → the port and MAC it was last seen with. */
+  /**
+   * Guest IPv4 → the port that owns it and the MAC it was claimed with. With isolation an
+   * entry belongs to its port until the port leaves (see admitIp); without, it follows the
+   * port that sent from the address last.
+   */
   private readonly guests = new Map<number, { port: VmPort; mac: Uint8Array }>();
   /** Bumped on every change to guests (VmPort.checkedIp). */
   private guestsVersion = 0;
@@ -279,7 +289,7 @@ export class Engine extends EventEmitter {
     k.k.flowInit(this.flowTable, maxTcpFlows, randomBytes(4).readUInt32LE(0));
     this.fragTable = k.alloc(k.k.fragBytes(FRAG_SLOTS, 65515), 64);
     k.k.fragInit(this.fragTable, FRAG_SLOTS, 65515, FRAG_TIMEOUT_MS);
-    this.macs = new MacTable<VmPort>(cfg.maxMacs);
+    this.macs = new MacTable<VmPort>(cfg.maxMacs, cfg.limits.macsPerVm, cfg.isolation);
     this.gatewayMacKey = macKey(cfg.gatewayMac, 0);
     const classify = (table: number, n: number, descs: number) => {
       k.k.classify(table, n, descs, this.flowTable, this.now(), CF_INSERT_TCP_SYN);
@@ -318,6 +328,8 @@ export class Engine extends EventEmitter {
       poolEnd: cfg.dhcpEnd,
       staticLeases: cfg.staticLeases,
       reservedIps: [cfg.gatewayIp, cfg.hostIp],
+      maxLeasesPerVm: cfg.limits.dhcpLeasesPerVm,
+      mayHold: (ip, vm) => this.mayHoldIp(ip, vm),
       log: this.log.child({ svc: 'dhcp' }),
     });
     const names: Record<string, number> = {
@@ -495,7 +507,8 @@ export class Engine extends EventEmitter {
     this.guestsVersion++;
     this.udp.purge(port);
     this.tcp.purge(port.id);
-    if (port.mac && !port.uuid) this.dhcp.release(formatMac(port.mac));
+    // Its leases go back to the pool (a vpnkit UUID's reserved address stays pinned to its MAC).
+    this.dhcp.releaseVm(port.id);
     const info = this.info(port);
     if (err) this.log.warn('vm disconnected', { vm: port.id, peer: port.link.peer, error: err.message, code: (err as { code?: string }).code });
     else this.log.info('vm disconnected', { vm: port.id, peer: port.link.peer });
@@ -571,15 +584,17 @@ export class Engine extends EventEmitter {
       this.drop('short-frame');
       return;
     }
+    // Every source check happens here, before the frame can reach another VM. Learning costs
+    // a Map operation; a VM sends from the same MAC frame after frame, so skip it while
+    // neither the MAC nor the table changed since this port last learned.
     const src = macKey(u8, ptr + 6);
-    // Learning costs a Map operation; a VM sends from the same MAC frame after frame, so skip it
-    // while neither the MAC nor the table changed since this port last learned.
-    if ((u8[ptr + 6] & 1) === 0 && (src !== port.learnedMac || this.macs.version !== port.learnedVersion)) {
-      if (port.mac === undefined) port.mac = u8.slice(ptr + 6, ptr + 12);
-      if (this.macs.learn(src, port)) {
-        port.learnedMac = src;
-        port.learnedVersion = this.macs.version;
-      }
+    if ((src !== port.learnedMac || this.macs.version !== port.learnedVersion) && !this.admitMac(port, src, ptr)) {
+      this.discardTcp(d);
+      return;
+    }
+    if (!this.admitSource(port, ptr, d)) {
+      this.discardTcp(d);
+      return;
     }
     if (u8[ptr] & 1) {
       // Broadcast/multicast: every other VM gets it, and so does the gateway.
@@ -597,6 +612,8 @@ export class Engine extends EventEmitter {
       this.local(port, ptr, len, d);
       return;
     }
+    // Not for the gateway: a SYN's flow entry (classify inserts one for every bare SYN) is not ours to keep.
+    this.discardTcp(d);
     const target = this.macs.lookup(dst);
     if (target !== undefined && target !== port) {
       target.send(u8, ptr, len);
@@ -607,27 +624,190 @@ export class Engine extends EventEmitter {
     }
   }
 
-  /** A frame addressed to the gateway (or broadcast). */
+  /** classify may have made a flow entry for a TCP frame the stack will not see: give it back. */
+  private discardTcp(d: number): void {
+    if (this.kernels.u8[d + D_KIND] === KIND_TCP) this.tcp.discard(d);
+  }
+
+  /**
+   * May `port` send from source MAC `src`? Never from a multicast address or the gateway's
+   * MAC; with isolation, not from a MAC another VM owns, nor from more than macsPerVm MACs
+   * (or a new one while the table is full). Without isolation refusals to learn only count.
+   */
+  private admitMac(port: VmPort, src: number, ptr: number): boolean {
+    const u8 = this.kernels.u8;
+    if (u8[ptr + 6] & 1) {
+      this.drop('bad-source-mac');
+      return false;
+    }
+    if (src === this.gatewayMacKey) {
+      this.drop('spoofed-gateway-mac');
+      return false;
+    }
+    const r = this.macs.learn(src, port);
+    if (r === LEARNED || r === KNOWN) {
+      if (port.mac === undefined) port.mac = u8.slice(ptr + 6, ptr + 12);
+      port.learnedMac = src;
+      port.learnedVersion = this.macs.version;
+      return true;
+    }
+    if (!this.config.isolation) return true;
+    this.drop(r === OWNED_ELSEWHERE ? 'spoofed-mac' : r === PORT_FULL ? 'mac-limit' : 'mac-table-full');
+    return false;
+  }
+
+  /**
+   * May `port` send this frame as far as its network-layer source goes? IPv4 (any protocol,
+   * fragments too) and ARP senders are checked here, before the frame is forwarded, flooded
+   * or handled: see admitIp and admitArp. With isolation on, frames the classifier refused
+   * are dropped here, not forwarded: their source cannot be checked.
+   */
+  private admitSource(port: VmPort, ptr: number, d: number): boolean {
+    const u8 = this.kernels.u8;
+    const kind = u8[d + D_KIND];
+    switch (kind) {
+      case KIND_UDP:
+      case KIND_TCP:
+      case KIND_ICMP:
+      case KIND_FRAGMENT:
+        break;
+      case KIND_ARP:
+        return this.admitArp(port, ptr, d);
+      case KIND_OTHER:
+        // IPv4 carrying another protocol still has a source address to check.
+        if (this.kernels.dv.getUint16(d + D_ETHERTYPE, true) !== 0x0800) return true;
+        break;
+      case KIND_INVALID:
+        if (!this.config.isolation) return true;
+        this.dropInvalid(port, d);
+        return false;
+      default:
+        return true;
+    }
+    const srcIp = this.kernels.dv.getUint32(d + D_SRC_IP, true);
+    // Frame after frame from the same address: the checks are skipped while the table is unchanged.
+    if (srcIp === port.checkedIp && port.checkedIpVersion === this.guestsVersion) return true;
+    return this.admitIp(port, srcIp, ptr);
+  }
+
+  /**
+   * An IPv4 source address: never the gateway's or the host alias's; with isolation an
+   * address of the subnet must be this port's or free to claim (see claimIp), and one from
+   * outside it (other than 0.0.0.0) may only go to the gateway, so no VM can pose as an
+   * outside host to another. Without isolation the address moves to the port that sent
+   * from it last.
+   */
+  private admitIp(port: VmPort, srcIp: number, ptr: number): boolean {
+    const cfg = this.config;
+    if (srcIp === cfg.gatewayIp || srcIp === cfg.hostIp) {
+      this.drop('spoofed-source');
+      return false;
+    }
+    if (!this.ownable(srcIp)) {
+      // Not cached: the verdict depends on where the frame goes.
+      if (srcIp !== 0 && cfg.isolation && macKey(this.kernels.u8, ptr) !== this.gatewayMacKey) {
+        this.drop('foreign-source');
+        return false;
+      }
+      return true;
+    }
+    const refused = this.claimIp(port, srcIp, ptr, true);
+    if (refused !== null) {
+      this.drop(refused);
+      return false;
+    }
+    port.checkedIp = srcIp;
+    port.checkedIpVersion = this.guestsVersion;
+    return true;
+  }
+
+  /**
+   * An ARP message: its sender may never be the gateway, the host alias or the gateway's
+   * MAC; with isolation its sender MAC is the frame's source and its sender IP this port's
+   * own (or free to claim), so no VM can announce another's address. Without isolation an
+   * ARP never moves an address another port holds (it is learned only when free).
+   */
+  private admitArp(port: VmPort, ptr: number, d: number): boolean {
+    const cfg = this.config;
+    const u8 = this.kernels.u8;
+    const senderIp = this.kernels.dv.getUint32(d + D_SRC_IP, true);
+    const senderMac = ptr + this.kernels.dv.getUint16(d + D_L3_OFF, true) + 8;
+    const mac = macKey(u8, senderMac);
+    if (senderIp === cfg.gatewayIp || senderIp === cfg.hostIp || mac === this.gatewayMacKey ||
+      (cfg.isolation && mac !== macKey(u8, ptr + 6))) {
+      this.drop('spoofed-arp');
+      return false;
+    }
+    if (!this.ownable(senderIp)) {
+      if (senderIp === 0 || !cfg.isolation) return true;
+      this.drop('foreign-source');
+      return false;
+    }
+    const refused = this.claimIp(port, senderIp, ptr, false);
+    if (refused === null || !cfg.isolation) return true;
+    this.drop(refused);
+    return false;
+  }
+
+  /** An address of the subnet a guest can hold (not the network or broadcast address, nor 0). */
+  private ownable(ip: number): boolean {
+    const cfg = this.config;
+    return ip !== 0 && ((ip & cfg.mask) >>> 0) === cfg.network && ip !== cfg.network && ip !== cfg.broadcast;
+  }
+
+  /**
+   * Make `ip` this port's, the frame at `ptr` being the claim (its source MAC is the one
+   * recorded). Null when the port holds it now, else the drop reason: with isolation
+   * `spoofed-ip` when another port holds it or DHCP has it for another VM or MAC (a lease,
+   * an offer, a static lease, a vpnkit reservation); `ip-limit` past limits.ipsPerVm;
+   * `guest-table-full` past maxMacs in all. `move`: without isolation, take the address
+   * from the port that holds it (the last sender wins).
+   */
+  private claimIp(port: VmPort, ip: number, ptr: number, move: boolean): string | null {
+    const cfg = this.config;
+    const g = this.guests.get(ip);
+    if (g !== undefined && g.port === port) return null;
+    if (cfg.isolation) {
+      if (g !== undefined || !this.dhcp.mayClaim(ip, port.id, formatMac(this.kernels.u8.subarray(ptr + 6, ptr + 12)), Date.now())) {
+        return 'spoofed-ip';
+      }
+    } else if (g !== undefined && !move) {
+      return 'spoofed-ip';
+    }
+    if (port.ips.size >= cfg.limits.ipsPerVm) return 'ip-limit';
+    if (g === undefined && this.guests.size >= cfg.maxMacs) return 'guest-table-full';
+    this.learnGuest(port, ip, this.kernels.u8.slice(ptr + 6, ptr + 12));
+    return null;
+  }
+
+  /** Whether DHCP may give `ip` to VM `vm`: nobody else holds it and the VM has room for it. */
+  private mayHoldIp(ip: number, vm: number): boolean {
+    const g = this.guests.get(ip);
+    if (g !== undefined) return g.port.id === vm;
+    const port = this.ports.get(vm);
+    return port !== undefined && port.ips.size < this.config.limits.ipsPerVm && this.guests.size < this.config.maxMacs;
+  }
+
+  private learnGuest(port: VmPort, ip: number, mac: Uint8Array): void {
+    const prev = this.guests.get(ip);
+    if (prev !== undefined && prev.port !== port) prev.port.ips.delete(ip);
+    this.guests.set(ip, { port, mac });
+    this.guestsVersion++;
+    port.ips.add(ip);
+  }
+
+  /** A frame addressed to the gateway (or broadcast), its sources already admitted. */
   private local(port: VmPort, ptr: number, len: number, d: number): void {
     const u8 = this.kernels.u8;
-    const dv = this.kernels.dv;
-    const kind = u8[d + D_KIND];
-    if (kind === KIND_INVALID) {
-      const reason = reasonName(u8[d + D_REASON]);
-      this.drop(reason);
-      this.log.limited(`drop-${reason}`, 'debug', 'dropped malformed frame', { vm: port.id, reason });
-      return;
-    }
-    if (kind === KIND_ARP) return this.arp(port, ptr, len);
-    if (kind === KIND_IPV6) return this.drop('ipv6');
-    if (kind === KIND_OTHER) return this.drop('unsupported-protocol');
-    const srcIp = dv.getUint32(d + D_SRC_IP, true);
-    if (!this.learnGuestIp(port, srcIp, ptr)) {
-      // classify may have made a flow entry for this frame's SYN: give it back.
-      if (kind === KIND_TCP) this.tcp.discard(d);
-      return;
-    }
-    switch (kind) {
+    switch (u8[d + D_KIND]) {
+      case KIND_INVALID:
+        return this.dropInvalid(port, d);
+      case KIND_ARP:
+        return this.arp(port, ptr, len);
+      case KIND_IPV6:
+        return this.drop('ipv6');
+      case KIND_OTHER:
+        return this.drop('unsupported-protocol');
       case KIND_UDP:
         return this.udpFromGuest(port, ptr, len, d);
       case KIND_ICMP:
@@ -639,46 +819,17 @@ export class Engine extends EventEmitter {
     }
   }
 
-  /** Track which guest owns which IP; refuse spoofed engine addresses. */
-  private learnGuestIp(port: VmPort, srcIp: number, ptr: number): boolean {
-    const cfg = this.config;
-    if (srcIp === cfg.gatewayIp || srcIp === cfg.hostIp) {
-      this.drop('spoofed-source');
-      return false;
-    }
-    // Frame after frame from the same address: the table lookup is skipped while the table is unchanged.
-    if (srcIp === port.checkedIp && port.checkedIpVersion === this.guestsVersion) return true;
-    if (srcIp !== 0 && inSubnet(srcIp, cfg.network, cfg.prefix) && srcIp !== cfg.broadcast) {
-      const g = this.guests.get(srcIp);
-      if (g === undefined || g.port !== port) {
-        if (g === undefined && this.guests.size >= cfg.maxMacs) {
-          this.drop('guest-table-full');
-          return false;
-        }
-        this.learnGuest(port, srcIp, this.kernels.u8.slice(ptr + 6, ptr + 12));
-      }
-    }
-    port.checkedIp = srcIp;
-    port.checkedIpVersion = this.guestsVersion;
-    return true;
-  }
-
-  private learnGuest(port: VmPort, ip: number, mac: Uint8Array): void {
-    this.guests.set(ip, { port, mac });
-    this.guestsVersion++;
-    port.ips.add(ip);
+  /** A frame the classifier refused: counted by its reason. */
+  private dropInvalid(port: VmPort, d: number): void {
+    const reason = reasonName(this.kernels.u8[d + D_REASON]);
+    this.drop(reason);
+    this.log.limited(`drop-${reason}`, 'debug', 'dropped malformed frame', { vm: port.id, reason });
   }
 
   private arp(port: VmPort, ptr: number, len: number): void {
     const cfg = this.config;
     const a = readArp(this.kernels.u8, ptr, len);
     if (a === null) return this.drop('bad-arp');
-    if (a.senderIp !== 0 && inSubnet(a.senderIp, cfg.network, cfg.prefix) && a.senderIp !== cfg.gatewayIp && a.senderIp !== cfg.hostIp) {
-      const g = this.guests.get(a.senderIp);
-      if ((g === undefined && this.guests.size < cfg.maxMacs) || (g !== undefined && g.port === port)) {
-        this.learnGuest(port, a.senderIp, a.senderMac);
-      }
-    }
     if (a.op !== 1) return;
     if (a.targetIp === cfg.gatewayIp || a.targetIp === cfg.hostIp) {
       const reply = buildArpReply(cfg.gatewayMac, a.targetIp, a.senderMac, a.senderIp);
@@ -847,10 +998,14 @@ export class Engine extends EventEmitter {
 
   private dhcpFromGuest(port: VmPort, mac: Uint8Array, payload: Uint8Array): void {
     const reserved = port.uuid !== undefined ? this.uuids.ipOf(port.uuid) : undefined;
-    const r = this.dhcp.handle(payload, mac, Date.now(), reserved);
+    const r = this.dhcp.handle(payload, mac, Date.now(), reserved, port.id);
     if (r === null) return;
-    // An ACK binds the address to this VM now, so forwards reach a guest that has not sent anything yet.
-    if (r.yiaddr !== 0 && dhcpMessageType(r.reply) === 5) this.learnGuest(port, r.yiaddr, mac);
+    // An ACK binds the address to this VM now, so forwards reach a guest that has not sent
+    // anything yet, and no other VM can claim it (the server asked mayHoldIp before acking).
+    if (r.yiaddr !== 0 && dhcpMessageType(r.reply) === 5) {
+      const g = this.guests.get(r.yiaddr);
+      if (g === undefined || g.port === port || !this.config.isolation) this.learnGuest(port, r.yiaddr, mac);
+    }
     const dstMac = r.broadcast ? BROADCAST_MAC : mac;
     const dstIp = r.dest;
     this.udpToGuest(port, dstMac, this.config.gatewayIp, 67, dstIp, 68, r.reply);
@@ -980,8 +1135,16 @@ export class Engine extends EventEmitter {
 
   // ---- introspection and shutdown ----------------------------------------
 
+  /** One of the switch's tables as a bound (QuotaStats shape). */
+  private tableStats(used: number, total: number, perVm: number, refusedVm: number, refusedTotal: number, of: (p: VmPort) => number): QuotaStats {
+    let maxVmUsed = 0;
+    for (const p of this.ports.values()) maxVmUsed = Math.max(maxVmUsed, of(p));
+    return { used, total, perVm, refusedVm, refusedTotal, maxVmUsed };
+  }
+
   stats(): EngineStats {
     const c = this.counters;
+    const cfg = this.config;
     return {
       backend: this.kernels.backend,
       vms: this.ports.size,
@@ -992,7 +1155,10 @@ export class Engine extends EventEmitter {
       },
       linkDrops: [...this.ports.values()].reduce((n, p) => n + p.link.stats().dropped, this.leftLinkDrops),
       drops: Object.fromEntries(this.drops),
-      switch: { macs: this.macs.size, forwarded: c.forwarded, flooded: c.flooded, unknownUnicast: c.unknownUnicast, macsRefused: this.macs.refused },
+      switch: {
+        macs: this.macs.size, forwarded: c.forwarded, flooded: c.flooded, unknownUnicast: c.unknownUnicast, macsRefused: this.macs.refused,
+        macsRefusedPerVm: this.macs.refusedPort, macsOwnedElsewhere: this.macs.refusedOwned, guestIps: this.guests.size,
+      },
       udp: { flows: this.udp.size, ...this.udp.counters },
       tcp: this.tcp.stats(),
       icmp: { echoReplies: c.echoReplies, ...this.icmp.counters },
@@ -1004,6 +1170,10 @@ export class Engine extends EventEmitter {
         udpBindings: this.udp.limits(),
         fragmentSlots: this.fragSlots.stats(),
         echoProbes: this.icmp.limits(),
+        dhcpLeases: this.dhcp.quotaStats(),
+        guestIps: this.tableStats(this.guests.size, cfg.maxMacs, cfg.limits.ipsPerVm,
+          this.drops.get('ip-limit') ?? 0, this.drops.get('guest-table-full') ?? 0, (p) => p.ips.size),
+        macs: this.tableStats(this.macs.size, cfg.maxMacs, cfg.limits.macsPerVm, this.macs.refusedPort, this.macs.refused, (p) => this.macs.countOf(p)),
       },
     };
   }

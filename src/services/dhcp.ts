@@ -6,6 +6,13 @@
  * go. Leases are keyed by that Ethernet MAC rather than chaddr: the switch has
  * already tied the MAC to a port, whereas chaddr is whatever the guest wrote.
  *
+ * The engine also names the attachment (VM connection) a message came from:
+ * a lease then belongs to that attachment and MAC together, an attachment
+ * holds at most `maxLeasesPerVm` lease records (so one VM inventing client
+ * MACs cannot take the pool), another attachment's address is never offered
+ * or acknowledged, and releaseVm() frees everything an attachment held when
+ * it leaves.
+ *
  * This server is authoritative for the virtual subnet: an INIT-REBOOT or
  * RENEWING client we have no record of (e.g. after a daemon restart) gets its
  * address back when it is free, instead of the silence RFC 2131 §4.3.2
@@ -14,6 +21,7 @@
 import { VnetkitError, ErrorCodes } from '../errors.js';
 import { formatIPv4, formatMac, parseMac, prefixMask } from '../wire/addr.js';
 import { nullLogger, type Logger } from '../log.js';
+import type { QuotaStats } from '../engine/quota.js';
 
 export interface DhcpOptions {
   serverIp: number;
@@ -33,6 +41,18 @@ export interface DhcpOptions {
   maxLeases?: number;
   /** How long an OFFER holds its address for the client, ms (default 60 000). */
   offerHoldMs?: number;
+  /**
+   * Lease records (offers, leases, declined addresses) one attachment may hold, static
+   * leases not counted (default: no bound). Full: the attachment's own oldest expired
+   * record makes room, else its new client gets no OFFER (counted `perVmRefused`).
+   */
+  maxLeasesPerVm?: number;
+  /**
+   * Whether attachment `vm` may be given `ip` (the switch's view: no other attachment uses it,
+   * and `vm` has room for another address). Addresses it refuses are not offered, and
+   * REQUESTs for them are NAKed. Only asked for messages that name an attachment.
+   */
+  mayHold?: (ip: number, vm: number) => boolean;
   log?: Logger;
 }
 
@@ -52,6 +72,8 @@ export interface DhcpReply {
 
 export interface DhcpLease {
   mac: string;
+  /** The attachment that holds it, when the engine named one. */
+  vm?: number;
   ip: number;
   hostname?: string;
   expiresAt: number;
@@ -110,8 +132,11 @@ const DECLINE_QUARANTINE_MS = 10 * 60_000;
 const MAX_HOSTNAME = 64;
 
 interface Lease {
+  /** byMac's key: the MAC, prefixed with the attachment when one was named. */
+  key: string;
   /** '' for a quarantined (declined) address. */
   mac: string;
+  vm?: number;
   ip: number;
   hostname?: string;
   expiresAt: number;
@@ -121,6 +146,17 @@ interface Lease {
 }
 
 /** What one scan of the options area found; reused across calls. */
+/** Who sent the message being handled. */
+interface Client {
+  mac: string;
+  key: string;
+  vm?: number;
+}
+
+function keyOf(mac: string, vm: number | undefined): string {
+  return vm === undefined ? mac : `${vm}/${mac}`;
+}
+
 interface Parsed {
   msgType: number;
   requestedIp: number;
@@ -217,7 +253,12 @@ export class DhcpServer {
   private readonly leaseOptions: Uint8Array;
   private readonly serverIdOption: Uint8Array;
 
+  /** By Lease.key (attachment and MAC). */
   private readonly byMac = new Map<string, Lease>();
+  /** Each attachment's non-static lease records. */
+  private readonly byVm = new Map<number, Set<Lease>>();
+  private readonly maxPerVm: number;
+  private readonly mayHold?: (ip: number, vm: number) => boolean;
   private readonly byIp = new Map<number, Lease>();
   private readonly staticByMac = new Map<string, number>();
   private readonly staticIps = new Set<number>();
@@ -250,6 +291,8 @@ export class DhcpServer {
     const leaseSeconds = Math.min(Math.floor(opts.leaseSeconds), 0xffffffff);
     this.leaseMs = leaseSeconds * 1000;
     this.offerHoldMs = opts.offerHoldMs ?? 60_000;
+    this.maxPerVm = opts.maxLeasesPerVm ?? Number.POSITIVE_INFINITY;
+    this.mayHold = opts.mayHold;
     this.log = opts.log ?? nullLogger;
     this.cursor = this.poolStart;
     this.excluded.add(this.serverIp);
@@ -295,8 +338,11 @@ export class DhcpServer {
     this.cfgOptions.set(O_BROADCAST, encodeOption(O_BROADCAST, u32((this.network | ~this.mask) >>> 0)));
   }
 
-  /** Handle one DHCP message; see DhcpReply. Never throws on packet contents. */
-  handle(payload: Uint8Array, clientMac: Uint8Array, now: number, reserved?: number): DhcpReply | null {
+  /**
+   * Handle one DHCP message; see DhcpReply. Never throws on packet contents.
+   * `vm`: the attachment it came from (see the file comment); without it leases are keyed by MAC alone.
+   */
+  handle(payload: Uint8Array, clientMac: Uint8Array, now: number, reserved?: number, vm?: number): DhcpReply | null {
     this.count('rx');
     const reason = this.parse(payload);
     if (reason !== null) {
@@ -308,21 +354,22 @@ export class DhcpServer {
       return null;
     }
     const mac = formatMac(clientMac);
+    const c: Client = { mac, key: keyOf(mac, vm), vm };
     const p = this.p;
     switch (p.msgType) {
       case DISCOVER:
         this.count('discover');
-        return this.onDiscover(payload, mac, now, reserved);
+        return this.onDiscover(payload, c, now, reserved);
       case REQUEST:
         this.count('request');
-        return this.onRequest(payload, mac, now, reserved);
+        return this.onRequest(payload, c, now, reserved);
       case DECLINE:
         this.count('decline');
-        this.onDecline(payload, mac, now);
+        this.onDecline(payload, c, now);
         return null;
       case RELEASE:
         this.count('release');
-        this.onRelease(payload, mac, now);
+        this.onRelease(payload, c, now);
         return null;
       case INFORM:
         this.count('inform');
@@ -338,23 +385,63 @@ export class DhcpServer {
     for (const l of this.byIp.values()) {
       if (l.mac === '' || !l.bound) continue;
       const e: DhcpLease = { mac: l.mac, ip: l.ip, expiresAt: l.expiresAt, static: l.static };
+      if (l.vm !== undefined) e.vm = l.vm;
       if (l.hostname !== undefined) e.hostname = l.hostname;
       out.push(e);
     }
     return out;
   }
 
-  /** Forget a client's lease (its address returns to the pool). Static leases stay. */
+  /** Forget a client's leases, on any attachment (their addresses return to the pool), and its reservation. Static leases stay. */
   release(mac: string): void {
     const key = normMac(mac);
     if (key === null) return;
-    const l = this.byMac.get(key);
-    if (l !== undefined && !l.static) this.drop(l);
+    for (const l of [...this.byIp.values()]) if (l.mac === key && !l.static) this.drop(l);
     const r = this.reservedByMac.get(key);
     if (r !== undefined) {
       this.reservedByMac.delete(key);
       this.reservedIps.delete(r);
     }
+  }
+
+  /**
+   * The attachment left: every lease record it held goes (its addresses return to the
+   * pool at once). Static leases and reservations (vpnkit UUIDs) stay pinned to their MAC.
+   */
+  releaseVm(vm: number): void {
+    const set = this.byVm.get(vm);
+    if (set === undefined) return;
+    for (const l of [...set]) this.drop(l);
+    this.byVm.delete(vm);
+  }
+
+  /**
+   * May attachment `vm`, sending from `mac`, use `ip` as an address it configured itself?
+   * Not when the address is another MAC's static lease or reservation, or another
+   * attachment holds an unexpired record for it (offer, lease, quarantine).
+   */
+  mayClaim(ip: number, vm: number, mac: string, now: number): boolean {
+    ip = ip >>> 0;
+    if (this.excluded.has(ip)) return false;
+    if (this.staticIps.has(ip)) return this.staticByMac.get(mac) === ip;
+    const r = this.reservedIps.get(ip);
+    if (r !== undefined) return r === mac;
+    const l = this.byIp.get(ip);
+    return l === undefined || l.vm === vm || (!l.static && l.expiresAt <= now);
+  }
+
+  /** Lease records per attachment against maxLeasesPerVm (static leases not counted). */
+  quotaStats(): QuotaStats {
+    let used = 0;
+    let maxVmUsed = 0;
+    for (const s of this.byVm.values()) {
+      used += s.size;
+      if (s.size > maxVmUsed) maxVmUsed = s.size;
+    }
+    return {
+      used, total: this.maxLeases, perVm: Number.isFinite(this.maxPerVm) ? this.maxPerVm : this.maxLeases,
+      refusedVm: this.counters.perVmRefused ?? 0, refusedTotal: this.counters.pool_exhausted ?? 0, maxVmUsed,
+    };
   }
 
   /** Pin `ip` to `mac` (vpnkit UUID → IP); it is offered to nobody else. */
@@ -442,69 +529,85 @@ export class DhcpServer {
 
   // ---- message handlers -----------------------------------------------------
 
-  private onDiscover(b: Uint8Array, mac: string, now: number, reserved?: number): DhcpReply | null {
-    const ip = this.choose(mac, now, reserved, this.p.hasRequestedIp ? this.p.requestedIp : 0);
-    if (ip === 0) {
-      this.count('pool_exhausted');
-      this.log.warn('dhcp: address pool exhausted, no offer', { mac, pool: `${formatIPv4(this.poolStart)}-${formatIPv4(this.poolEnd)}` });
+  private onDiscover(b: Uint8Array, c: Client, now: number, reserved?: number): DhcpReply | null {
+    if (!this.roomFor(c, now)) {
+      this.count('perVmRefused');
+      this.log.limited('dhcp-per-vm', 'warn', 'dhcp: attachment holds its maximum of leases, no offer', { vm: c.vm, mac: c.mac, max: this.maxPerVm });
       return null;
     }
-    const l = this.bind(mac, ip, now, false);
+    const ip = this.choose(c, now, reserved, this.p.hasRequestedIp ? this.p.requestedIp : 0);
+    if (ip === 0) {
+      this.count('pool_exhausted');
+      this.log.warn('dhcp: address pool exhausted, no offer', { mac: c.mac, pool: `${formatIPv4(this.poolStart)}-${formatIPv4(this.poolEnd)}` });
+      return null;
+    }
+    const l = this.bind(c, ip, now, false);
     if (!l.static && !l.bound) l.expiresAt = now + this.offerHoldMs;
     this.count('offer');
     return this.reply(b, OFFER, ip, true);
   }
 
-  private onRequest(b: Uint8Array, mac: string, now: number, reserved?: number): DhcpReply | null {
+  private onRequest(b: Uint8Array, c: Client, now: number, reserved?: number): DhcpReply | null {
     const p = this.p;
     const ciaddr = be32(b, OFF_CIADDR);
     if (p.hasServerId) {
       // SELECTING: the client answers one server's OFFER in a broadcast.
       if (p.serverId !== this.serverIp) {
-        const l = this.byMac.get(mac);
+        const l = this.byMac.get(c.key);
         // It chose someone else; let our offer go now rather than at hold expiry.
         if (l !== undefined && !l.bound && !l.static) this.drop(l);
         this.count('request_other_server');
         return null;
       }
       const want = p.hasRequestedIp ? p.requestedIp : ciaddr;
-      const l = this.byMac.get(mac);
-      if (want === 0 || l === undefined || l.ip !== want || !this.allowedFor(mac, want, reserved)) {
+      const l = this.byMac.get(c.key);
+      if (want === 0 || l === undefined || l.ip !== want || !this.allowedFor(c.mac, want, reserved)) {
         return this.nak(b, 'not_offered');
       }
-      return this.ack(b, mac, want, now);
+      if (!this.holdable(c, want)) return this.nak(b, 'in_use');
+      return this.ack(b, c, want, now);
     }
     // INIT-REBOOT (requested-ip, no ciaddr) or RENEWING/REBINDING (ciaddr).
     const want = p.hasRequestedIp && ciaddr === 0 ? p.requestedIp : ciaddr;
     if (want === 0) return this.nak(b, 'no_address');
-    const l = this.byMac.get(mac);
-    if (l !== undefined && l.ip === want && this.allowedFor(mac, want, reserved)) return this.ack(b, mac, want, now);
-    if (l === undefined && this.allowedFor(mac, want, reserved) && this.freeFor(mac, want, now)) {
-      if (this.inPool(want) || this.staticByMac.get(mac) === want || (reserved !== undefined && reserved >>> 0 === want)) {
+    const l = this.byMac.get(c.key);
+    if (l !== undefined && l.ip === want && this.allowedFor(c.mac, want, reserved)) {
+      if (!this.holdable(c, want)) return this.nak(b, 'in_use');
+      return this.ack(b, c, want, now);
+    }
+    if (l === undefined && this.allowedFor(c.mac, want, reserved) && this.freeFor(c, want, now)) {
+      if (this.inPool(want) || this.staticByMac.get(c.mac) === want || (reserved !== undefined && reserved >>> 0 === want)) {
+        if (!this.holdable(c, want)) return this.nak(b, 'in_use');
+        if (!this.roomFor(c, now)) {
+          this.count('perVmRefused');
+          return this.nak(b, 'per_vm_limit');
+        }
         if (!this.makeRoom(now)) return this.nak(b, 'full');
-        return this.ack(b, mac, want, now);
+        return this.ack(b, c, want, now);
       }
     }
     return this.nak(b, 'wrong_address');
   }
 
-  private onDecline(b: Uint8Array, mac: string, now: number): void {
+  private onDecline(b: Uint8Array, c: Client, now: number): void {
     const p = this.p;
     if (p.hasServerId && p.serverId !== this.serverIp) return;
-    const l = this.byMac.get(mac);
+    const l = this.byMac.get(c.key);
     if (l === undefined || l.static || !p.hasRequestedIp || l.ip !== p.requestedIp) return;
     this.drop(l);
     // Quarantine: another host answers for this address, so hand it to nobody for a while.
-    const q: Lease = { mac: '', ip: l.ip, expiresAt: now + DECLINE_QUARANTINE_MS, static: false, bound: false };
+    // It counts against the attachment that declined, so declining cannot drain the pool.
+    const q: Lease = { key: '', mac: '', ip: l.ip, vm: c.vm, expiresAt: now + DECLINE_QUARANTINE_MS, static: false, bound: false };
     this.byIp.set(q.ip, q);
+    this.track(q);
     this.dynamicCount++;
-    this.log.warn('dhcp: client declined address (in use on the link?)', { mac, ip: formatIPv4(l.ip) });
+    this.log.limited('dhcp-decline', 'warn', 'dhcp: client declined address (in use on the link?)', { mac: c.mac, ip: formatIPv4(l.ip) });
   }
 
-  private onRelease(b: Uint8Array, mac: string, now: number): void {
+  private onRelease(b: Uint8Array, c: Client, now: number): void {
     const p = this.p;
     if (p.hasServerId && p.serverId !== this.serverIp) return;
-    const l = this.byMac.get(mac);
+    const l = this.byMac.get(c.key);
     const ciaddr = be32(b, OFF_CIADDR);
     if (l === undefined || l.static || l.ip !== ciaddr) return;
     // Keep the record (expired) so the same client gets the same address back
@@ -518,8 +621,8 @@ export class DhcpServer {
     return this.reply(b, ACK, 0, false);
   }
 
-  private ack(b: Uint8Array, mac: string, ip: number, now: number): DhcpReply {
-    const l = this.bind(mac, ip, now, true);
+  private ack(b: Uint8Array, c: Client, ip: number, now: number): DhcpReply {
+    const l = this.bind(c, ip, now, true);
     const p = this.p;
     if (p.hostLen > 0) l.hostname = hostnameOf(b, p.hostOff, Math.min(p.hostLen, MAX_HOSTNAME));
     this.count('ack');
@@ -555,32 +658,62 @@ export class DhcpServer {
     return owner === undefined || owner === mac;
   }
 
-  /** Is `ip` unleased, or leased to `mac`, or held by an expired record? */
-  private freeFor(mac: string, ip: number, now: number): boolean {
-    const l = this.byIp.get(ip);
-    return l === undefined || l.mac === mac || (!l.static && l.expiresAt <= now);
+  /** The switch's word on `ip` for this client's attachment (always yes without one). */
+  private holdable(c: Client, ip: number): boolean {
+    return c.vm === undefined || this.mayHold === undefined || this.mayHold(ip, c.vm);
   }
 
-  /** Pick the address to offer `mac`; 0 when there is none. */
-  private choose(mac: string, now: number, reserved: number | undefined, requested: number): number {
-    if (reserved !== undefined) return this.allowedFor(mac, reserved >>> 0, reserved) ? reserved >>> 0 : 0;
+  /**
+   * Is `ip` unleased, or leased to this client, or held by an expired record,
+   * or reserved for this client's MAC (a vpnkit VM back on a new attachment)?
+   */
+  private freeFor(c: Client, ip: number, now: number): boolean {
+    const l = this.byIp.get(ip);
+    return l === undefined || l.key === c.key || (!l.static && (l.expiresAt <= now || this.reservedIps.get(ip) === c.mac));
+  }
+
+  /**
+   * Room for one more record of this client's attachment: true at once below
+   * maxLeasesPerVm (or when the client has its record already, or a static
+   * lease); at the bound the attachment's own oldest expired record goes;
+   * false while all it holds are live (leases, offers within their hold,
+   * quarantined addresses).
+   */
+  private roomFor(c: Client, now: number): boolean {
+    if (c.vm === undefined || this.byMac.has(c.key) || this.staticByMac.has(c.mac)) return true;
+    const set = this.byVm.get(c.vm);
+    if (set === undefined || set.size < this.maxPerVm) return true;
+    let best: Lease | undefined;
+    for (const l of set) {
+      if (l.expiresAt <= now && (best === undefined || l.expiresAt < best.expiresAt)) best = l;
+    }
+    if (best === undefined) return false;
+    this.drop(best);
+    return true;
+  }
+
+  /** Pick the address to offer this client; 0 when there is none. */
+  private choose(c: Client, now: number, reserved: number | undefined, requested: number): number {
+    const mac = c.mac;
+    const ok = (ip: number) => this.holdable(c, ip);
+    if (reserved !== undefined) return this.allowedFor(mac, reserved >>> 0, reserved) && ok(reserved >>> 0) ? reserved >>> 0 : 0;
     const r = this.reservedByMac.get(mac);
-    if (r !== undefined) return r;
+    if (r !== undefined) return ok(r) ? r : 0;
     const s = this.staticByMac.get(mac);
-    if (s !== undefined) return s;
-    const mine = this.byMac.get(mac);
-    if (mine !== undefined) return mine.ip;
+    if (s !== undefined) return ok(s) ? s : 0;
+    const mine = this.byMac.get(c.key);
+    if (mine !== undefined && ok(mine.ip)) return mine.ip;
     if (!this.makeRoom(now)) return 0;
-    if (requested !== 0 && this.inPool(requested) && this.allowedFor(mac, requested) && this.freeFor(mac, requested, now)) return requested;
+    if (requested !== 0 && this.inPool(requested) && this.allowedFor(mac, requested) && this.freeFor(c, requested, now) && ok(requested)) return requested;
     // Never-used addresses first, so expired records (and the address their
     // owner would get back) survive as long as possible.
     const size = this.poolEnd - this.poolStart + 1;
     for (let n = 0; n < size; n++) {
       const ip = this.cursor;
       this.cursor = ip >= this.poolEnd ? this.poolStart : ip + 1;
-      if (!this.byIp.has(ip) && this.allowedFor(mac, ip)) return ip;
+      if (!this.byIp.has(ip) && this.allowedFor(mac, ip) && ok(ip)) return ip;
     }
-    const old = this.oldestExpired(now, (l) => this.allowedFor(mac, l.ip));
+    const old = this.oldestExpired(now, (l) => this.allowedFor(mac, l.ip) && ok(l.ip));
     return old === undefined ? 0 : old.ip;
   }
 
@@ -602,20 +735,23 @@ export class DhcpServer {
     return best;
   }
 
-  private bind(mac: string, ip: number, now: number, bound: boolean): Lease {
-    let l = this.byMac.get(mac);
+  private bind(c: Client, ip: number, now: number, bound: boolean): Lease {
+    let l = this.byMac.get(c.key);
     if (l !== undefined && l.ip !== ip) {
       this.drop(l);
       l = undefined;
     }
     const other = this.byIp.get(ip);
     if (other !== undefined && other !== l) this.drop(other);
-    const isStatic = this.staticByMac.get(mac) === ip;
+    const isStatic = this.staticByMac.get(c.mac) === ip;
     if (l === undefined) {
-      l = { mac, ip, expiresAt: now, static: isStatic, bound: false };
-      this.byMac.set(mac, l);
+      l = { key: c.key, mac: c.mac, ip, vm: c.vm, expiresAt: now, static: isStatic, bound: false };
+      this.byMac.set(c.key, l);
       this.byIp.set(ip, l);
-      if (!isStatic) this.dynamicCount++;
+      if (!isStatic) {
+        this.dynamicCount++;
+        this.track(l);
+      }
     }
     if (bound) {
       l.bound = true;
@@ -624,11 +760,29 @@ export class DhcpServer {
     return l;
   }
 
+  /** Count a dynamic record against its attachment. */
+  private track(l: Lease): void {
+    if (l.vm === undefined) return;
+    let set = this.byVm.get(l.vm);
+    if (set === undefined) {
+      set = new Set();
+      this.byVm.set(l.vm, set);
+    }
+    set.add(l);
+  }
+
   private drop(l: Lease): void {
-    if (l.mac !== '' && this.byMac.get(l.mac) === l) this.byMac.delete(l.mac);
+    if (l.key !== '' && this.byMac.get(l.key) === l) this.byMac.delete(l.key);
     if (this.byIp.get(l.ip) === l) {
       this.byIp.delete(l.ip);
       if (!l.static) this.dynamicCount--;
+    }
+    if (l.vm !== undefined) {
+      const set = this.byVm.get(l.vm);
+      if (set !== undefined) {
+        set.delete(l);
+        if (set.size === 0) this.byVm.delete(l.vm);
+      }
     }
   }
 
