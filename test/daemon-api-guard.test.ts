@@ -153,6 +153,18 @@ describe('TCP control API: requests a browser could make are refused', () => {
   });
 });
 
+describe('TCP control API: refusals are counted', () => {
+  it('/stats api.events and /metrics vnetkit_api_events_total count each refusal reason', async () => {
+    const st = await request({ headers: auth() });
+    const ev = (st.json.api as { connections: number; events: Record<string, number> }).events;
+    for (const k of ['unauthorized', 'badHost', 'crossOrigin', 'contentType']) expect(ev[k], k).toBeGreaterThan(0);
+    expect((st.json.api as { connections: number }).connections).toBeGreaterThanOrEqual(1);
+    const m = await request({ path: '/metrics', headers: auth() });
+    expect(m.text).toMatch(/^vnetkit_api_events_total\{event="unauthorized"\} [1-9]\d*$/m);
+    expect(m.text).toMatch(/^vnetkit_api_connections [1-9]\d*$/m);
+  });
+});
+
 describe('TCP control API: token from the environment', () => {
   it('VNETKIT_API_TOKEN is used and no file is written; a short one refuses to start', async () => {
     const dir = fs.mkdtempSync(path.join(tmp, 'env-'));
@@ -277,13 +289,13 @@ describe('slow-loris', () => {
       const target: net.NetConnectOpts = where === 'tcp' ? { host: '127.0.0.1', port: tcpPort } : { path: unixPath };
       const socks = await holders(target, 100, `GET /stats HTTP/1.1\r\nHost: 127.0.0.1:${tcpPort}\r\nX-Slow: `);
       try {
-        expect(srv.connections().open).toBeLessThanOrEqual(64);
+        expect(srv.stats().connections).toBeLessThanOrEqual(64);
         // At the cap a new caller evicts the oldest connection not inside a request.
         const r = await get(where);
         expect(r.status, r.text).toBe(200);
         // The rest are destroyed at the header timeout (answered 408), not half-closed.
-        await until(() => srv.connections().open === 0, 5000);
-        expect(srv.connections().timedOut).toBeGreaterThan(0);
+        await until(() => srv.stats().connections === 0, 5000);
+        expect(srv.stats().events.timedOut).toBeGreaterThan(0);
         expect((await get(where)).status).toBe(200);
       } finally {
         for (const s of socks) s.destroy();
@@ -294,9 +306,9 @@ describe('slow-loris', () => {
   it('tcp: 100 silent sockets and idle keep-alive connections are closed, and a normal request gets in meanwhile', async () => {
     const socks = await holders({ host: '127.0.0.1', port: tcpPort }, 100, '');
     try {
-      expect(tcp.connections().open).toBeLessThanOrEqual(64);
+      expect(tcp.stats().connections).toBeLessThanOrEqual(64);
       expect((await get('tcp')).status).toBe(200);
-      await until(() => tcp.connections().open === 0, 5000);
+      await until(() => tcp.stats().connections === 0, 5000);
     } finally {
       for (const s of socks) s.destroy();
     }
@@ -309,7 +321,7 @@ describe('slow-loris', () => {
           res.on('end', () => resolve());
         }).on('error', reject);
       });
-      await until(() => tcp.connections().open === 0, 3000);
+      await until(() => tcp.stats().connections === 0, 3000);
     } finally {
       agent.destroy();
     }
@@ -321,8 +333,8 @@ describe('slow-loris', () => {
     const [s] = await holders({ host: '127.0.0.1', port: p }, 1,
       `POST /services/dns/add HTTP/1.1\r\nHost: 127.0.0.1:${p}\r\nAuthorization: Bearer ${fast.token}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{`);
     try {
-      await until(() => srv.connections().open === 1, 1000);
-      await until(() => srv.connections().open === 0, 5000);
+      await until(() => srv.stats().connections === 1, 1000);
+      await until(() => srv.stats().connections === 0, 5000);
     } finally {
       s.destroy();
       await srv.close();

@@ -63,13 +63,33 @@ export interface ApiDeps {
   log?: Logger;
   /** ms epoch the daemon started, for uptime. */
   startedAt?: number;
+  /** The API servers' own counters, shown in /stats and /metrics. */
+  apiStats?: () => ApiStats;
+}
+
+/** What the connection and request guards did, summed over a daemon's API servers. */
+export interface ApiStats {
+  /** Connections open now. */
+  connections: number;
+  /** Counts by event: connectionsEvicted, connectionsRefused, timedOut, malformed, and refusals by reason (unauthorized, badHost, crossOrigin, contentType). */
+  events: Record<string, number>;
+}
+
+/** Sum of several servers' stats. */
+export function sumApiStats(all: ApiStats[]): ApiStats {
+  const out: ApiStats = { connections: 0, events: {} };
+  for (const a of all) {
+    out.connections += a.connections;
+    for (const [k, v] of Object.entries(a.events)) out.events[k] = (out.events[k] ?? 0) + v;
+  }
+  return out;
 }
 
 export interface ApiServer {
   readonly url: string;
   readonly address: string;
-  /** Connections open now, and what the connection guards did so far. */
-  connections(): { open: number; evicted: number; refused: number; timedOut: number; malformed: number };
+  /** Connections open now, and what the connection and request guards did so far. */
+  stats(): ApiStats;
   close(): Promise<void>;
 }
 
@@ -155,7 +175,7 @@ export function routes(d: ApiDeps): Record<string, Partial<Record<'GET' | 'POST'
         return ok(zoneToJson(zone));
       },
     },
-    '/stats': { GET: () => ok({ ...e.stats(), forwarder: { ...d.forwarder.counters, ...d.forwarder.activeCount(), forwards: d.forwarder.list().length } }) },
+    '/stats': { GET: () => ok({ ...e.stats(), forwarder: { ...d.forwarder.counters, ...d.forwarder.activeCount(), forwards: d.forwarder.list().length }, ...(d.apiStats ? { api: d.apiStats() } : {}) }) },
     '/vms': { GET: () => ok(e.vms()) },
     '/flows': { GET: () => ok(e.flows?.() ?? []) },
     '/metrics': {
@@ -168,6 +188,7 @@ export function routes(d: ApiDeps): Record<string, Partial<Record<'GET' | 'POST'
           forwards: d.forwarder.list(),
           forwarder: { ...d.forwarder.counters },
           capturing: d.capture.active() !== undefined,
+          api: d.apiStats?.(),
           uptimeSeconds: d.startedAt !== undefined ? Math.floor((Date.now() - d.startedAt) / 1000) : undefined,
         }),
       }),
@@ -248,7 +269,7 @@ export async function startApiServer(url: string, deps: ApiDeps, opts: ApiServer
   }
   const guard: Guard = { jsonOnly: tcp, tokenDigest: tcp ? digest(opts.token!) : undefined };
   const requestTimeout = opts.requestTimeoutMs ?? 30_000;
-  const counters = { evicted: 0, refused: 0, timedOut: 0, malformed: 0 };
+  const counters: Record<string, number> = { connectionsEvicted: 0, connectionsRefused: 0, timedOut: 0, malformed: 0, unauthorized: 0, badHost: 0, crossOrigin: 0, contentType: 0 };
   const server = http.createServer({
     headersTimeout: opts.headersTimeoutMs ?? 10_000,
     requestTimeout,
@@ -256,7 +277,7 @@ export async function startApiServer(url: string, deps: ApiDeps, opts: ApiServer
     connectionsCheckingInterval: opts.timeoutCheckMs ?? 1_000,
     maxHeaderSize: 16 * 1024,
   }, (req, res) => {
-    void handle(req, res, table, guard, log);
+    void handle(req, res, table, guard, counters, log);
   });
   // A socket that connects and never sends a byte is not in a request, so the
   // header timeout does not see it; the inactivity timeout destroys it (no
@@ -280,13 +301,13 @@ export async function startApiServer(url: string, deps: ApiDeps, opts: ApiServer
       if (s === sock || e.inRequest > 0) continue;
       conns.delete(s);
       s.destroy();
-      counters.evicted++;
+      counters.connectionsEvicted++;
       log.limited('api-connection-evicted', 'info', 'control API: at the connection cap; closed the oldest connection not in a request', { cap });
       return;
     }
     conns.delete(sock);
     sock.destroy();
-    counters.refused++;
+    counters.connectionsRefused++;
     log.limited('api-connection-refused', 'warn', 'control API: connection refused, every connection is inside a request', { cap });
   });
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -309,7 +330,7 @@ export async function startApiServer(url: string, deps: ApiDeps, opts: ApiServer
     }
     sock.destroy();
   });
-  const connections = () => ({ open: conns.size, ...counters });
+  const stats = (): ApiStats => ({ connections: conns.size, events: { ...counters } });
   if (!tcp) {
     const p = url.slice('unix://'.length);
     await clearStaleSocket(p);
@@ -325,7 +346,7 @@ export async function startApiServer(url: string, deps: ApiDeps, opts: ApiServer
     return {
       url,
       address: p,
-      connections,
+      stats,
       close: async () => {
         await closeServer(server);
         try {
@@ -346,7 +367,7 @@ export async function startApiServer(url: string, deps: ApiDeps, opts: ApiServer
   const a = server.address() as net.AddressInfo;
   const hp = a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
   guard.hosts = allowedHosts(a);
-  return { url: `tcp://${hp}`, address: hp, connections, close: () => closeServer(server) };
+  return { url: `tcp://${hp}`, address: hp, stats, close: () => closeServer(server) };
 }
 
 /** The Host values naming a TCP listener: its bound address and localhost, with its port (bare when 80). */
@@ -375,7 +396,14 @@ function screen(req: http.IncomingMessage, guard: Guard): HttpError | null {
   return null;
 }
 
-async function handle(req: http.IncomingMessage, res: http.ServerResponse, table: ReturnType<typeof routes>, guard: Guard, log: Logger): Promise<void> {
+const REFUSAL_EVENT: Record<string, string> = {
+  [ApiErrorCodes.UNAUTHORIZED]: 'unauthorized',
+  [ApiErrorCodes.BAD_HOST]: 'badHost',
+  [ApiErrorCodes.CROSS_ORIGIN]: 'crossOrigin',
+  [ApiErrorCodes.CONTENT_TYPE]: 'contentType',
+};
+
+async function handle(req: http.IncomingMessage, res: http.ServerResponse, table: ReturnType<typeof routes>, guard: Guard, counters: Record<string, number>, log: Logger): Promise<void> {
   const send = (r: Reply): void => {
     if (res.headersSent) return;
     const isText = 'text' in r;
@@ -391,6 +419,7 @@ async function handle(req: http.IncomingMessage, res: http.ServerResponse, table
   try {
     const refused = screen(req, guard);
     if (refused !== null) {
+      counters[REFUSAL_EVENT[refused.code]]++;
       // Not worth reading an unwanted caller's body: answer and close.
       res.shouldKeepAlive = false;
       return fail(refused.status, refused.message, refused.code, refused.status === 401 ? { 'WWW-Authenticate': 'Bearer realm="vnetkit"' } : {});
@@ -409,6 +438,7 @@ async function handle(req: http.IncomingMessage, res: http.ServerResponse, table
       return fail(405, `method ${req.method} not allowed on ${p} (allowed: ${allow})`, ApiErrorCodes.METHOD_NOT_ALLOWED, { Allow: allow });
     }
     if (method === 'POST' && guard.jsonOnly && !isJsonType(req.headers['content-type'])) {
+      counters.contentType++;
       res.shouldKeepAlive = false;
       return fail(415, `POST needs "Content-Type: application/json", got ${JSON.stringify(req.headers['content-type'] ?? '')}`, ApiErrorCodes.CONTENT_TYPE);
     }

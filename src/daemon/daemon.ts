@@ -12,7 +12,7 @@ import { createLogger, type Logger } from '../log.js';
 import type { Listener } from '../transport/index.js';
 import { Capture, ensureCaptureDir } from './capture.js';
 import { Forwarder } from './forwarder.js';
-import { apiTokenProblem, generateApiToken, startApiServer, type ApiServer, type ApiServerOptions } from './api.js';
+import { apiTokenProblem, generateApiToken, startApiServer, sumApiStats, type ApiServer, type ApiServerOptions } from './api.js';
 import type { DaemonConfig } from './options.js';
 import { linkBufferHint, readSysctlBytes, WMEM_DEFAULT_PATH, WMEM_MAX_PATH } from './link-buffer-hint.js';
 import { canSetSendBuffer, DEFAULT_SEND_BUFFER_BYTES } from '../transport/index.js';
@@ -224,7 +224,7 @@ export async function startDaemon(cfg: DaemonConfig, io: DaemonIo, tuning: Daemo
     const token = api.some((u) => u.startsWith('tcp://')) ? apiToken(cfg, env, log) : undefined;
     for (const u of api) {
       const tcp = u.startsWith('tcp://');
-      const a = await startApiServer(u, { engine, forwarder, capture, log: log.child({ svc: 'api' }), startedAt }, { ...tuning.api, token: tcp ? token!.token : undefined });
+      const a = await startApiServer(u, { engine, forwarder, capture, log: log.child({ svc: 'api' }), startedAt, apiStats: () => sumApiStats(apis.map((x) => x.stats())) }, { ...tuning.api, token: tcp ? token!.token : undefined });
       apis.push(a);
       if (!tcp) {
         log.info('control API listening', { url: a.url });
