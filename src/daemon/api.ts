@@ -20,8 +20,9 @@
  * Connections: header and request timeouts per connection, a socket silent
  * for the request timeout is destroyed, timed-out and malformed requests are
  * answered and destroyed (never half-closed, which would leave the socket to
- * a client that never closes), and at the connection cap idle keep-alive or
- * silent connections are closed to make room.
+ * a client that never closes), and at the connection cap a new connection
+ * closes the oldest one not inside a request (idle keep-alive, silent, or
+ * still sending headers).
  *
  * Status codes: unknown path 404, wrong method 405 (with Allow), body not
  * JSON / missing or mistyped field / forward outside the subnet / bad capture
@@ -226,7 +227,7 @@ export interface ApiServerOptions {
   keepAliveTimeoutMs?: number;
   /** How often the header and request timeouts are checked (default 1000 ms). */
   timeoutCheckMs?: number;
-  /** Connections at once (default 64); at the cap idle ones are closed to make room. */
+  /** Connections at once (default 64); at the cap the oldest connection not inside a request is closed to make room. */
   maxConnections?: number;
 }
 
@@ -279,9 +280,9 @@ export async function startApiServer(url: string, deps: ApiDeps, opts: ApiServer
   }, (req, res) => {
     void handle(req, res, table, guard, counters, log);
   });
-  // A socket that connects and never sends a byte is not in a request, so the
-  // header timeout does not see it; the inactivity timeout destroys it (no
-  // 'timeout' listener: Node then destroys the socket itself).
+  // Backstop beside the header, request and keep-alive timeouts: a socket
+  // silent for requestTimeout is destroyed (with no 'timeout' listener Node
+  // destroys it itself).
   server.setTimeout(requestTimeout);
   // The connection cap: at the cap a new connection evicts the oldest one that
   // is not inside a request (idle keep-alive, connected and silent, or still
