@@ -20,4 +20,9 @@ export const ErrorCodes = {
   BACKEND_UNAVAILABLE: 'ERR_VNETKIT_BACKEND_UNAVAILABLE',
   /** An option has an invalid value. */
   BAD_OPTION: 'ERR_VNETKIT_BAD_OPTION',
+  /**
+   * A VM listener guests could connect to (tcp:// or udp:// on the host's loopback while
+   * hostLoopback is on, or on any other host address) without allowGuestReachable.
+   */
+  GUEST_REACHABLE: 'ERR_VNETKIT_GUEST_REACHABLE',
 } as const;

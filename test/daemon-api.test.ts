@@ -25,6 +25,7 @@ const GATEWAY = 0xc0a84101;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vnetkit-api-'));
 const apiSock = path.join(tmp, 'api.sock');
 const qemuSock = path.join(tmp, 'qemu.sock');
+const captureDir = path.join(tmp, 'captures');
 let daemon: Daemon;
 const out: string[] = [];
 const logs: string[] = [];
@@ -76,6 +77,7 @@ beforeAll(async () => {
     'vm-send-buffer': '524288',
     'log-format': 'json',
     'log-level': 'info',
+    'capture-dir': captureDir,
   });
   daemon = await startDaemon(cfg, { out: { write: (s: string) => out.push(s) }, err: { write: (s: string) => logs.push(s) } });
 });
@@ -138,8 +140,8 @@ describe('control API: errors', () => {
     expectError(await call('POST', '/services/forwarder/unexpose', { protocol: 'tcp' }), 400, 'missing field "local"');
     expectError(await call('POST', '/capture/start', {}), 400, 'missing field "file"');
     expectError(await call('POST', '/capture/start', { file: 5 }), 400, 'field "file" must be a string');
-    expectError(await call('POST', '/capture/start', { file: path.join(tmp, 'x.pcap'), snaplen: 'all' }), 400, 'field "snaplen" must be a number');
-    expectError(await call('POST', '/capture/start', { file: path.join(tmp, 'x.pcap'), snaplen: 10 }), 400, 'snaplen must be an integer from 64');
+    expectError(await call('POST', '/capture/start', { file: 'x.pcap', snaplen: 'all' }), 400, 'field "snaplen" must be a number');
+    expectError(await call('POST', '/capture/start', { file: 'x.pcap', snaplen: 10 }), 400, 'snaplen must be an integer from 64');
     expectError(await call('POST', '/services/dns/add', { Name: 5 }), 400, 'zone Name must be a string');
     expectError(await call('POST', '/services/dns/add', { Name: 'a.', Records: [{ Name: 'x', IP: '999.1.1.1' }] }), 400, 'is not an IPv4 address');
   });
@@ -152,9 +154,67 @@ describe('control API: errors', () => {
     expectError(await call('POST', '/services/dns/add', undefined, Buffer.alloc((1 << 20) + 10, 0x20)), 413, 'over the 1048576-byte limit');
   });
 
-  it('a capture file that cannot be opened is 400; stop without a capture is 409', async () => {
-    expectError(await call('POST', '/capture/start', { file: path.join(tmp, 'no/such/dir/x.pcap') }), 400, 'cannot open capture file');
-    expectError(await call('POST', '/capture/stop'), 409, 'no capture is running');
+  it('stop without a capture is 409', async () => {
+    const r = await call('POST', '/capture/stop');
+    expectError(r, 409, 'no capture is running');
+    expect((r.json as { code: string }).code).toBe('ERR_VNETKIT_API_NO_CAPTURE');
+  });
+
+  it('capture names that are paths, escape the directory or are not plain names are 400 and create nothing', async () => {
+    const outside = path.join(tmp, 'escaped.pcap');
+    for (const file of [outside, '../escaped.pcap', 'sub/x.pcap', '..', '.', '', '.hidden', 'a..b', 'x'.repeat(129), 'bad name.pcap', 'new\nline', 'C:\\x.pcap']) {
+      const r = await call('POST', '/capture/start', { file });
+      expectError(r, 400, 'capture file name');
+      expect((r.json as { code: string }).code, file).toBe('ERR_VNETKIT_CAPTURE_BAD_NAME');
+    }
+    expect(fs.existsSync(outside)).toBe(false);
+    expect(fs.readdirSync(captureDir)).toEqual([]);
+    expect((await call('GET', '/capture')).json).toBeNull();
+  });
+
+  it('a capture over an existing file is 409 and leaves the file untouched', async () => {
+    const existing = path.join(captureDir, 'keep.pcap');
+    fs.writeFileSync(existing, 'precious');
+    try {
+      const r = await call('POST', '/capture/start', { file: 'keep.pcap' });
+      expectError(r, 409, 'already exists');
+      expect((r.json as { code: string }).code).toBe('ERR_VNETKIT_CAPTURE_EXISTS');
+      expect(fs.readFileSync(existing, 'utf8')).toBe('precious');
+      expect((await call('GET', '/capture')).json).toBeNull();
+    } finally {
+      fs.rmSync(existing);
+    }
+  });
+
+  it('a capture through a symlink is 409: neither the link\'s target nor a missing target is written', async () => {
+    const target = path.join(tmp, 'target.txt');
+    fs.writeFileSync(target, 'precious');
+    const missing = path.join(tmp, 'would-be-created.txt');
+    fs.symlinkSync(target, path.join(captureDir, 'link.pcap'));
+    fs.symlinkSync(missing, path.join(captureDir, 'dangling.pcap'));
+    try {
+      expectError(await call('POST', '/capture/start', { file: 'link.pcap' }), 409, 'already exists');
+      expectError(await call('POST', '/capture/start', { file: 'dangling.pcap' }), 409, 'already exists');
+      expect(fs.readFileSync(target, 'utf8')).toBe('precious');
+      expect(fs.existsSync(missing)).toBe(false);
+    } finally {
+      fs.rmSync(path.join(captureDir, 'link.pcap'));
+      fs.rmSync(path.join(captureDir, 'dangling.pcap'));
+    }
+  });
+
+  it('over the unix socket: a request with an Origin is 403; any Host and form-labelled JSON bodies (curl -d) are accepted', async () => {
+    const o = await call('GET', '/stats', undefined, undefined, { Origin: 'http://evil.example' });
+    expectError(o, 403, 'Origin');
+    expect((o.json as { code: string }).code).toBe('ERR_VNETKIT_API_CROSS_ORIGIN');
+    const zones = daemon.engine.dns.zones().length;
+    const p = await call('POST', '/services/dns/add', { Name: 'x.' }, undefined, { Origin: 'null' });
+    expectError(p, 403, 'Origin');
+    expect(daemon.engine.dns.zones().length).toBe(zones);
+    expect((await call('GET', '/stats', undefined, undefined, { Host: 'api' })).status).toBe(200);
+    const body = JSON.stringify({ Name: 'form.internal.', Records: [{ Name: 'a', IP: '192.168.65.9' }] });
+    const f = await call('POST', '/services/dns/add', undefined, body, { 'Content-Type': 'application/x-www-form-urlencoded' });
+    expect(f.status, f.text).toBe(200);
   });
 
   it('malformed HTTP gets a 400 and the server keeps serving', async () => {
@@ -331,12 +391,13 @@ describe('forwarding through the engine to a scripted guest', () => {
     }
   });
 
-  it('capture through the API records the guest\'s frames in a pcap file', async () => {
-    const file = path.join(tmp, 'api.pcap');
-    const s = await call('POST', '/capture/start', { file, snaplen: 128 });
+  it('capture through the API records the guest\'s frames in a new 0600 pcap file in the capture directory', async () => {
+    const file = path.join(captureDir, 'api.pcap');
+    const s = await call('POST', '/capture/start', { file: 'api.pcap', snaplen: 128 });
     expect(s.status, s.text).toBe(200);
     expect(s.json).toEqual({ file, snaplen: 128 });
-    expectError(await call('POST', '/capture/start', { file: path.join(tmp, 'other.pcap') }), 409, 'already running');
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+    expectError(await call('POST', '/capture/start', { file: 'other.pcap' }), 409, 'already running');
     expect((await call('GET', '/capture')).json).toMatchObject({ file, snaplen: 128 });
     guest.send(guest.arpRequest(GUEST, GATEWAY));
     await guest.next((f) => ethType(f) === 0x0806);

@@ -267,6 +267,29 @@ describe('main() in process', () => {
   });
 });
 
+describe('main(): guest-reachable VM listeners', () => {
+  it('--listen-qemu tcp://127.0.0.1:0 is refused at start (exit 2, nothing bound) unless --allow-guest-reachable-vm-listeners', async () => {
+    const err: string[] = [];
+    const out: string[] = [];
+    const code = await main(['--listen-qemu', 'tcp://127.0.0.1:0', '--log-level', 'silent'], { out: { write: (s: string) => out.push(s) }, err: { write: (s: string) => err.push(s) } });
+    expect(code).toBe(2);
+    expect(err.join('')).toContain('vnetkit: --listen-qemu: tcp://127.0.0.1:0: guests reach the host\'s loopback through the host alias');
+    expect(out.join('')).not.toContain('listening');
+
+    const handlers = new Map<string, () => void>();
+    const lines: string[] = [];
+    const done = main(['--listen-qemu', 'tcp://127.0.0.1:0', '--allow-guest-reachable-vm-listeners', '--log-level', 'silent'], {
+      out: { write: (s: string) => lines.push(s) },
+      err: { write: () => true },
+      signals: { once: (sig, fn) => handlers.set(sig, fn), off: (sig) => handlers.delete(sig) },
+    });
+    await waitFor(() => lines.join('').includes('vnetkit: ready'));
+    expect(lines.join('')).toMatch(/listening for qemu VMs on tcp:\/\/127\.0\.0\.1:\d+/);
+    handlers.get('SIGTERM')!();
+    expect(await done).toBe(0);
+  });
+});
+
 describe('main() signal during startup', () => {
   it('a SIGTERM that arrives before the daemon is up still stops it cleanly once it is', async () => {
     const handlers = new Map<string, () => void>();

@@ -148,6 +148,74 @@ describe('config validation names the key and the reason', () => {
     expect(buildConfig({}, { listen: ['tcp://127.0.0.1:7777'], 'allow-guest-api': true }).allowGuestApi).toBe(true);
     expect(errOf(() => buildConfig({}, { listen: ['tcp://0.0.0.0:7777'], 'allow-guest-api': true })).message).toContain('loopback or a unix socket only');
   });
+
+  it('VM listeners guests could reach (tcp://, udp:// while host loopback is on) are refused unless explicitly allowed', () => {
+    for (const [name, url] of [['listen-qemu', 'tcp://127.0.0.1:0'], ['listen-vpnkit', 'tcp://[::1]:5000'], ['listen-dgram', 'udp://127.0.0.1:0']] as const) {
+      const e = errOf(() => buildConfig({}, { [name]: [url] }));
+      expect(e.key).toBe(`--${name}`);
+      expect(e.code).toBe('ERR_VNETKIT_BAD_OPTION');
+      expect(e.message).toContain('a guest could connect to this listener');
+      expect(e.message).toContain('--allow-guest-reachable-vm-listeners');
+      const ok = buildConfig({}, { [name]: [url], 'allow-guest-reachable-vm-listeners': true });
+      expect(ok.allowGuestReachableVmListeners).toBe(true);
+      expect(buildConfig({}, { [name]: [url], 'host-loopback': false }).allowGuestReachableVmListeners).toBe(false);
+    }
+    // From a file too, naming the key.
+    expect(errOf(() => buildConfig({ 'listen-qemu': ['tcp://127.0.0.1:9'] }, {}, 'vm.yaml')).message).toMatch(/^vm\.yaml: key "listen-qemu": tcp:\/\/127\.0\.0\.1:9: guests reach/);
+    // Unix sockets need nothing.
+    expect(buildConfig({}, { 'listen-qemu': ['unix:///tmp/q.sock'] }).listenQemu).toEqual(['unix:///tmp/q.sock']);
+  });
+
+  it('--api-token-file and --capture-dir are taken as given; empty is refused', () => {
+    const c = buildConfig({}, { 'api-token-file': '/x/tok', 'capture-dir': '/x/caps' });
+    expect(c.apiTokenFile).toBe('/x/tok');
+    expect(c.captureDir).toBe('/x/caps');
+    expect(errOf(() => buildConfig({}, { 'api-token-file': '' })).key).toBe('--api-token-file');
+    expect(errOf(() => buildConfig({}, { 'capture-dir': '' })).key).toBe('--capture-dir');
+  });
+});
+
+describe('engine limits and isolation', () => {
+  it('--limit KEY=VALUE sets EngineLimits keys (integers, k/M/G suffixes); repeatable, last wins', () => {
+    const c = buildConfig({}, parseArgs(['--limit', 'tcpFlowsPerVm=1024', '--limit=tcpBufferBytesPerVm=32M', '--limit', 'echoProbeBurst=20', '--limit', 'tcpFlowsPerVm=2048']));
+    expect(c.engine.limits).toEqual({ tcpFlowsPerVm: 2048, tcpBufferBytesPerVm: 32 * 1024 * 1024, echoProbeBurst: 20 });
+    expect(resolveConfig(c.engine).limits.tcpFlowsPerVm).toBe(2048);
+    expect(buildConfig({}, {}).engine.limits).toBeUndefined();
+  });
+
+  it('an unknown limit key is refused with the list of valid keys', () => {
+    const e = errOf(() => buildConfig({}, { limit: ['tcpFlows=5'] }));
+    expect(e.key).toBe('--limit');
+    expect(e.message).toContain('unknown limit "tcpFlows"; valid keys: hostSockets, hostSocketsPerVm, tcpFlowsPerVm');
+    expect(e.message).toContain('echoProbeBurst');
+  });
+
+  it('bad values name the key and the range', () => {
+    expect(errOf(() => buildConfig({}, { limit: ['tcpFlowsPerVm'] })).message).toContain('want KEY=VALUE');
+    expect(errOf(() => buildConfig({}, { limit: ['=5'] })).message).toContain('want KEY=VALUE');
+    expect(errOf(() => buildConfig({}, { limit: ['tcpFlowsPerVm=lots'] })).message).toContain('tcpFlowsPerVm must be an integer, got the string "lots"');
+    expect(errOf(() => buildConfig({}, { limit: ['tcpFlowsPerVm=-1'] })).message).toContain('must be an integer');
+    expect(errOf(() => buildConfig({}, { limit: ['tcpFlowsPerVm=0'] })).message).toBe('--limit: tcpFlowsPerVm: must be an integer from 1 to 16384, got 0');
+    expect(errOf(() => buildConfig({}, { limit: ['tcpBufferBytes=8M', 'tcpBufferBytesPerVm=16M'] })).message).toContain('tcpBufferBytesPerVm: must be an integer from 4194304 to 8388608');
+  });
+
+  it('a config file\'s limits mapping, overridden key by key by --limit', () => {
+    const f = writeTmp('limits.yaml', 'limits:\n  tcpFlowsPerVm: 100\n  udpBindingsPerVm: 64\n  tcpBufferBytesPerVm: 8M\nisolation: false\n');
+    const c = resolveCli(['--config', f, '--limit', 'udpBindingsPerVm=128']).config!;
+    expect(c.engine.limits).toEqual({ tcpFlowsPerVm: 100, udpBindingsPerVm: 128, tcpBufferBytesPerVm: 8 * 1024 * 1024 });
+    expect(c.engine.isolation).toBe(false);
+    expect(errOf(() => buildConfig(checkConfigObject({ limits: { nope: 1 } }, 'c.yaml'), {}, 'c.yaml')).message).toMatch(/^c\.yaml: key "limits\.nope": unknown limit "nope"; valid keys: /);
+    expect(errOf(() => checkConfigObject({ limits: [1] }, 'c.yaml')).message).toBe('c.yaml: key "limits": must be a mapping, got a list');
+    expect(errOf(() => buildConfig(checkConfigObject({ limits: { tcpFlowsPerVm: 1.5 } }, 'c.yaml'), {}, 'c.yaml')).message).toContain('tcpFlowsPerVm must be an integer');
+    // A mapping has no flag form.
+    expect(errOf(() => parseArgs(['--limits', 'x'])).key).toBe('--limits');
+  });
+
+  it('--no-isolation turns switch isolation off; it is on by default', () => {
+    expect(buildConfig({}, parseArgs(['--no-isolation'])).engine.isolation).toBe(false);
+    expect(resolveConfig(buildConfig({}, {}).engine).isolation).toBe(true);
+    expect(resolveConfig(buildConfig({}, parseArgs(['--no-isolation'])).engine).isolation).toBe(false);
+  });
 });
 
 describe('config files and precedence', () => {
@@ -253,7 +321,12 @@ describe('forward specs', () => {
 describe('--help', () => {
   it('documents every option and the API paths', () => {
     const h = helpText();
-    for (const o of OPTIONS) expect(h).toContain(`--${o.name === 'host-loopback' ? '[no-]' : ''}${o.name}`);
+    for (const o of OPTIONS) {
+      if (o.fileOnly) expect(h).toContain(`${o.name}:`);
+      else expect(h).toContain(`--${o.name === 'host-loopback' || o.name === 'isolation' ? '[no-]' : ''}${o.name}`);
+    }
+    expect(h).toContain('Authorization: Bearer TOKEN');
+    expect(h).toContain('tcpBufferBytesPerVm');
     for (const p of ['/services/forwarder/expose', '/services/forwarder/unexpose', '/services/forwarder/all', '/services/dhcp/leases', '/services/dns/all', '/services/dns/add', '/stats', '/flows', '/metrics', '/capture/start', '/capture/stop']) {
       expect(h).toContain(p);
     }

@@ -10,13 +10,13 @@ import type { Readable, Writable } from 'node:stream';
 import { createEngine, type Engine } from '../engine/engine.js';
 import { createLogger, type Logger } from '../log.js';
 import type { Listener } from '../transport/index.js';
-import { Capture } from './capture.js';
+import { Capture, ensureCaptureDir } from './capture.js';
 import { Forwarder } from './forwarder.js';
-import { startApiServer, type ApiServer } from './api.js';
+import { apiTokenProblem, generateApiToken, startApiServer, sumApiStats, type ApiServer, type ApiServerOptions } from './api.js';
 import type { DaemonConfig } from './options.js';
 import { linkBufferHint, readSysctlBytes, WMEM_DEFAULT_PATH, WMEM_MAX_PATH } from './link-buffer-hint.js';
 import { canSetSendBuffer, DEFAULT_SEND_BUFFER_BYTES } from '../transport/index.js';
-import { VnetkitError } from '../errors.js';
+import { ErrorCodes, VnetkitError } from '../errors.js';
 
 export interface DaemonIo {
   /** Human-facing messages (qemu arguments, ready line). */
@@ -79,17 +79,76 @@ export interface DaemonTuning {
   wmemMaxPath?: string;
   /** Stands in for canSetSendBuffer() in tests of the hint. */
   canSetSendBuffer?: boolean;
+  /** Control API connection timeouts and cap (tests shorten them). */
+  api?: Omit<ApiServerOptions, 'mode' | 'token'>;
+}
+
+/** Where a TCP control API's token came from, for the messages that tell clients. */
+type ApiToken = { token: string; source: 'file' | 'env'; where: string } | { token: string; source: 'generated' };
+
+/**
+ * The token of TCP control APIs: --api-token-file, else $VNETKIT_API_TOKEN,
+ * else a fresh random one (written to a file once the port is known).
+ */
+function apiToken(cfg: DaemonConfig, env: NodeJS.ProcessEnv, log: Logger): ApiToken {
+  if (cfg.apiTokenFile !== undefined) {
+    let text: string;
+    try {
+      const st = fs.statSync(cfg.apiTokenFile);
+      if (!st.isFile()) throw new Error('not a regular file');
+      if (st.size > 4096) throw new Error('larger than 4096 bytes');
+      if ((st.mode & 0o077) !== 0) log.warn('the API token file can be read by other users; make it mode 0600', { file: cfg.apiTokenFile });
+      text = fs.readFileSync(cfg.apiTokenFile, 'utf8');
+    } catch (e) {
+      throw new VnetkitError('ERR_VNETKIT_API', `--api-token-file: cannot read ${cfg.apiTokenFile}: ${(e as Error).message}`, { cause: e });
+    }
+    const token = text.trim();
+    const bad = apiTokenProblem(token);
+    if (bad !== null) throw new VnetkitError('ERR_VNETKIT_API', `--api-token-file: the token in ${cfg.apiTokenFile} ${bad}`);
+    return { token, source: 'file', where: cfg.apiTokenFile };
+  }
+  const fromEnv = env.VNETKIT_API_TOKEN;
+  if (fromEnv !== undefined && fromEnv !== '') {
+    const token = fromEnv.trim();
+    const bad = apiTokenProblem(token);
+    if (bad !== null) throw new VnetkitError('ERR_VNETKIT_API', `VNETKIT_API_TOKEN ${bad}`);
+    return { token, source: 'env', where: 'VNETKIT_API_TOKEN' };
+  }
+  return { token: generateApiToken(), source: 'generated' };
+}
+
+/**
+ * Write `token` to `file` with mode 0600: into a new temporary file beside
+ * it (O_EXCL, so nothing existing is followed or reused), then renamed over
+ * whatever was there.
+ */
+function writeTokenFile(file: string, token: string): void {
+  const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
+  const fd = fs.openSync(tmp, fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW, 0o600);
+  try {
+    fs.writeSync(fd, `${token}\n`);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
 }
 
 export async function startDaemon(cfg: DaemonConfig, io: DaemonIo, tuning: DaemonTuning = {}): Promise<Daemon> {
   const log = createLogger({ level: cfg.logLevel, format: cfg.logFormat, stream: io.err });
   const startedAt = Date.now();
   const engine = createEngine({ ...cfg.engine, log });
-  const capture = new Capture(engine, log.child({ svc: 'capture' }));
+  const env = io.env ?? process.env;
+  // A directory the user named is checked now, so a typo fails the start; the
+  // default one is made when the first API capture asks for it.
+  const userCaptureDir = cfg.captureDir;
+  const captureDir = userCaptureDir !== undefined ? () => ensureCaptureDir(userCaptureDir, { userNamed: true }) : () => ensureCaptureDir(path.join(defaultRuntimeDir(env), 'captures'));
+  const capture = new Capture(engine, log.child({ svc: 'capture' }), { dir: captureDir });
   const forwarder = new Forwarder(engine, { sourceIpPreservation: cfg.sourceIpPreservation, log: log.child({ svc: 'forward' }) });
   const vmListeners: Listener[] = [];
   const vmUrls: { framing: string; url: string }[] = [];
   const apis: ApiServer[] = [];
+  const apiNotes = new Map<ApiServer, string>();
+  const tokenFiles: { file: string; token: string }[] = [];
   let dropTimer: NodeJS.Timeout | undefined;
   let closing: Promise<void> | undefined;
   let resolveDone!: () => void;
@@ -101,6 +160,14 @@ export async function startDaemon(cfg: DaemonConfig, io: DaemonIo, tuning: Daemo
       // Order: stop accepting control requests, end forwarded flows, close VM
       // listeners and links (engine.close), which also flushes the capture.
       await Promise.allSettled(apis.map((a) => a.close()));
+      for (const t of tokenFiles) {
+        try {
+          // Only our own token: another daemon on the same port may have replaced it since.
+          if (fs.readFileSync(t.file, 'utf8').trim() === t.token) fs.unlinkSync(t.file);
+        } catch {
+          /* already gone */
+        }
+      }
       await forwarder.close().catch(() => {});
       await capture.stop().catch(() => {});
       await Promise.allSettled(vmListeners.map((l) => l.close()));
@@ -112,6 +179,13 @@ export async function startDaemon(cfg: DaemonConfig, io: DaemonIo, tuning: Daemo
   };
 
   try {
+    if (userCaptureDir !== undefined) {
+      try {
+        capture.dir();
+      } catch (e) {
+        throw new VnetkitError(ErrorCodes.BAD_OPTION, `--capture-dir: ${(e as Error).message}`, { cause: e });
+      }
+    }
     // The capture starts first so it sees the guest's very first DHCP packets.
     if (cfg.pcap !== undefined) await capture.start(cfg.pcap, cfg.snaplen);
 
@@ -129,7 +203,7 @@ export async function startDaemon(cfg: DaemonConfig, io: DaemonIo, tuning: Daemo
     ];
     for (const [name, urls, framing] of groups) {
       for (const u of urls) {
-        const l = await engine.listen(u, { framing, txQueueLimit: cfg.vmTxQueueLimit, sendBufferBytes: cfg.vmSendBuffer });
+        const l = await engine.listen(u, { framing, txQueueLimit: cfg.vmTxQueueLimit, sendBufferBytes: cfg.vmSendBuffer, allowGuestReachable: cfg.allowGuestReachableVmListeners });
         vmListeners.push(l);
         if (l.url.startsWith('unix://')) fs.chmodSync(l.address, 0o600);
         vmUrls.push({ framing: name, url: l.url });
@@ -147,10 +221,26 @@ export async function startDaemon(cfg: DaemonConfig, io: DaemonIo, tuning: Daemo
         })
       : null;
     if (hint) log.info('host-to-guest throughput at this MTU is bounded by the send buffer of the VM connections', hint);
+    const token = api.some((u) => u.startsWith('tcp://')) ? apiToken(cfg, env, log) : undefined;
     for (const u of api) {
-      const a = await startApiServer(u, { engine, forwarder, capture, log: log.child({ svc: 'api' }), startedAt });
+      const tcp = u.startsWith('tcp://');
+      const a = await startApiServer(u, { engine, forwarder, capture, log: log.child({ svc: 'api' }), startedAt, apiStats: () => sumApiStats(apis.map((x) => x.stats())) }, { ...tuning.api, token: tcp ? token!.token : undefined });
       apis.push(a);
-      log.info('control API listening', { url: a.url });
+      if (!tcp) {
+        log.info('control API listening', { url: a.url });
+        continue;
+      }
+      let where: string;
+      if (token!.source === 'generated') {
+        // One file per port, so daemons sharing the runtime directory do not overwrite each other's.
+        where = path.join(defaultRuntimeDir(env), `api-${a.address.slice(a.address.lastIndexOf(':') + 1)}.token`);
+        writeTokenFile(where, token!.token);
+        tokenFiles.push({ file: where, token: token!.token });
+      } else {
+        where = token!.where;
+      }
+      apiNotes.set(a, `bearer token in ${where}`);
+      log.info('control API listening', { url: a.url, token: where });
     }
     for (const f of cfg.forwards) await forwarder.expose(f);
 
@@ -196,7 +286,7 @@ export async function startDaemon(cfg: DaemonConfig, io: DaemonIo, tuning: Daemo
     if (v.framing === 'qemu') io.out.write(`qemu args: ${qemuArgs(v.url)}\n`);
   }
   if (cfg.fd !== undefined) io.out.write(`vnetkit: qemu VM attached on fd ${cfg.fd}\n`);
-  for (const a of apis) io.out.write(`vnetkit: control API on ${a.url}\n`);
+  for (const a of apis) io.out.write(`vnetkit: control API on ${a.url}${apiNotes.has(a) ? ` (${apiNotes.get(a)})` : ''}\n`);
   io.out.write('vnetkit: ready\n');
 
   return {

@@ -67,6 +67,8 @@ export interface MetricsInput {
   forwarder?: Record<string, number>;
   capturing?: boolean;
   uptimeSeconds?: number;
+  /** Control API connections and guard events. */
+  api?: { connections: number; events: Record<string, number> };
 }
 
 const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
@@ -144,6 +146,13 @@ export function renderMetrics(m: MetricsInput): string {
     fams.push({
       name: 'vnetkit_forwarder_events_total', type: 'counter', help: 'Port forwarder counters, by event.',
       samples: Object.entries(m.forwarder).map(([k, v]) => ({ labels: { event: k }, value: v })),
+    });
+  }
+  if (m.api !== undefined) {
+    fams.push({ name: 'vnetkit_api_connections', type: 'gauge', help: 'Control API connections open.', samples: [{ value: m.api.connections }] });
+    fams.push({
+      name: 'vnetkit_api_events_total', type: 'counter', help: 'Control API connections evicted, refused or timed out, and requests refused, by event.',
+      samples: Object.entries(m.api.events).map(([k, v]) => ({ labels: { event: k }, value: v })),
     });
   }
   if (m.capturing !== undefined) fams.push({ name: 'vnetkit_capture_active', type: 'gauge', help: '1 while a pcap capture runs.', samples: [{ value: m.capturing ? 1 : 0 }] });

@@ -11,7 +11,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { VnetkitError, ErrorCodes } from '../errors.js';
-import { resolveConfig, type EngineOptions } from '../engine/config.js';
+import { resolveConfig, resolveLimits, type EngineLimits, type EngineOptions } from '../engine/config.js';
+import { guestReachable } from '../transport/listen.js';
 import { zoneFromJson, type DnsZone } from '../services/dns.js';
 import { parseCidr, parseIPv4 } from '../wire/addr.js';
 import type { LogLevel } from '../log.js';
@@ -19,7 +20,7 @@ import type { BackendName } from '../kernels/types.js';
 import { parseForwardSpec, checkRemote, type ForwardRequest } from './forward-spec.js';
 import { MAX_SEND_BUFFER_BYTES, MIN_SEND_BUFFER_BYTES } from '../transport/send-buffer.js';
 
-export type OptionType = 'string' | 'int' | 'bool' | 'list';
+export type OptionType = 'string' | 'int' | 'bool' | 'list' | 'map';
 
 interface OptionDef {
   name: string;
@@ -28,6 +29,8 @@ interface OptionDef {
   help: string;
   /** Not accepted in a config file (meta options). */
   cliOnly?: boolean;
+  /** Only in a config file (a mapping has no flag form); --help lists it under the config file. */
+  fileOnly?: boolean;
   short?: string;
 }
 
@@ -38,8 +41,11 @@ export const OPTIONS: readonly OptionDef[] = [
   { name: 'listen-stdio', type: 'bool', help: 'Attach one VM on stdin/stdout with 2-byte little-endian framing (as gvproxy/vpnkit stdio). The daemon exits when stdin closes. Messages then go to stderr only.' },
   { name: 'fd', type: 'int', arg: 'N', help: 'Attach one VM on an inherited, already connected stream socket, file descriptor N (qemu framing; as passt --fd): e.g. one end of a socketpair whose other end the launcher gives to qemu -netdev stream,addr.type=fd. The launcher can size its SO_SNDBUF first, which Node cannot. The daemon exits when that VM disconnects.', cliOnly: true },
   { name: 'listen-dgram', type: 'list', arg: 'URL', help: 'Accept VMs over UDP datagrams, one frame each (qemu -netdev dgram): udp://127.0.0.1:PORT. Repeatable.' },
-  { name: 'listen', type: 'list', arg: 'URL', help: 'Control API (HTTP+JSON, gvisor-tap-vsock paths): unix:///path (mode 0600). tcp://127.0.0.1:PORT is accepted only with --no-host-loopback or --allow-guest-api, because guests reach the host\'s loopback through the host alias. Repeatable.' },
-  { name: 'allow-guest-api', type: 'bool', help: 'Permit a tcp:// control API while guests can reach host loopback (they could then call it).' },
+  { name: 'allow-guest-reachable-vm-listeners', type: 'bool', help: 'Accept tcp:// and udp:// VM listeners (--listen-qemu, --listen-vpnkit, --listen-dgram) while guests reach the host\'s loopback through the host alias. Dangerous: a guest can then connect to the listener and join the switch as another VM (or take the datagram listener\'s links), with its own addresses and MACs. Without it such listeners need --no-host-loopback; unix:// sockets are always safe.' },
+  { name: 'listen', type: 'list', arg: 'URL', help: 'Control API (HTTP+JSON, gvisor-tap-vsock paths): unix:///path (mode 0600, no token). tcp://127.0.0.1:PORT needs a bearer token on every request (see --api-token-file) and is accepted only with --no-host-loopback or --allow-guest-api, because guests reach the host\'s loopback through the host alias. Repeatable.' },
+  { name: 'api-token-file', type: 'string', arg: 'FILE', help: 'Token a tcp:// control API requires as "Authorization: Bearer TOKEN" (16..512 visible characters; surrounding whitespace ignored). Else $VNETKIT_API_TOKEN, else a random token written (mode 0600) to api-PORT.token in the runtime directory ($XDG_RUNTIME_DIR/vnetkit or <tmpdir>/vnetkit-UID), named in the log and on stdout.' },
+  { name: 'allow-guest-api', type: 'bool', help: 'Permit a tcp:// control API while guests can reach host loopback (they could then call it, with the token).' },
+  { name: 'capture-dir', type: 'string', arg: 'DIR', help: 'Directory POST /capture/start creates its files in (default: captures/ in the runtime directory, created 0700). The API takes a plain file name there, creates it new with mode 0600, and never overwrites or follows a symlink.' },
   { name: 'mtu', type: 'int', arg: 'N', help: 'Link MTU announced to guests, 576..65520 (default 1500).' },
   { name: 'vm-send-buffer', type: 'int', arg: 'BYTES', help: 'SO_SNDBUF vnetkit asks for on its end of each Unix-socket VM connection, 65536..268435456, or 0 for the system default (default 1048576). The kernel doubles it and caps it at twice net.core.wmem_max. At jumbo MTUs the system default starves the VM between writes.' },
   { name: 'vm-tx-queue-limit', type: 'int', arg: 'BYTES', help: 'Bytes each VM connection may hold toward a VM that is not reading, 131072..1073741824 (default 4194304). Past it frames are dropped and counted (/vms link.dropped, /stats linkDrops); TCP flows stop sending at half of it.' },
@@ -49,21 +55,37 @@ export const OPTIONS: readonly OptionDef[] = [
   { name: 'dns-zone', type: 'list', arg: 'SPEC', help: 'Local DNS: NAME=IP (one name), or a zone as JSON in gvisor-tap-vsock\'s shape {"Name":"x.internal.","Records":[{"Name":"a","IP":"192.168.65.9"}],"DefaultIP":""}. Repeatable. In a config file a zone may be a mapping.' },
   { name: 'forward', type: 'list', arg: 'SPEC', help: 'Static port forward, host to guest: tcp:[HOST:]PORT:GUESTIP:GUESTPORT, udp:[HOST:]PORT:GUESTIP:GUESTPORT or unix:/PATH:GUESTIP:GUESTPORT (a host Unix socket to a guest TCP port). HOST defaults to 127.0.0.1; IPv6 as [::1]. Repeatable. In a config file also {local, remote, protocol}.' },
   { name: 'source-ip-preservation', type: 'bool', help: 'Forwarded connections reach the guest from the real client\'s address and port. A loopback client appears as the host alias with its own port. Default off: the guest sees the host alias and a source port vnetkit picks from 49152-65535.' },
-  { name: 'pcap', type: 'string', arg: 'FILE', help: 'Capture every frame crossing the switch to FILE (classic pcap, LINKTYPE_ETHERNET), flushed on exit.' },
+  { name: 'pcap', type: 'string', arg: 'FILE', help: 'Capture every frame crossing the switch to FILE (classic pcap, LINKTYPE_ETHERNET), flushed on exit. FILE is created or truncated, any path you name.' },
   { name: 'snaplen', type: 'int', arg: 'N', help: 'Bytes kept of each captured frame, 64..262144 (default 65535).' },
   { name: 'log-level', type: 'string', arg: 'LEVEL', help: 'debug, info (default), warn, error or silent.' },
   { name: 'log-format', type: 'string', arg: 'FORMAT', help: 'text (default) or json (one JSON object per line). Logs go to stderr.' },
   { name: 'backend', type: 'string', arg: 'NAME', help: 'Kernel backend: wasm-simd, wasm or js (default: VNETKIT_BACKEND, else the fastest available).' },
   { name: 'host-loopback', type: 'bool', help: 'Let guests reach the host\'s 127.0.0.1 through the host alias (default on; --no-host-loopback turns it off).' },
+  { name: 'isolation', type: 'bool', help: 'Switch isolation (default on): an address belongs to the VM that leased or first claimed it; frames with another VM\'s source IP or MAC, or claiming the gateway, are dropped and counted. --no-isolation lets a bridged or multi-homed guest send from addresses it does not own, and VMs are then not protected from each other.' },
+  { name: 'limit', type: 'list', arg: 'KEY=VALUE', help: `Set one of the engine's per-VM or global bounds, e.g. --limit tcpFlowsPerVm=1024 (VALUE an integer, k/M/G suffixes for 1024 powers). Repeatable. KEY: ${limitKeys().join(', ')}. In a config file also limits: {KEY: VALUE}; flags override the file key by key.` },
+  { name: 'limits', type: 'map', help: 'The engine bounds as a mapping (config file only), as --limit.', fileOnly: true },
   { name: 'config', type: 'string', arg: 'FILE', help: 'Read options from a JSON or YAML file whose keys are these long option names (e.g. log-level: debug, forward: [ ... ]). Flags override it.', cliOnly: true },
   { name: 'help', type: 'bool', help: 'Show this help and exit.', cliOnly: true, short: 'h' },
   { name: 'version', type: 'bool', help: 'Print the version and exit.', cliOnly: true, short: 'V' },
 ];
 
+/** The keys --limit takes: EngineLimits' (resolveLimits fills every one of them). */
+export function limitKeys(): string[] {
+  return Object.keys(resolveLimits({}));
+}
+
+/** An integer with an optional binary k/M/G suffix (`64M` = 67108864), or NaN. */
+function parseSize(v: string): number {
+  const m = /^\s*(\d+)\s*([kKmMgG])?\s*$/.exec(v);
+  if (m === null) return NaN;
+  const mul = m[2] === undefined ? 1 : 1024 ** ('kmg'.indexOf(m[2].toLowerCase()) + 1);
+  return Number(m[1]) * mul;
+}
+
 const BY_NAME = new Map(OPTIONS.map((o) => [o.name, o]));
 const BY_SHORT = new Map(OPTIONS.filter((o) => o.short).map((o) => [o.short!, o]));
 
-export type RawValue = string | number | boolean | string[] | unknown[];
+export type RawValue = string | number | boolean | string[] | unknown[] | Record<string, unknown>;
 /** Option values as given (strings from argv, any JSON type from a file), keyed by long name. */
 export type RawOptions = Record<string, RawValue>;
 
@@ -100,7 +122,7 @@ export function parseArgs(argv: readonly string[]): RawOptions {
       throw new OptionError(JSON.stringify(a), 'unexpected argument; every option starts with -- (see --help)');
     }
     const def = BY_NAME.get(name);
-    if (def === undefined) throw new OptionError(`--${name}`, `unknown option${suggest(name)} (see --help)`);
+    if (def === undefined || def.fileOnly) throw new OptionError(`--${name}`, `unknown option${suggest(name)} (see --help)`);
     const flag = `--${name}`;
     if (def.type === 'bool') {
       if (negated) out[name] = false;
@@ -127,6 +149,7 @@ function suggest(name: string): string {
   let best = '';
   let bestD = 3;
   for (const o of OPTIONS) {
+    if (o.fileOnly) continue;
     const d = editDistance(name, o.name);
     if (d < bestD) {
       bestD = d;
@@ -197,6 +220,9 @@ export function checkConfigObject(doc: unknown, source: string): RawOptions {
       case 'list':
         if (!Array.isArray(v) && typeof v !== 'string' && (typeof v !== 'object' || v === null)) throw new OptionError(key, `must be a list, got ${typeName(v)}`, source);
         break;
+      case 'map':
+        if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new OptionError(key, `must be a mapping, got ${typeName(v)}`, source);
+        break;
     }
     out[k] = (def.type === 'list' && !Array.isArray(v) ? [v] : v) as RawValue;
   }
@@ -225,6 +251,12 @@ export interface DaemonConfig {
   vmSendBuffer?: number;
   listen: string[];
   allowGuestApi: boolean;
+  /** Accept tcp:// and udp:// VM listeners guests could reach. */
+  allowGuestReachableVmListeners: boolean;
+  /** File holding the token of tcp:// control APIs (else $VNETKIT_API_TOKEN, else generated). */
+  apiTokenFile?: string;
+  /** Directory of API captures (default: captures/ in the runtime directory). */
+  captureDir?: string;
   engine: EngineOptions;
   forwards: ForwardRequest[];
   sourceIpPreservation: boolean;
@@ -330,6 +362,9 @@ export function buildConfig(file: RawOptions, flags: RawOptions, fileSource = 'c
     engine.backend = backend as BackendName;
   }
   engine.hostLoopback = bool('host-loopback', true);
+  if (!bool('isolation', true)) engine.isolation = false;
+  const limits = buildLimits(file, flags, fileSource);
+  if (limits !== undefined) engine.limits = limits;
 
   // Cross-field checks (gateway inside the subnet, outside the DHCP pool...) live in
   // the engine's resolveConfig; run it now so the daemon fails before binding
@@ -407,6 +442,20 @@ export function buildConfig(file: RawOptions, flags: RawOptions, fileSource = 'c
   const listenQemu = urls('listen-qemu', ['unix', 'tcp']);
   const listenVpnkit = urls('listen-vpnkit', ['unix', 'tcp']);
   const listenDgram = urls('listen-dgram', ['udp']);
+  const allowGuestReachableVmListeners = bool('allow-guest-reachable-vm-listeners', false);
+  if (!allowGuestReachableVmListeners) {
+    for (const [name, list] of [['listen-qemu', listenQemu], ['listen-vpnkit', listenVpnkit], ['listen-dgram', listenDgram]] as const) {
+      for (const u of list) {
+        const reach = guestReachable(u, engine.hostLoopback);
+        if (reach === 'loopback') fail(name, `${u}: guests reach the host's loopback through the host alias, so a guest could connect to this listener and join the switch as another VM; use a unix:// socket, or add --no-host-loopback, or --allow-guest-reachable-vm-listeners if you accept that risk`);
+        if (reach === 'address') fail(name, `${u}: VM listeners listen on loopback or a unix socket only`);
+      }
+    }
+  }
+  const apiTokenFile = str('api-token-file');
+  if (apiTokenFile === '') fail('api-token-file', 'needs a file name');
+  const captureDir = str('capture-dir');
+  if (captureDir === '') fail('capture-dir', 'needs a directory');
   const listenStdio = bool('listen-stdio', false);
   // 0-2 are stdio, which --listen-stdio serves with its own framing.
   const fd = int('fd', 3, 2 ** 31 - 1);
@@ -424,6 +473,9 @@ export function buildConfig(file: RawOptions, flags: RawOptions, fileSource = 'c
     vmSendBuffer,
     listen,
     allowGuestApi,
+    allowGuestReachableVmListeners,
+    apiTokenFile,
+    captureDir,
     engine,
     forwards,
     sourceIpPreservation: bool('source-ip-preservation', false),
@@ -433,6 +485,45 @@ export function buildConfig(file: RawOptions, flags: RawOptions, fileSource = 'c
     logFormat: logFormat as 'text' | 'json',
     defaultListeners: listenQemu.length + listenVpnkit.length + listenDgram.length === 0 && !listenStdio && fd === undefined,
   };
+}
+
+/**
+ * The engine bounds from the file's `limits` mapping and the `limit` list
+ * (the flag's, else the file's), later keys winning; undefined when none.
+ * Each value is checked by the engine's own resolveLimits, and errors name
+ * the flag or key that set it.
+ */
+function buildLimits(file: RawOptions, flags: RawOptions, fileSource: string): EngineLimits | undefined {
+  const keys = limitKeys();
+  const entries: { key: string; value: unknown; where: OptionError['key']; src: string }[] = [];
+  const map = file.limits;
+  if (map !== undefined) {
+    if (typeof map !== 'object' || map === null || Array.isArray(map)) throw new OptionError('key "limits"', `must be a mapping, got ${typeName(map)}`, fileSource);
+    for (const [k, v] of Object.entries(map)) entries.push({ key: k, value: v, where: `key "limits.${k}"`, src: fileSource });
+  }
+  const fromFlag = flags.limit !== undefined;
+  const raw = fromFlag ? flags.limit : file.limit;
+  for (const [i, e] of (raw === undefined ? [] : Array.isArray(raw) ? raw : [raw]).entries()) {
+    const where = fromFlag ? '--limit' : 'key "limit"';
+    const src = fromFlag ? '' : fileSource;
+    if (typeof e !== 'string' || e.indexOf('=') <= 0) throw new OptionError(where, `entry ${i} ${typeof e === 'string' ? JSON.stringify(e) : typeName(e)}: want KEY=VALUE`, src);
+    const eq = e.indexOf('=');
+    entries.push({ key: e.slice(0, eq).trim(), value: e.slice(eq + 1), where, src });
+  }
+  if (entries.length === 0) return undefined;
+  const out: Record<string, number> = {};
+  for (const { key, value, where, src } of entries) {
+    if (!keys.includes(key)) throw new OptionError(where, `unknown limit ${JSON.stringify(key)}; valid keys: ${keys.join(', ')}`, src);
+    const n = typeof value === 'string' ? parseSize(value) : value;
+    if (typeof n !== 'number' || !Number.isInteger(n)) throw new OptionError(where, `${key} must be an integer, got ${typeName(value)}`, src);
+    try {
+      resolveLimits({ ...out, [key]: n } as EngineLimits);
+    } catch (e) {
+      throw new OptionError(where, (e as Error).message.replace(/^option limits\./, ''), src);
+    }
+    out[key] = n;
+  }
+  return out as EngineLimits;
 }
 
 /** The --help text, generated from OPTIONS so it lists every option. */
@@ -450,7 +541,8 @@ export function helpText(): string {
     'Options:',
   ];
   for (const o of OPTIONS) {
-    const head = `  ${o.short ? `-${o.short}, ` : ''}--${o.type === 'bool' && o.name === 'host-loopback' ? '[no-]' : ''}${o.name}${o.arg ? ` ${o.arg}` : ''}`;
+    if (o.fileOnly) continue;
+    const head = `  ${o.short ? `-${o.short}, ` : ''}--${o.type === 'bool' && (o.name === 'host-loopback' || o.name === 'isolation') ? '[no-]' : ''}${o.name}${o.arg ? ` ${o.arg}` : ''}`;
     lines.push(head);
     for (const l of wrap(o.help, 72)) lines.push(`        ${l}`);
   }
@@ -464,7 +556,8 @@ export function helpText(): string {
     '    - { local: "127.0.0.1:5353", remote: "192.168.65.3:53", protocol: udp }',
     '  dns-zone:',
     '    - { Name: "vm.internal.", Records: [{ Name: web, IP: 192.168.65.3 }] }',
-    'Flags override the file; a list flag replaces the file\'s list.',
+    '  limits: { tcpFlowsPerVm: 1024, tcpBufferBytesPerVm: 32M }',
+    'Flags override the file; a list flag replaces the file\'s list (--limit overrides limits key by key).',
     '',
     'Control API (HTTP+JSON on the --listen socket), compatible with gvisor-tap-vsock clients:',
     '  POST /services/forwarder/expose   {"local":"127.0.0.1:8080","remote":"192.168.65.3:80","protocol":"tcp|udp|unix"}',
@@ -472,8 +565,12 @@ export function helpText(): string {
     '  GET  /services/forwarder/all      GET /services/dhcp/leases   GET /services/dns/all',
     '  POST /services/dns/add            (zone JSON)',
     '  GET  /stats   GET /flows   GET /metrics (Prometheus)   GET /vms',
-    '  POST /capture/start {"file":"/tmp/x.pcap","snaplen":65535}   POST /capture/stop',
-    'Errors are 4xx/5xx with {"error": "..."}; a duplicate expose is 409.',
+    '  POST /capture/start {"file":"x.pcap","snaplen":65535} (a name in --capture-dir)   POST /capture/stop',
+    'Errors are 4xx/5xx with {"error": "...", "code": "ERR_VNETKIT_..."}; a duplicate expose is 409.',
+    'Over tcp:// every request needs "Authorization: Bearer TOKEN" (401 otherwise), and POSTs',
+    '"Content-Type: application/json" (415). Any request with an Origin header (a web page) is 403,',
+    'as is one whose Host is not the listener\'s address. A unix:// socket needs neither token nor',
+    'Content-Type (its mode 0600 lets only you connect).',
     '',
     'Example: vnetkit --listen-qemu unix:///tmp/vm.sock --listen unix:///tmp/vnetkit-api.sock \\',
     '           --forward tcp:127.0.0.1:8080:192.168.65.3:80',

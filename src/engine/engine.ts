@@ -29,6 +29,7 @@ import { buildArpReply, buildIcmpEchoReply, buildPortUnreachable, buildUdpPortUn
 import { DhcpServer } from '../services/dhcp.js';
 import { DnsServer } from '../services/dns.js';
 import { attachFd, attachStream, listen as listenTransport, createSimpleNegotiator, checkSendBufferBytes, type VmLink, type FrameHold, type Framing, type Listener, type VpnkitRequest } from '../transport/index.js';
+import { guestReachable } from '../transport/listen.js';
 import { nullLogger, type Logger } from '../log.js';
 import { ErrorCodes, VnetkitError } from '../errors.js';
 import { PcapWriter } from '../wire/pcap.js';
@@ -415,8 +416,22 @@ export class Engine extends EventEmitter {
     return this.addLink(attachFd(fd, this.linkOptions(options)));
   }
 
-  /** Listen for VMs: unix:///path, tcp://127.0.0.1:port, udp://127.0.0.1:port (framing 'dgram'). */
-  async listen(url: string, options: AttachOptions & { allowNonLoopback?: boolean }): Promise<Listener> {
+  /**
+   * Listen for VMs: unix:///path, tcp://127.0.0.1:port, udp://127.0.0.1:port (framing 'dgram').
+   *
+   * A tcp:// or udp:// listener is refused (ERR_VNETKIT_GUEST_REACHABLE) when guests could
+   * reach it: on loopback while hostLoopback is on (the host alias leads there), and on any
+   * other address always (guest flows to host addresses are relayed). A guest connecting to
+   * it would become another VM on the switch, or take the datagram listener's links.
+   * `allowGuestReachable: true` accepts it anyway.
+   */
+  async listen(url: string, options: AttachOptions & { allowNonLoopback?: boolean; allowGuestReachable?: boolean }): Promise<Listener> {
+    const reach = options.allowGuestReachable ? null : guestReachable(url, this.config.hostLoopback);
+    if (reach !== null) {
+      throw new VnetkitError(ErrorCodes.GUEST_REACHABLE, `refusing to listen for VMs on ${url}: ${reach === 'loopback'
+        ? `guests reach the host's loopback through the host alias ${formatIPv4(this.config.hostIp)}`
+        : 'guests reach host addresses through the engine\'s NAT'}, so a guest could connect to it and pose as another VM; use a unix:// socket, turn hostLoopback off (loopback addresses only), or pass allowGuestReachable: true`);
+    }
     const l = await listenTransport(url, { ...this.linkOptions(options), allowNonLoopback: options.allowNonLoopback, isOwnSocket: this.isOwnNatSocket },
       (link) => this.addLink(link));
     this.vmListeners.add(l);

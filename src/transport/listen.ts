@@ -61,6 +61,20 @@ export function isLoopback(host: string): boolean {
   return false;
 }
 
+/**
+ * How guests of an engine could reach a VM listener at `url`, or null when they cannot:
+ * 'loopback' for tcp/udp on the host's loopback while the host alias leads there
+ * (hostLoopback), 'address' for tcp/udp on any other host address (guest flows to host
+ * addresses are relayed whatever hostLoopback says). Unix sockets and unparsable URLs
+ * give null (listen() reports the latter).
+ */
+export function guestReachable(url: string, hostLoopback: boolean): 'loopback' | 'address' | null {
+  const parsed = parseListenUrl(url);
+  if (parsed instanceof VnetkitError || parsed.kind === 'unix') return null;
+  if (!isLoopback(parsed.host)) return 'address';
+  return hostLoopback ? 'loopback' : null;
+}
+
 export async function listen(url: string, opts: ListenOptions, onLink: (link: VmLink) => void): Promise<Listener> {
   const parsed = parseListenUrl(url);
   if (parsed instanceof VnetkitError) throw parsed;

@@ -179,8 +179,8 @@ describe('vnetkit daemon with a real guest', () => {
     const qemuSock = m[1];
     expect(path.dirname(qemuSock)).toBe(path.join(xdg, 'vnetkit'));
 
-    const pcap = path.join(tmp, 'daemon.pcap');
-    const cap = await api(apiSock, 'POST', '/capture/start', { file: pcap, snaplen: 65535 });
+    const pcap = path.join(xdg, 'vnetkit', 'captures', 'daemon.pcap');
+    const cap = await api(apiSock, 'POST', '/capture/start', { file: 'daemon.pcap', snaplen: 65535 });
     expect(cap.status, cap.text).toBe(200);
 
     const g = await startGuest({ socket: qemuSock, name: 'daemon-noargs', script: GUEST_SERVICES, timeoutMs: 120_000 });

@@ -345,7 +345,7 @@ describe('vnetkit engine with real guests (part 1)', () => {
     beforeAll(async () => {
       engine = createEngine(engineOptions(upstream.port, 1500, 'js'));
       engines.push(engine);
-      const l = await engine.listen('udp://127.0.0.1:0', { framing: 'dgram' });
+      const l = await engine.listen('udp://127.0.0.1:0', { framing: 'dgram', allowGuestReachable: true });
       const port = Number(l.address.slice(l.address.lastIndexOf(':') + 1));
       r = await bootGuest({
         name: 'part1-dgram',
