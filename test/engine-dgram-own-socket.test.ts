@@ -33,8 +33,8 @@ describe('dgram VM listener and the engine\'s own NAT sockets', () => {
     const sock = join(mkdtempSync(join(tmpdir(), 'vnk-')), 'e.sock');
     engine = createEngine({ limits: { udpBindingsPerVm: perVm }, dns: { upstreams: [{ host: '127.0.0.1', port: 9 }], hostsFile: null } });
     await engine.listen(`unix://${sock}`, { framing: 'qemu' });
-    // allowGuestReachable: the option another part of the hardening adds for exactly this set-up.
-    const l = await engine.listen('udp://127.0.0.1:0', { framing: 'dgram', allowGuestReachable: true } as Parameters<Engine['listen']>[1]);
+    // allowGuestReachable: this is the guest-reachable set-up the own-socket check must still hold in.
+    const l = await engine.listen('udp://127.0.0.1:0', { framing: 'dgram', allowGuestReachable: true });
     const target = targetOf(l.url) as { host: string; port: number };
     guest = await GuestClient.connect(sock, macA);
     const sockets = 70;
