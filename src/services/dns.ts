@@ -16,6 +16,7 @@ import net from 'node:net';
 import { readFileSync } from 'node:fs';
 import { randomInt } from 'node:crypto';
 import dnsPacket from 'dns-packet';
+import { RE2JS } from 're2js';
 import { VnetkitError, ErrorCodes } from '../errors.js';
 import { formatIPv4, parseIPv4 } from '../wire/addr.js';
 import { nullLogger, type Logger } from '../log.js';
@@ -30,7 +31,12 @@ export { frameTcp, DnsTcpDeframer } from './dns-wire.js';
 export interface DnsZone {
   /** e.g. 'docker.internal.' */
   name: string;
-  /** `name` is exact (FQDN, with or without the trailing dot) or relative to the zone; `regexp` is matched against the relative part. */
+  /**
+   * `name` is exact (FQDN, with or without the trailing dot) or relative to
+   * the zone; `regexp` is searched for in the relative part (unanchored, like
+   * gvisor-tap-vsock's MatchString; case-insensitive, as DNS names are). Its
+   * syntax is RE2's (Go's regexp package): no backreferences or lookaround.
+   */
   records: { name: string; ip?: string; regexp?: string }[];
   /** Answer for any other name in the zone; without it they are NXDOMAIN. */
   defaultIp?: string;
@@ -77,7 +83,8 @@ const MAX_UPSTREAMS = 8;
 interface ZoneRecord {
   /** Lower-case, no trailing dot; matched as relative and as exact name. */
   name: string;
-  re: RegExp | null;
+  /** RE2 matches in time linear in the name, whatever the pattern: the guest chooses the names. */
+  re: RE2JS | null;
   ip: number;
 }
 
@@ -191,6 +198,22 @@ function badZone(msg: string, v: unknown): never {
   throw new VnetkitError(ErrorCodes.BAD_OPTION, `invalid DNS zone: ${msg}: ${safeJson(v)}`);
 }
 
+/**
+ * A zone record's pattern compiled once, with RE2 semantics (what
+ * gvisor-tap-vsock's Go regexps accept). Backreferences and lookaround have no
+ * linear-time match, so RE2 rejects them: such a zone fails to load.
+ */
+function compileZoneRegexp(zone: string, pattern: string): RE2JS {
+  const where = `invalid DNS zone ${safeJson(zone)}: regexp ${safeJson(pattern)}`;
+  if (typeof pattern !== 'string') throw new VnetkitError(ErrorCodes.BAD_OPTION, `${where}: not a string`);
+  if (pattern.length > MAX_REGEXP_LEN) throw new VnetkitError(ErrorCodes.BAD_OPTION, `${where}: longer than ${MAX_REGEXP_LEN} characters`);
+  try {
+    return RE2JS.compile(pattern, RE2JS.CASE_INSENSITIVE);
+  } catch (err) {
+    throw new VnetkitError(ErrorCodes.BAD_OPTION, `${where}: not RE2 syntax (${(err as Error).message})`);
+  }
+}
+
 function safeJson(v: unknown): string {
   try {
     return JSON.stringify(v)?.slice(0, 200) ?? String(v);
@@ -269,15 +292,8 @@ export class DnsServer {
     if (base === '' || base.length > 253) badZone('bad zone name', zone.name);
     const records: ZoneRecord[] = zone.records.map((r) => {
       if (r.ip === undefined) badZone('record without ip', r);
-      let re: RegExp | null = null;
-      if (r.regexp !== undefined && r.regexp !== '') {
-        if (r.regexp.length > MAX_REGEXP_LEN) badZone('regexp too long', r.regexp);
-        try {
-          re = new RegExp(r.regexp, 'i');
-        } catch {
-          badZone('bad regexp', r.regexp);
-        }
-      }
+      let re: RE2JS | null = null;
+      if (r.regexp !== undefined && r.regexp !== '') re = compileZoneRegexp(zone.name, r.regexp);
       return { name: normName(r.name ?? ''), re, ip: parseIPv4(r.ip) };
     });
     const defaultIp = zone.defaultIp !== undefined && zone.defaultIp !== '' ? parseIPv4(zone.defaultIp) : null;
