@@ -169,7 +169,11 @@ export function zoneFromJson(v: unknown): DnsZone {
     }
     const rec: DnsZone['records'][number] = { name: rn };
     if (typeof ip === 'string' && ip !== '') rec.ip = ip;
-    if (typeof re === 'string' && re !== '') rec.regexp = re;
+    if (typeof re === 'string' && re !== '') {
+      // Refused here already, so a daemon flag or API call names the bad pattern before any engine exists.
+      compileZoneRegexp(name, re);
+      rec.regexp = re;
+    }
     return rec;
   });
   const zone: DnsZone = { name, records };
