@@ -315,6 +315,7 @@ export class Engine extends EventEmitter {
       builtins: names,
       zones: options.dns?.zones,
       hostsFile: options.dns?.hostsFile,
+      tcp: options.dns?.tcp,
       log: this.log.child({ svc: 'dns' }),
     });
     this.tcp = new TcpStack({

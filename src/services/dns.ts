@@ -63,7 +63,62 @@ export interface DnsOptions {
   localTtl?: number;
   /** Largest UDP answer ever sent, whatever EDNS0 asks (default 4096, as the engine fragments above the MTU). */
   udpMaxPayload?: number;
+  /** DNS over TCP on the gateway (src/engine/gateway-dns-tcp.ts). */
+  tcp?: DnsTcpOptions;
   log?: Logger;
+}
+
+/**
+ * Bounds of the gateway's DNS-over-TCP sessions. A guest that stops reading
+ * its answers makes its session stop reading queries (the TCP window to the
+ * guest closes), so what one session holds is bounded by these, not by what
+ * the guest sends.
+ */
+export interface DnsTcpOptions {
+  /**
+   * A session in which nothing happens for this long (no query taken, no
+   * answer read by the guest, nothing being resolved) is closed: with a FIN
+   * when nothing is left to send, else with a reset (RFC 7766 §6.2.3).
+   * Default 10 000 ms.
+   */
+  idleMs?: number;
+  /**
+   * Answer bytes one session holds for its guest. At a quarter of it the
+   * session stops taking queries until the guest reads; an answer that would
+   * take it past the whole (answers already being resolved can) is replaced
+   * by SERVFAIL. Default 256 KiB.
+   */
+  sessionBytes?: number;
+  /**
+   * Answer bytes all sessions together hold. An answer that would take them
+   * past it first resets the session holding the most (a guest that does not
+   * read its answers loses its connection, not one that reads). Default 16 MiB.
+   */
+  totalBytes?: number;
+  /** Largest query taken over TCP: a longer length prefix closes the session with a reset. Default 4096. */
+  maxQueryBytes?: number;
+}
+
+export type ResolvedDnsTcpOptions = Required<DnsTcpOptions>;
+
+/** What the server's book needs of a DNS-over-TCP session. */
+export interface DnsTcpHolder {
+  /** Unread answer bytes booked with tcpHold(). */
+  readonly heldBytes: number;
+  /** Reset the session; its bytes are given back with tcpHold() and tcpSessionClosed() before this returns. */
+  evict(): void;
+}
+
+export function resolveDnsTcpOptions(o: DnsTcpOptions = {}): ResolvedDnsTcpOptions {
+  const pos = (v: number | undefined, def: number, min: number, max: number) =>
+    v === undefined || !Number.isFinite(v) ? def : Math.min(max, Math.max(min, Math.floor(v)));
+  return {
+    idleMs: pos(o.idleMs, 10_000, 1, 3_600_000),
+    sessionBytes: pos(o.sessionBytes, 256 * 1024, 4096, 64 << 20),
+    totalBytes: pos(o.totalBytes, 16 << 20, 4096, 1 << 30),
+    // A query is one question and an OPT record; room for EDNS options and padding, nothing like zone data.
+    maxQueryBytes: pos(o.maxQueryBytes, 4096, 512, 65535),
+  };
 }
 
 /** gvisor-tap-vsock's API JSON shape for a zone (/services/dns/all, /services/dns/add). */
@@ -251,6 +306,10 @@ export class DnsServer {
   private readonly live = new Set<Live>();
   private inflight = 0;
   private closed = false;
+  /** Settings of the gateway's DNS-over-TCP sessions, which keep their book here so stats() shows it. */
+  readonly tcpOptions: ResolvedDnsTcpOptions;
+  private readonly tcpSessions = new Set<DnsTcpHolder>();
+  private tcpHeld = 0;
 
   constructor(opts: DnsOptions = {}) {
     this.log = opts.log ?? nullLogger;
@@ -270,6 +329,7 @@ export class DnsServer {
     this.maxInflight = Math.max(1, opts.maxInflight ?? 256);
     this.localTtl = Math.max(0, Math.floor(opts.localTtl ?? 0));
     this.udpMax = Math.min(65507, Math.max(UDP_CLASSIC, opts.udpMaxPayload ?? 4096));
+    this.tcpOptions = resolveDnsTcpOptions(opts.tcp);
     this.reloadHosts();
   }
 
@@ -334,7 +394,46 @@ export class DnsServer {
   }
 
   stats(): Record<string, number> {
-    return { ...this.counters, inflight: this.inflight };
+    return { ...this.counters, inflight: this.inflight, tcp_open: this.tcpSessions.size, tcp_held_bytes: this.tcpHeld };
+  }
+
+  // ---- book of the DNS-over-TCP sessions (gateway-dns-tcp.ts) ---------------
+
+  tcpSessionOpened(s: DnsTcpHolder): void {
+    this.tcpSessions.add(s);
+    this.count('tcp_sessions');
+  }
+
+  tcpSessionClosed(s: DnsTcpHolder): void {
+    this.tcpSessions.delete(s);
+  }
+
+  /**
+   * Room for `bytes` more answer bytes within totalBytes: sessions holding
+   * the most are reset (evict() must give back their bytes) until it fits.
+   */
+  tcpMakeRoom(bytes: number): void {
+    while (this.tcpHeld + bytes > this.tcpOptions.totalBytes) {
+      let top: DnsTcpHolder | null = null;
+      for (const s of this.tcpSessions) if (top === null || s.heldBytes > top.heldBytes) top = s;
+      if (top === null || top.heldBytes === 0) return;
+      this.count('tcp_evicted');
+      this.log.limited('dns-tcp-evict', 'info', 'dns: TCP session reset: its guest leaves too many answers unread', { held: top.heldBytes });
+      top.evict();
+      // A holder that failed to give its bytes back must not spin this loop.
+      if (this.tcpSessions.has(top)) return;
+    }
+  }
+
+  /** Answer bytes all TCP sessions hold for their guests, after adding `delta`. */
+  tcpHold(delta: number): number {
+    this.tcpHeld += delta;
+    return this.tcpHeld;
+  }
+
+  /** Count a TCP session event (stable keys, see gateway-dns-tcp.ts). */
+  countTcp(key: `tcp_${string}`): void {
+    this.count(key);
   }
 
   close(): void {
@@ -625,6 +724,13 @@ const TYPE_NAMES: Record<number, string> = { 1: 'A', 28: 'AAAA', 5: 'CNAME', 15:
 function typeString(t: number): string {
   // dns-packet encodes 'UNKNOWN_<n>' back to n, so any qtype round-trips.
   return TYPE_NAMES[t] ?? `UNKNOWN_${t}`;
+}
+
+/** SERVFAIL for a query (header and question), or null when it is not a well-formed message. */
+export function servfailFor(query: Uint8Array): Uint8Array | null {
+  const l = newLayout();
+  if (!walkMessage(query, l)) return null;
+  return errorResponse(query, l, RCODE_SERVFAIL);
 }
 
 /** Header + question of the query with QR, RA and `rcode` set; OPT echoed when the query had one. */
