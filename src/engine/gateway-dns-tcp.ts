@@ -7,13 +7,12 @@
  * offers the guest from writableLength; it reads answers through 'data' and
  * pause()s the stream while the guest has not acknowledged enough of them.
  * So the session applies backpressure the way a socket does: while answers
- * back up (push() said the readable side is at its high water, a quarter
- * of sessionBytes, or MAX_INFLIGHT queries are being resolved) it splits no
- * more queries out of
- * the chunk in hand and holds that write's callback. The bytes the guest sent
- * then stay in writableLength, the window the guest sees closes, and what
- * the session holds is bounded by the options (DnsTcpOptions), not by what
- * the guest sends.
+ * back up (push() said the readable side is at its high water, a quarter of
+ * sessionBytes, or MAX_INFLIGHT queries are being resolved) it splits no more
+ * queries out of the chunk in hand and holds that write's callback. The bytes
+ * the guest sent then stay in writableLength, the window the guest sees
+ * closes, and what the session holds is bounded by the options
+ * (DnsTcpOptions), not by what the guest sends.
  *
  * Counters (in the DNS server's stats): tcp_sessions (opened), tcp_open and
  * tcp_held_bytes (now), tcp_backpressured (times a session stopped taking
@@ -77,11 +76,6 @@ export class DnsTcpSession extends Duplex implements DnsTcpHolder {
 
   evict(): void {
     this.destroy(new Error('DNS over TCP: reset to keep the answers all sessions hold within totalBytes'));
-  }
-
-  /** Whether a write's callback is held because answers backed up. */
-  get holdingInput(): boolean {
-    return this.inputDone !== null;
   }
 
   setNoDelay(): this {
