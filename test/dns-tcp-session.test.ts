@@ -4,7 +4,7 @@
  * rcvBuf − writableLength), answers go out through 'data' and pause(). A guest
  * that never reads its answers must not make the session hold more and more.
  */
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { describe, it, expect, beforeAll, afterAll, beforeEach, afterEach, vi } from 'vitest';
 import type { Duplex } from 'node:stream';
 import dnsPacket from 'dns-packet';
 import { DnsServer, DnsTcpDeframer, frameTcp, type DnsOptions } from '../src/services/dns.js';
@@ -131,51 +131,102 @@ describe('DNS over TCP session', () => {
     dns.close();
   });
 
-  it('closes an idle session: FIN when nothing is pending, and a reset when answers sit unread', async () => {
-    const dns = server({ tcp: { idleMs: 100 } });
-    // A client that asked, read its answer and went quiet.
-    const quiet = open(dns);
-    const r = reader(quiet);
-    let ended = false;
-    quiet.on('end', () => {
-      ended = true;
+  describe('idle timeout (fake clock)', () => {
+    beforeEach(() => {
+      vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
     });
-    quiet.write(frameTcp(query('a.test', 7)));
-    await until(() => r.answers.length === 1, 'answer');
-    expect(r.answers[0].id).toBe(7);
-    await until(() => ended, 'our FIN after idleMs', 3000);
-    expect(dns.stats().tcp_idle_closed).toBe(1);
-    // Queries after our FIN are dropped and counted, never answered.
-    quiet.write(frameTcp(query('a.test', 8)));
-    await tick();
-    expect(dns.stats().tcp_late_input).toBe(1);
-    expect(r.answers.length).toBe(1);
-    // The guest closes too: the session is gone.
-    quiet.end();
-    await until(() => quiet.destroyed, 'closed');
+    afterEach(() => {
+      vi.useRealTimers();
+    });
 
-    // A client that never reads: its session is reset (error → the stack answers the guest with RST).
-    const stuck = openDnsTcpSession(dns) as unknown as Duplex;
-    const err = new Promise<Error>((res) => stuck.once('error', res));
-    stuck.write(frameTcp(query('a.test', 9)));
-    expect((await err).message).toMatch(/idle/);
-    expect(stuck.destroyed).toBe(true);
-    expect(dns.stats()).toMatchObject({ tcp_idle_closed: 2, tcp_open: 0, tcp_held_bytes: 0 });
-  });
-
-  it('keeps a session that is waiting for its own answers, or reading, open past idleMs', async () => {
-    const dns = server({ tcp: { idleMs: 80 } });
-    const s = open(dns);
-    const r = reader(s);
-    // One query every 30 ms for 300 ms: never idle.
-    for (let i = 0; i < 10; i++) {
-      s.write(frameTcp(query('a.test', i)));
-      await new Promise((res) => setTimeout(res, 30));
+    /** Real event-loop turns (setImmediate is not faked) until `cond`. */
+    async function settle(cond: () => boolean, what: string): Promise<void> {
+      for (let i = 0; i < 2000 && !cond(); i++) await tick();
+      if (!cond()) throw new Error(`never: ${what}`);
     }
-    expect(r.answers.length).toBe(10);
-    expect(s.readableEnded).toBe(false);
-    expect(dns.stats().tcp_idle_closed ?? 0).toBe(0);
-    s.destroy();
+
+    it('closes an idle session: FIN when nothing is pending, and a reset when answers sit unread', async () => {
+      const dns = server({ tcp: { idleMs: 1000 } });
+      // A client that asked, read its answer and went quiet.
+      const quiet = open(dns);
+      const r = reader(quiet);
+      let ended = false;
+      quiet.on('end', () => {
+        ended = true;
+      });
+      quiet.write(frameTcp(query('a.test', 7)));
+      await settle(() => r.answers.length === 1, 'answer');
+      expect(r.answers[0].id).toBe(7);
+      await vi.advanceTimersByTimeAsync(900);
+      await tick();
+      expect(ended).toBe(false);
+      await vi.advanceTimersByTimeAsync(200);
+      await settle(() => ended, 'our FIN after idleMs');
+      expect(dns.stats().tcp_idle_closed).toBe(1);
+      // Queries after our FIN are dropped and counted, never answered.
+      quiet.write(frameTcp(query('a.test', 8)));
+      await tick();
+      expect(dns.stats().tcp_late_input).toBe(1);
+      expect(r.answers.length).toBe(1);
+      // The guest closes too: the session is gone.
+      quiet.end();
+      await settle(() => quiet.destroyed, 'closed');
+
+      // A client that never reads: its session is reset (error → the stack answers the guest with RST).
+      const stuck = openDnsTcpSession(dns) as unknown as Duplex;
+      let err: Error | null = null;
+      stuck.once('error', (e) => {
+        err = e;
+      });
+      stuck.write(frameTcp(query('a.test', 9)));
+      await settle(() => dns.stats().queries_tcp === 2, 'asked');
+      await vi.advanceTimersByTimeAsync(1100);
+      await settle(() => err !== null, 'reset');
+      expect(err!.message).toMatch(/idle/);
+      expect(stuck.destroyed).toBe(true);
+      expect(dns.stats()).toMatchObject({ tcp_idle_closed: 2, tcp_open: 0, tcp_held_bytes: 0 });
+
+      // A client that keeps its side open after our FIN is reset one idleMs later.
+      const lingering = open(dns);
+      reader(lingering);
+      let lingerEnded = false;
+      lingering.on('end', () => {
+        lingerEnded = true;
+      });
+      await vi.advanceTimersByTimeAsync(1100);
+      await settle(() => lingerEnded, 'FIN');
+      expect(lingering.destroyed).toBe(false);
+      await vi.advanceTimersByTimeAsync(1100);
+      await settle(() => lingering.destroyed, 'reset after FIN');
+    });
+
+    it('keeps a session open past idleMs while it asks, and while its own query is being resolved', async () => {
+      const dns = server({ tcp: { idleMs: 1000 } });
+      const s = open(dns);
+      const r = reader(s);
+      // One query every 500 ms for 5 s: never idle.
+      for (let i = 0; i < 10; i++) {
+        s.write(frameTcp(query('a.test', i)));
+        await settle(() => r.answers.length === i + 1, 'answer');
+        await vi.advanceTimersByTimeAsync(500);
+      }
+      expect(s.readableEnded).toBe(false);
+      // slow.test is never answered upstream: it waits out timeoutMs (2000), twice idleMs.
+      s.write(frameTcp(query('slow.test', 99)));
+      await settle(() => dns.stats().inflight === 1, 'forwarded');
+      await vi.advanceTimersByTimeAsync(1900);
+      await tick();
+      expect(s.readableEnded).toBe(false);
+      expect(dns.stats().tcp_idle_closed ?? 0).toBe(0);
+      await vi.advanceTimersByTimeAsync(200);
+      await settle(() => r.answers.length === 11, 'SERVFAIL after the upstream timeout');
+      expect(r.answers[10]).toMatchObject({ id: 99, rcode: 'SERVFAIL' });
+      // Only then does idleness count.
+      await vi.advanceTimersByTimeAsync(1100);
+      await settle(() => s.readableEnded, 'FIN');
+      expect(dns.stats().tcp_idle_closed).toBe(1);
+      s.destroy();
+    });
   });
 
   it('resets a session whose length prefix is beyond maxQueryBytes, and counts it', async () => {
