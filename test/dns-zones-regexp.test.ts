@@ -68,6 +68,16 @@ describe('zone regexps (RE2)', () => {
       .toThrow(expect.objectContaining({ code: 'ERR_VNETKIT_BAD_OPTION', message: expect.stringContaining('"cfg.internal"') }));
     expect(() => zoneFromJson({ Name: 'api.internal.', Records: [{ Name: '', IP: '10.0.0.5', Regexp: '^(?=a)' }], DefaultIP: '' }))
       .toThrow(expect.objectContaining({ code: 'ERR_VNETKIT_BAD_OPTION', message: expect.stringContaining('"api.internal."') }));
+    // At most 256 regexp records per zone (each may run on every query into it), merges included.
+    const re = (n: number, from = 0) => Array.from({ length: n }, (_, k) => ({ name: '', regexp: `^h${from + k}-[a-z]+$`, ip: '10.0.1.1' }));
+    expect(() => s.addZone({ name: 'many.internal', records: re(257) }))
+      .toThrow(expect.objectContaining({ code: 'ERR_VNETKIT_BAD_OPTION', message: expect.stringContaining('many.internal') }));
+    expect(() => zoneFromJson({ Name: 'many.internal', Records: re(257).map((r) => ({ Name: '', IP: r.ip, Regexp: r.regexp })) }))
+      .toThrow(expect.objectContaining({ code: 'ERR_VNETKIT_BAD_OPTION', message: expect.stringContaining('256 regexp') }));
+    s.addZone({ name: 'many.internal', records: re(200) });
+    expect(() => s.addZone({ name: 'many.internal', records: re(57, 200) })).toThrow(/256 regexp/);
+    s.addZone({ name: 'many.internal', records: [...re(56, 200), { name: 'plain', ip: '10.0.1.2' }] });
+    expect(s.zones().find((z) => z.name === 'many.internal')!.records.length).toBe(257);
     // Over-long patterns are still refused before compiling.
     expect(() => s.addZone({ name: 'long.internal', records: [{ name: '', regexp: 'a'.repeat(300), ip: '10.0.0.6' }] }))
       .toThrow(expect.objectContaining({ code: 'ERR_VNETKIT_BAD_OPTION', message: expect.stringContaining('long.internal') }));

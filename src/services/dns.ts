@@ -131,6 +131,12 @@ export interface DnsZoneJson {
 const MAX_ZONES = 256;
 const MAX_RECORDS_PER_ZONE = 4096;
 const MAX_REGEXP_LEN = 256;
+/**
+ * Every query into a zone may run each of its regexps over the name: linear
+ * time each, but the guest chooses how often. This keeps the worst query
+ * (and compiling a zone) to a fraction of a millisecond per record.
+ */
+const MAX_REGEXPS_PER_ZONE = 256;
 const MAX_HOSTS_BYTES = 1 << 20;
 const MAX_HOSTS_NAMES = 16384;
 const MAX_UPSTREAMS = 8;
@@ -213,6 +219,10 @@ export function zoneFromJson(v: unknown): DnsZone {
   if (typeof name !== 'string') badZone('zone Name must be a string', v);
   const recs = o.Records ?? o.records ?? [];
   if (!Array.isArray(recs)) badZone('zone Records must be an array', v);
+  // Counted before anything is compiled.
+  if (recs.length > MAX_RECORDS_PER_ZONE) badZone(`more than ${MAX_RECORDS_PER_ZONE} records`, name);
+  const nRe = recs.filter((r: unknown) => typeof r === 'object' && r !== null && typeof ((r as Record<string, unknown>).Regexp ?? (r as Record<string, unknown>).regexp) === 'string').length;
+  if (nRe > MAX_REGEXPS_PER_ZONE) badZone(`more than ${MAX_REGEXPS_PER_ZONE} regexp records`, name);
   const records = recs.map((r: unknown) => {
     if (typeof r !== 'object' || r === null) badZone('record must be an object', r);
     const ro = r as Record<string, unknown>;
@@ -354,6 +364,13 @@ export class DnsServer {
     if (typeof zone?.name !== 'string' || !Array.isArray(zone.records)) badZone('name and records are required', zone);
     const base = normName(zone.name);
     if (base === '' || base.length > 253) badZone('bad zone name', zone.name);
+    const i = this.zoneList.findIndex((z) => z.base === base);
+    const old = i >= 0 ? this.zoneList[i] : null;
+    // Limits first: nothing is compiled for a zone that would be refused anyway.
+    if (old === null && this.zoneList.length >= MAX_ZONES) badZone('too many zones', zone.name);
+    if (zone.records.length + (old?.records.length ?? 0) > MAX_RECORDS_PER_ZONE) badZone(`more than ${MAX_RECORDS_PER_ZONE} records`, zone.name);
+    const nRe = zone.records.filter((r) => r.regexp !== undefined && r.regexp !== '').length + (old?.records.filter((r) => r.re !== null).length ?? 0);
+    if (nRe > MAX_REGEXPS_PER_ZONE) badZone(`more than ${MAX_REGEXPS_PER_ZONE} regexp records`, zone.name);
     const records: ZoneRecord[] = zone.records.map((r) => {
       if (r.ip === undefined) badZone('record without ip', r);
       let re: RE2JS | null = null;
@@ -361,17 +378,12 @@ export class DnsServer {
       return { name: normName(r.name ?? ''), re, ip: parseIPv4(r.ip) };
     });
     const defaultIp = zone.defaultIp !== undefined && zone.defaultIp !== '' ? parseIPv4(zone.defaultIp) : null;
-    const i = this.zoneList.findIndex((z) => z.base === base);
     const src: DnsZone = { name: zone.name, records: zone.records.map((r) => ({ ...r })) };
     if (zone.defaultIp !== undefined && zone.defaultIp !== '') src.defaultIp = zone.defaultIp;
-    if (i >= 0) {
-      const old = this.zoneList[i];
-      if (records.length + old.records.length > MAX_RECORDS_PER_ZONE) badZone('too many records', zone.name);
+    if (old !== null) {
       src.records.push(...old.src.records);
       this.zoneList[i] = { base, records: [...records, ...old.records], defaultIp, src };
     } else {
-      if (this.zoneList.length >= MAX_ZONES) badZone('too many zones', zone.name);
-      if (records.length > MAX_RECORDS_PER_ZONE) badZone('too many records', zone.name);
       this.zoneList.push({ base, records, defaultIp, src });
     }
   }
