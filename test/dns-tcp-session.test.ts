@@ -200,6 +200,27 @@ describe('DNS over TCP session', () => {
       await settle(() => lingering.destroyed, 'reset after FIN');
     });
 
+    it('gives a guest that asked and closed its side a full idleMs to read the last answers', async () => {
+      const dns = server({ tcp: { idleMs: 1000 } });
+      const s = openDnsTcpSession(dns) as unknown as Duplex;
+      let err: Error | null = null;
+      s.on('error', (e) => {
+        err = e;
+      });
+      await vi.advanceTimersByTimeAsync(990);
+      s.end(frameTcp(query('a.test', 31)));
+      await settle(() => s.readableLength > 0, 'answered');
+      // The timer armed at the start comes due now: not a reason to cut off the answer.
+      await vi.advanceTimersByTimeAsync(500);
+      await tick();
+      expect(err).toBeNull();
+      const r = reader(s);
+      await settle(() => s.destroyed, 'closed after the answer was read');
+      expect(err).toBeNull();
+      expect(r.answers.map((a) => a.id)).toEqual([31]);
+      expect(dns.stats().tcp_idle_closed ?? 0).toBe(0);
+    });
+
     it('keeps a session open past idleMs while it asks, and while its own query is being resolved', async () => {
       const dns = server({ tcp: { idleMs: 1000 } });
       const s = open(dns);

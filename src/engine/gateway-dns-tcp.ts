@@ -216,15 +216,15 @@ export class DnsTcpSession extends Duplex implements DnsTcpHolder {
   private readonly onTimer = (): void => {
     this.timer = null;
     if (this.destroyed) return;
-    if (this.ending) {
-      // Our FIN went (or waits behind unread answers) and the guest has not closed within idleMs.
-      this.destroy(new Error('DNS over TCP: session not closed by the guest'));
-      return;
-    }
     const idle = Date.now() - this.lastActive;
     if (this.resolving > 0 || idle < this.o.idleMs) {
       // A query being resolved ends by its own timeout.
       this.arm(Math.max(1, this.o.idleMs - idle));
+      return;
+    }
+    if (this.ending) {
+      // Our FIN went (or waits behind answers the guest does not read), and for idleMs the guest neither read nor closed.
+      this.destroy(new Error('DNS over TCP: session not closed by the guest'));
       return;
     }
     this.dns.countTcp('tcp_idle_closed');
@@ -232,6 +232,7 @@ export class DnsTcpSession extends Duplex implements DnsTcpHolder {
       // Nothing left to say: a FIN, and a reset later if the guest keeps its side open.
       this.ending = true;
       this.push(null);
+      this.touch();
       this.arm(this.o.idleMs);
     } else {
       this.destroy(new Error('DNS over TCP: session idle with answers unread'));
