@@ -117,7 +117,7 @@ export function renderMetrics(m: MetricsInput): string {
   const sections: [string, string, Set<string>][] = [
     ['udp', 'UDP NAT', new Set(['flows'])],
     ['dhcp', 'DHCP server', new Set(['leases', 'leaseRecords'])],
-    ['dns', 'DNS server', new Set(['inflight'])],
+    ['dns', 'DNS server', new Set(['inflight', 'tcp_open', 'tcp_held_bytes'])],
   ];
   for (const [k, what, gaugeKeys] of sections) {
     const l = labelled(s[k], 'event', gaugeKeys);

@@ -7,7 +7,7 @@ import { VnetkitError, ErrorCodes } from '../errors.js';
 import { parseCidr, parseIPv4, parseMac, inSubnet } from '../wire/addr.js';
 import type { BackendName } from '../kernels/types.js';
 import type { Logger } from '../log.js';
-import type { DnsZone } from '../services/dns.js';
+import type { DnsZone, DnsTcpOptions } from '../services/dns.js';
 import type { TcpOptions } from './tcp/options.js';
 import type { Pinger } from './icmp-proxy.js';
 import { fdLimit, hostSocketBudget } from './fd-limit.js';
@@ -43,6 +43,8 @@ export interface EngineOptions {
     hostsFile?: string | null;
     /** Extra names answered with an address, e.g. VM names. */
     names?: Record<string, string>;
+    /** DNS over TCP on the gateway: idle timeout and the bytes sessions may hold (see DnsTcpOptions). */
+    tcp?: DnsTcpOptions;
   };
   /** Let the guest reach the host's loopback through hostIp (default true). */
   hostLoopback?: boolean;

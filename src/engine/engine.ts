@@ -345,6 +345,7 @@ export class Engine extends EventEmitter {
       builtins: names,
       zones: options.dns?.zones,
       hostsFile: options.dns?.hostsFile,
+      tcp: options.dns?.tcp,
       log: this.log.child({ svc: 'dns' }),
     });
     this.tcp = new TcpStack({

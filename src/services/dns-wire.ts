@@ -255,25 +255,34 @@ export function frameTcp(msg: Uint8Array): Uint8Array {
 
 /**
  * Splits a TCP byte stream into DNS messages. Holds at most one partial
- * message (< 64 KiB + 2), so memory stays bounded whatever the peer sends.
+ * message (≤ maxLen + 2 bytes), so memory stays bounded whatever the peer sends.
  */
 export class DnsTcpDeframer {
   private readonly hdr = new Uint8Array(2);
   private hdrHave = 0;
   private msg: Uint8Array | null = null;
   private got = 0;
+  private ready: Uint8Array | null = null;
 
-  /** Feed bytes; returns the complete messages now available (zero-length ones are skipped). */
-  push(chunk: Uint8Array): Uint8Array[] {
-    const out: Uint8Array[] = [];
-    let c = chunk;
-    while (c.length > 0) {
+  /** maxLen: the largest message taken; a longer length prefix makes feed() throw (65535, the framing's own limit, takes all). */
+  constructor(private readonly maxLen = 65535) {}
+
+  /**
+   * Take bytes from `chunk` until one message completes (then take() has it)
+   * or the chunk is used up; returns how many bytes were taken. Lets a
+   * reader split one message at a time, leaving the rest of the chunk where
+   * it lies until it wants more. Throws RangeError on a length prefix above
+   * maxLen: the stream cannot be resynchronised after one.
+   */
+  feed(chunk: Uint8Array): number {
+    let i = 0;
+    while (i < chunk.length && this.ready === null) {
       if (this.msg === null) {
-        this.hdr[this.hdrHave++] = c[0];
-        c = c.subarray(1);
+        this.hdr[this.hdrHave++] = chunk[i++];
         if (this.hdrHave === 2) {
           this.hdrHave = 0;
           const len = be16(this.hdr, 0);
+          if (len > this.maxLen) throw new RangeError(`DNS message of ${len} bytes over TCP (at most ${this.maxLen})`);
           if (len > 0) {
             this.msg = new Uint8Array(len);
             this.got = 0;
@@ -281,16 +290,35 @@ export class DnsTcpDeframer {
         }
         continue;
       }
-      const take = Math.min(this.msg.length - this.got, c.length);
-      this.msg.set(c.subarray(0, take), this.got);
+      const take = Math.min(this.msg.length - this.got, chunk.length - i);
+      this.msg.set(chunk.subarray(i, i + take), this.got);
       this.got += take;
-      c = c.subarray(take);
+      i += take;
       if (this.got === this.msg.length) {
-        out.push(this.msg);
+        this.ready = this.msg;
         this.msg = null;
       }
     }
-    return out;
+    return i;
+  }
+
+  /** The message feed() completed, once; null when none is. */
+  take(): Uint8Array | null {
+    const m = this.ready;
+    this.ready = null;
+    return m;
+  }
+
+  /** Feed bytes; returns the complete messages now available (zero-length ones are skipped). */
+  push(chunk: Uint8Array): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    for (let c = chunk; ;) {
+      const used = this.feed(c);
+      const m = this.take();
+      if (m !== null) out.push(m);
+      if (used === c.length) return out;
+      c = c.subarray(used);
+    }
   }
 
   /** Bytes of a partial message (length prefix included) held. */

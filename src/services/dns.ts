@@ -16,6 +16,7 @@ import net from 'node:net';
 import { readFileSync } from 'node:fs';
 import { randomInt } from 'node:crypto';
 import dnsPacket from 'dns-packet';
+import { RE2JS } from 're2js';
 import { VnetkitError, ErrorCodes } from '../errors.js';
 import { formatIPv4, parseIPv4 } from '../wire/addr.js';
 import { nullLogger, type Logger } from '../log.js';
@@ -30,7 +31,12 @@ export { frameTcp, DnsTcpDeframer } from './dns-wire.js';
 export interface DnsZone {
   /** e.g. 'docker.internal.' */
   name: string;
-  /** `name` is exact (FQDN, with or without the trailing dot) or relative to the zone; `regexp` is matched against the relative part. */
+  /**
+   * `name` is exact (FQDN, with or without the trailing dot) or relative to
+   * the zone; `regexp` is searched for in the relative part (unanchored, like
+   * gvisor-tap-vsock's MatchString; case-insensitive, as DNS names are). Its
+   * syntax is RE2's (Go's regexp package): no backreferences or lookaround.
+   */
   records: { name: string; ip?: string; regexp?: string }[];
   /** Answer for any other name in the zone; without it they are NXDOMAIN. */
   defaultIp?: string;
@@ -57,7 +63,62 @@ export interface DnsOptions {
   localTtl?: number;
   /** Largest UDP answer ever sent, whatever EDNS0 asks (default 4096, as the engine fragments above the MTU). */
   udpMaxPayload?: number;
+  /** DNS over TCP on the gateway (src/engine/gateway-dns-tcp.ts). */
+  tcp?: DnsTcpOptions;
   log?: Logger;
+}
+
+/**
+ * Bounds of the gateway's DNS-over-TCP sessions. A guest that stops reading
+ * its answers makes its session stop reading queries (the TCP window to the
+ * guest closes), so what one session holds is bounded by these, not by what
+ * the guest sends.
+ */
+export interface DnsTcpOptions {
+  /**
+   * A session in which nothing happens for this long (no query taken, no
+   * answer read by the guest, nothing being resolved) is closed: with a FIN
+   * when nothing is left to send, else with a reset (RFC 7766 §6.2.3).
+   * Default 10 000 ms.
+   */
+  idleMs?: number;
+  /**
+   * Answer bytes one session holds for its guest. At a quarter of it the
+   * session stops taking queries until the guest reads; an answer that would
+   * take it past the whole (answers already being resolved can) is replaced
+   * by SERVFAIL. Default 256 KiB.
+   */
+  sessionBytes?: number;
+  /**
+   * Answer bytes all sessions together hold. An answer that would take them
+   * past it first resets the session holding the most (a guest that does not
+   * read its answers loses its connection, not one that reads). Default 16 MiB.
+   */
+  totalBytes?: number;
+  /** Largest query taken over TCP: a longer length prefix closes the session with a reset. Default 4096. */
+  maxQueryBytes?: number;
+}
+
+export type ResolvedDnsTcpOptions = Required<DnsTcpOptions>;
+
+/** What the server's book needs of a DNS-over-TCP session. */
+export interface DnsTcpHolder {
+  /** Unread answer bytes booked with tcpHold(). */
+  readonly heldBytes: number;
+  /** Reset the session; its bytes are given back with tcpHold() and tcpSessionClosed() before this returns. */
+  evict(): void;
+}
+
+export function resolveDnsTcpOptions(o: DnsTcpOptions = {}): ResolvedDnsTcpOptions {
+  const pos = (v: number | undefined, def: number, min: number, max: number) =>
+    v === undefined || !Number.isFinite(v) ? def : Math.min(max, Math.max(min, Math.floor(v)));
+  return {
+    idleMs: pos(o.idleMs, 10_000, 1, 3_600_000),
+    sessionBytes: pos(o.sessionBytes, 256 * 1024, 4096, 64 << 20),
+    totalBytes: pos(o.totalBytes, 16 << 20, 4096, 1 << 30),
+    // A query is one question and an OPT record; room for EDNS options and padding, nothing like zone data.
+    maxQueryBytes: pos(o.maxQueryBytes, 4096, 512, 65535),
+  };
 }
 
 /** gvisor-tap-vsock's API JSON shape for a zone (/services/dns/all, /services/dns/add). */
@@ -70,6 +131,12 @@ export interface DnsZoneJson {
 const MAX_ZONES = 256;
 const MAX_RECORDS_PER_ZONE = 4096;
 const MAX_REGEXP_LEN = 256;
+/**
+ * Every query into a zone may run each of its regexps over the name: linear
+ * time each, but the guest chooses how often. This bounds the work of the
+ * worst query, and of compiling a zone.
+ */
+const MAX_REGEXPS_PER_ZONE = 256;
 const MAX_HOSTS_BYTES = 1 << 20;
 const MAX_HOSTS_NAMES = 16384;
 const MAX_UPSTREAMS = 8;
@@ -77,7 +144,8 @@ const MAX_UPSTREAMS = 8;
 interface ZoneRecord {
   /** Lower-case, no trailing dot; matched as relative and as exact name. */
   name: string;
-  re: RegExp | null;
+  /** RE2 matches in time linear in the name, whatever the pattern: the guest chooses the names. */
+  re: RE2JS | null;
   ip: number;
 }
 
@@ -151,6 +219,13 @@ export function zoneFromJson(v: unknown): DnsZone {
   if (typeof name !== 'string') badZone('zone Name must be a string', v);
   const recs = o.Records ?? o.records ?? [];
   if (!Array.isArray(recs)) badZone('zone Records must be an array', v);
+  // Counted before anything is compiled.
+  if (recs.length > MAX_RECORDS_PER_ZONE) badZone(`more than ${MAX_RECORDS_PER_ZONE} records`, name);
+  const nRe = recs.filter((r: unknown) => {
+    const re = typeof r === 'object' && r !== null ? (r as Record<string, unknown>).Regexp ?? (r as Record<string, unknown>).regexp : undefined;
+    return typeof re === 'string' && re !== '';
+  }).length;
+  if (nRe > MAX_REGEXPS_PER_ZONE) badZone(`more than ${MAX_REGEXPS_PER_ZONE} regexp records`, name);
   const records = recs.map((r: unknown) => {
     if (typeof r !== 'object' || r === null) badZone('record must be an object', r);
     const ro = r as Record<string, unknown>;
@@ -162,7 +237,11 @@ export function zoneFromJson(v: unknown): DnsZone {
     }
     const rec: DnsZone['records'][number] = { name: rn };
     if (typeof ip === 'string' && ip !== '') rec.ip = ip;
-    if (typeof re === 'string' && re !== '') rec.regexp = re;
+    if (typeof re === 'string' && re !== '') {
+      // Refused here already, so a daemon flag or API call names the bad pattern before any engine exists.
+      compileZoneRegexp(name, re);
+      rec.regexp = re;
+    }
     return rec;
   });
   const zone: DnsZone = { name, records };
@@ -189,6 +268,22 @@ export function zoneToJson(z: DnsZone): DnsZoneJson {
 
 function badZone(msg: string, v: unknown): never {
   throw new VnetkitError(ErrorCodes.BAD_OPTION, `invalid DNS zone: ${msg}: ${safeJson(v)}`);
+}
+
+/**
+ * A zone record's pattern compiled once, with RE2 semantics (what
+ * gvisor-tap-vsock's Go regexps accept). Backreferences and lookaround have no
+ * linear-time match, so RE2 rejects them: such a zone fails to load.
+ */
+function compileZoneRegexp(zone: string, pattern: string): RE2JS {
+  const where = `invalid DNS zone ${safeJson(zone)}: regexp ${safeJson(pattern)}`;
+  if (typeof pattern !== 'string') throw new VnetkitError(ErrorCodes.BAD_OPTION, `${where}: not a string`);
+  if (pattern.length > MAX_REGEXP_LEN) throw new VnetkitError(ErrorCodes.BAD_OPTION, `${where}: longer than ${MAX_REGEXP_LEN} characters`);
+  try {
+    return RE2JS.compile(pattern, RE2JS.CASE_INSENSITIVE);
+  } catch (err) {
+    throw new VnetkitError(ErrorCodes.BAD_OPTION, `${where}: not RE2 syntax (${(err as Error).message})`);
+  }
 }
 
 function safeJson(v: unknown): string {
@@ -224,6 +319,10 @@ export class DnsServer {
   private readonly live = new Set<Live>();
   private inflight = 0;
   private closed = false;
+  /** Settings of the gateway's DNS-over-TCP sessions, which keep their book here so stats() shows it. */
+  readonly tcpOptions: ResolvedDnsTcpOptions;
+  private readonly tcpSessions = new Set<DnsTcpHolder>();
+  private tcpHeld = 0;
 
   constructor(opts: DnsOptions = {}) {
     this.log = opts.log ?? nullLogger;
@@ -243,6 +342,7 @@ export class DnsServer {
     this.maxInflight = Math.max(1, opts.maxInflight ?? 256);
     this.localTtl = Math.max(0, Math.floor(opts.localTtl ?? 0));
     this.udpMax = Math.min(65507, Math.max(UDP_CLASSIC, opts.udpMaxPayload ?? 4096));
+    this.tcpOptions = resolveDnsTcpOptions(opts.tcp);
     this.reloadHosts();
   }
 
@@ -267,31 +367,26 @@ export class DnsServer {
     if (typeof zone?.name !== 'string' || !Array.isArray(zone.records)) badZone('name and records are required', zone);
     const base = normName(zone.name);
     if (base === '' || base.length > 253) badZone('bad zone name', zone.name);
+    const i = this.zoneList.findIndex((z) => z.base === base);
+    const old = i >= 0 ? this.zoneList[i] : null;
+    // Limits first: nothing is compiled for a zone that would be refused anyway.
+    if (old === null && this.zoneList.length >= MAX_ZONES) badZone('too many zones', zone.name);
+    if (zone.records.length + (old?.records.length ?? 0) > MAX_RECORDS_PER_ZONE) badZone(`more than ${MAX_RECORDS_PER_ZONE} records`, zone.name);
+    const nRe = zone.records.filter((r) => r.regexp !== undefined && r.regexp !== '').length + (old?.records.filter((r) => r.re !== null).length ?? 0);
+    if (nRe > MAX_REGEXPS_PER_ZONE) badZone(`more than ${MAX_REGEXPS_PER_ZONE} regexp records`, zone.name);
     const records: ZoneRecord[] = zone.records.map((r) => {
       if (r.ip === undefined) badZone('record without ip', r);
-      let re: RegExp | null = null;
-      if (r.regexp !== undefined && r.regexp !== '') {
-        if (r.regexp.length > MAX_REGEXP_LEN) badZone('regexp too long', r.regexp);
-        try {
-          re = new RegExp(r.regexp, 'i');
-        } catch {
-          badZone('bad regexp', r.regexp);
-        }
-      }
+      let re: RE2JS | null = null;
+      if (r.regexp !== undefined && r.regexp !== '') re = compileZoneRegexp(zone.name, r.regexp);
       return { name: normName(r.name ?? ''), re, ip: parseIPv4(r.ip) };
     });
     const defaultIp = zone.defaultIp !== undefined && zone.defaultIp !== '' ? parseIPv4(zone.defaultIp) : null;
-    const i = this.zoneList.findIndex((z) => z.base === base);
     const src: DnsZone = { name: zone.name, records: zone.records.map((r) => ({ ...r })) };
     if (zone.defaultIp !== undefined && zone.defaultIp !== '') src.defaultIp = zone.defaultIp;
-    if (i >= 0) {
-      const old = this.zoneList[i];
-      if (records.length + old.records.length > MAX_RECORDS_PER_ZONE) badZone('too many records', zone.name);
+    if (old !== null) {
       src.records.push(...old.src.records);
       this.zoneList[i] = { base, records: [...records, ...old.records], defaultIp, src };
     } else {
-      if (this.zoneList.length >= MAX_ZONES) badZone('too many zones', zone.name);
-      if (records.length > MAX_RECORDS_PER_ZONE) badZone('too many records', zone.name);
       this.zoneList.push({ base, records, defaultIp, src });
     }
   }
@@ -314,7 +409,46 @@ export class DnsServer {
   }
 
   stats(): Record<string, number> {
-    return { ...this.counters, inflight: this.inflight };
+    return { ...this.counters, inflight: this.inflight, tcp_open: this.tcpSessions.size, tcp_held_bytes: this.tcpHeld };
+  }
+
+  // ---- book of the DNS-over-TCP sessions (gateway-dns-tcp.ts) ---------------
+
+  tcpSessionOpened(s: DnsTcpHolder): void {
+    this.tcpSessions.add(s);
+    this.count('tcp_sessions');
+  }
+
+  tcpSessionClosed(s: DnsTcpHolder): void {
+    this.tcpSessions.delete(s);
+  }
+
+  /**
+   * Room for `bytes` more answer bytes within totalBytes: sessions holding
+   * the most are reset (evict() must give back their bytes) until it fits.
+   */
+  tcpMakeRoom(bytes: number): void {
+    while (this.tcpHeld + bytes > this.tcpOptions.totalBytes) {
+      let top: DnsTcpHolder | null = null;
+      for (const s of this.tcpSessions) if (top === null || s.heldBytes > top.heldBytes) top = s;
+      if (top === null || top.heldBytes === 0) return;
+      this.count('tcp_evicted');
+      this.log.limited('dns-tcp-evict', 'info', 'dns: TCP session reset: its guest leaves too many answers unread', { held: top.heldBytes });
+      top.evict();
+      // A holder that failed to give its bytes back must not spin this loop.
+      if (this.tcpSessions.has(top)) return;
+    }
+  }
+
+  /** Answer bytes all TCP sessions hold for their guests, after adding `delta`. */
+  tcpHold(delta: number): number {
+    this.tcpHeld += delta;
+    return this.tcpHeld;
+  }
+
+  /** Count a TCP session event (stable keys, see gateway-dns-tcp.ts). */
+  countTcp(key: `tcp_${string}`): void {
+    this.count(key);
   }
 
   close(): void {
@@ -605,6 +739,13 @@ const TYPE_NAMES: Record<number, string> = { 1: 'A', 28: 'AAAA', 5: 'CNAME', 15:
 function typeString(t: number): string {
   // dns-packet encodes 'UNKNOWN_<n>' back to n, so any qtype round-trips.
   return TYPE_NAMES[t] ?? `UNKNOWN_${t}`;
+}
+
+/** SERVFAIL for a query (header and question), or null when it is not a well-formed message. */
+export function servfailFor(query: Uint8Array): Uint8Array | null {
+  const l = newLayout();
+  if (!walkMessage(query, l)) return null;
+  return errorResponse(query, l, RCODE_SERVFAIL);
 }
 
 /** Header + question of the query with QR, RA and `rcode` set; OPT echoed when the query had one. */
