@@ -43,8 +43,11 @@ export interface EngineOptions {
     hostsFile?: string | null;
     /** Extra names answered with an address, e.g. VM names. */
     names?: Record<string, string>;
-    /** DNS over TCP on the gateway: idle timeout and the bytes sessions may hold (see DnsTcpOptions). */
-    tcp?: DnsTcpOptions;
+    /**
+     * DNS over TCP on the gateway: idle timeout and query size (see DnsTcpOptions); the
+     * answer bytes sessions may hold are `limits.dnsTcpSessionBytes` and `limits.dnsTcpBytes`.
+     */
+    tcp?: Pick<DnsTcpOptions, 'idleMs' | 'maxQueryBytes'>;
   };
   /** Let the guest reach the host's loopback through hostIp (default true). */
   hostLoopback?: boolean;
@@ -121,6 +124,10 @@ export interface EngineLimits {
   /** Echo probes (system ping) per VM per second, and the burst (defaults 5 and 10). */
   echoProbesPerSecond?: number;
   echoProbeBurst?: number;
+  /** Answer bytes one DNS-over-TCP session on the gateway holds for a guest that does not read (default 256 KiB); past it answers become SERVFAIL. */
+  dnsTcpSessionBytes?: number;
+  /** Answer bytes all DNS-over-TCP sessions hold together (default 16 MiB); past it the session holding the most is reset. */
+  dnsTcpBytes?: number;
 }
 
 export interface ResolvedLimits {
@@ -139,6 +146,8 @@ export interface ResolvedLimits {
   macsPerVm: number;
   echoProbesPerSecond: number;
   echoProbeBurst: number;
+  dnsTcpSessionBytes: number;
+  dnsTcpBytes: number;
 }
 
 export interface EngineConfig {
@@ -197,6 +206,8 @@ export function resolveLimits(l: EngineLimits = {}): ResolvedLimits {
     macsPerVm: intIn(key('macsPerVm'), l.macsPerVm, 16, 1, 1 << 16),
     echoProbesPerSecond: intIn(key('echoProbesPerSecond'), l.echoProbesPerSecond, 5, 1, 10_000),
     echoProbeBurst: intIn(key('echoProbeBurst'), l.echoProbeBurst, 10, 1, 10_000),
+    dnsTcpSessionBytes: intIn(key('dnsTcpSessionBytes'), l.dnsTcpSessionBytes, 256 * 1024, 4096, 64 * MIB),
+    dnsTcpBytes: intIn(key('dnsTcpBytes'), l.dnsTcpBytes, 16 * MIB, 4096, 1024 * MIB),
   };
 }
 

@@ -345,7 +345,7 @@ export class Engine extends EventEmitter {
       builtins: names,
       zones: options.dns?.zones,
       hostsFile: options.dns?.hostsFile,
-      tcp: options.dns?.tcp,
+      tcp: { ...options.dns?.tcp, sessionBytes: cfg.limits.dnsTcpSessionBytes, totalBytes: cfg.limits.dnsTcpBytes },
       log: this.log.child({ svc: 'dns' }),
     });
     this.tcp = new TcpStack({
