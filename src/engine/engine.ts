@@ -327,6 +327,9 @@ export class Engine extends EventEmitter {
       log: this.log.child({ svc: 'tcp' }),
       mtu: cfg.mtu,
       resolveDestination: (ip, port) => this.hostAddressFor(ip, port),
+      hostSockets: this.hostSockets,
+      limits: cfg.limits,
+      flowCapacity: maxTcpFlows,
     }, options.tcp);
     // Last, like the stack's slab pool: a tight memoryBytes leaves fewer areas (links then
     // keep heap buffers and their frames are copied), not a failed start.
@@ -936,6 +939,7 @@ export class Engine extends EventEmitter {
       dns: this.dns.stats(),
       limits: {
         hostSockets: this.hostSockets.stats(),
+        ...this.tcp.limitStats(),
       },
     };
   }

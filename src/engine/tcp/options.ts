@@ -61,6 +61,13 @@ export interface TcpOptions {
   maxRetries?: number;
   /** SYN-ACK / SYN retransmissions before a half-open flow is dropped (default 6). */
   maxSynRetries?: number;
+  /**
+   * A handshake not completed this long after our SYN-ACK (or SYN, for a
+   * forwarded connection) drops the flow and closes its host connection
+   * (default 10 000 ms). Without it a guest that never answers holds a host
+   * connection for the ~127 s of SYN-ACK retransmissions.
+   */
+  handshakeTimeoutMs?: number;
   /** Bytes one flow may send per event-loop turn before yielding to the others (default 1 MiB). */
   burstBytes?: number;
   /**
@@ -120,6 +127,7 @@ export function resolveTcpOptions(o: TcpOptions = {}): ResolvedTcpOptions {
     initialRtoMs: pos(o.initialRtoMs, 1000),
     maxRetries: pos(o.maxRetries, 15),
     maxSynRetries: pos(o.maxSynRetries, 6),
+    handshakeTimeoutMs: pos(o.handshakeTimeoutMs, 10_000),
     burstBytes: pos(o.burstBytes, 1 << 20, 1),
     challengeAcksPerSecond: pos(o.challengeAcksPerSecond, 1000, 0),
     delayedAckMs: Math.min(pos(o.delayedAckMs, 1, 0), 200),
