@@ -709,7 +709,10 @@ export class TcpStack {
   private rcvBudget(c: Conn): number {
     const queued = this.rcvQueued(c);
     let held = 0;
-    if (c.reasmSlot >= 0) held = this.host.kernels.k.reasmHeld(this.reasmPtrs[c.reasmSlot]);
+    if (c.reasmSlot >= 0) {
+      const r = this.reasmPtrs[c.reasmSlot];
+      held = this.host.kernels.k.reasmHeld(r) + this.host.kernels.k.reasmReadable(r);
+    }
     return Math.max(0, Math.min(this.rcvLimit(c) - queued - held, this.rcvRoom(c, queued)));
   }
 
@@ -922,10 +925,12 @@ export class TcpStack {
       if (res === -2) this.counters.oooTooManyHoles++;
       else this.counters.outOfWindow++;
     }
-    let readable = k.k.reasmReadable(r);
+    // Reassembled bytes are taken in as far as the byte budget allows; the rest stays in the
+    // buffer (acknowledged later, when an arrival or retransmission finds room).
+    let readable = Math.min(k.k.reasmReadable(r), Math.max(0, this.rcvRoom(c, this.rcvQueued(c))));
     while (readable > 0) {
       const rp = k.k.reasmReadPtr(r) >>> 0;
-      const n = k.k.reasmReadChunk(r);
+      const n = Math.min(k.k.reasmReadChunk(r), readable);
       this.deliver(c, k.u8, rp, n);
       k.k.reasmConsume(r, n);
       c.rcvNxt = seqAdd(c.rcvNxt, n);
@@ -936,7 +941,7 @@ export class TcpStack {
     // segment (RFC 5681 §4.2), or the guest's fast retransmit never sees three.
     if (off > 0) this.sendAck(c);
     else this.queueAck(c);
-    if (k.k.reasmHeld(r) === 0) this.releaseReasm(c);
+    if (k.k.reasmHeld(r) === 0 && k.k.reasmReadable(r) === 0) this.releaseReasm(c);
     if (c.finPending !== -1 && c.finPending === c.rcvNxt) this.guestFin(c);
   }
 
