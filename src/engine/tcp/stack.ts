@@ -920,7 +920,9 @@ export class TcpStack {
       this.queueAck(c);
       return;
     }
-    const res = k.k.reasmWrite(r, off, p, len);
+    // The buffer counts offsets from the end of what it holds readable (bytes left there
+    // while the byte budget was full), which may lie past rcv.nxt.
+    const res = k.k.reasmWrite(r, off - k.k.reasmReadable(r), p, len);
     if (res < 0) {
       if (res === -2) this.counters.oooTooManyHoles++;
       else this.counters.outOfWindow++;
