@@ -2,9 +2,13 @@
  * TCP stack tunables and their defaults. Every per-flow bound lives here so
  * memory per flow is a known function of the configuration:
  *   guest→host bytes buffered ≤ rcvBufBytes (Node socket's writable buffer)
- *   host→guest bytes buffered ≤ the flow's send buffer (sndBufBytes) + one socket read (≤ 256 KiB)
+ *   host→guest bytes buffered ≤ the flow's send buffer (sndBufBytes), its next read included
  *   out-of-order bytes held: only in the shared reasm pool (reasmSlots × reasmBufBytes of kernel memory).
  * and for the whole stack: slab memory held by read reservations ≤ readReservations × 1 MiB.
+ * Across flows, the engine's limits bound both directions together per VM and
+ * in all (tcpBufferBytesPerVm / tcpBufferBytes, see TcpStack): beyond a floor
+ * of two segments per flow and direction, a flow's windows and reads shrink
+ * to its fair share as its VM or everyone nears the bound.
  */
 import type net from 'node:net';
 

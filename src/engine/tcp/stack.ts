@@ -30,6 +30,15 @@
  *   established flow has no deadline at all.
  * - We decline SACK and timestamps (never offered in our SYN/SYN-ACK), so the
  *   guest sends neither; window scaling is used both ways when the guest offers it.
+ * - Bounds per VM and in all (the engine's limits), each with its policy when
+ *   full: flows (half-open included) and handshakes in progress: the SYN gets
+ *   RST; a handshake unfinished after handshakeTimeoutMs: dropped, host
+ *   connection reset; host sockets (the engine's quota, shared with UDP): RST
+ *   to the guest, a forwarded connection refused; reassembly slots: the
+ *   out-of-order segment is dropped (the guest sends it again); buffered bytes
+ *   both ways: windows and host reads shrink toward a fair share, host sockets
+ *   pause, and guest bytes that still do not fit are dropped. Each flow keeps
+ *   a floor of two segments per direction so it always progresses.
  */
 import net from 'node:net';
 import { randomFillSync } from 'node:crypto';
