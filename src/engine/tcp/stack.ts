@@ -1236,9 +1236,9 @@ export class TcpStack {
   }
 
   private onHostRead(c: Conn, n: number, buf: Uint8Array): boolean {
-    // A read that filled its buffer (the floor, for a socket just woken) left more behind; a
-    // small read in the middle of a transfer (bytes still unacknowledged) is a lull, not the end.
-    c.hotReads = n >= HOT_READ_BYTES || n >= c.readSize || (c.hotReads && c.q.length > 0);
+    // A read that filled its buffer (the floor, for a socket just woken) left more behind. A
+    // small one ends the bulk reads: the next buffer, held while the socket idles, is the floor.
+    c.hotReads = n >= HOT_READ_BYTES || n >= c.readSize;
     // What arrived now sits in the queue; readTarget sizes (and takes) the next read.
     c.readSize = 0;
     if (buf === c.readRes) {
