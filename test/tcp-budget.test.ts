@@ -215,6 +215,29 @@ describe('flows and handshakes', () => {
   });
 });
 
+describe('forwarded connections', () => {
+  it('a guest that never answers a forwarded SYN holds it only for handshakeTimeoutMs; the host socket is closed and given back', async () => {
+    const accepted: net.Socket[] = [];
+    const srv = net.createServer((s) => accepted.push(s));
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const client = net.connect((srv.address() as net.AddressInfo).port, '127.0.0.1');
+    client.on('error', () => {});
+    cleanups.push(() => {
+      client.destroy();
+      srv.close();
+    });
+    const hostSockets = new Quota('hostSockets', 20, 10);
+    const { h, sim } = setup({ hostSockets, tcp: { handshakeTimeoutMs: 2000 } });
+    expect(await sim.run(() => accepted.length === 1, 2000)).toBe(true);
+    expect(h.stack.connectToGuest(h.port, GUEST_MAC, GUEST_IP, 8080, HOST_ALIAS, 5555, accepted[0])).toBe(true);
+    expect(hostSockets.usedBy(1)).toBe(1);
+    expect(await sim.run(() => h.stack.size === 0, 1900)).toBe(false);
+    expect(await sim.run(() => h.stack.size === 0 && hostSockets.used === 0, 2000)).toBe(true);
+    expect(h.stack.stats().handshakeTimeouts).toBe(1);
+    expect(accepted[0].destroyed).toBe(true);
+  });
+});
+
 describe('reassembly slots', () => {
   it('a VM holding its share of the pool gets no more; another VM still gets one', async () => {
     const srv = await listen();
