@@ -358,6 +358,9 @@ export class Engine extends EventEmitter {
       log: this.log.child({ svc: 'tcp' }),
       mtu: cfg.mtu,
       resolveDestination: (ip, port) => this.hostAddressFor(ip, port),
+      hostSockets: this.hostSockets,
+      limits: cfg.limits,
+      flowCapacity: maxTcpFlows,
     }, options.tcp);
     // Last, like the stack's slab pool: a tight memoryBytes leaves fewer areas (links then
     // keep heap buffers and their frames are copied), not a failed start.
@@ -1190,6 +1193,7 @@ export class Engine extends EventEmitter {
         guestIps: this.tableStats(this.guests.size, cfg.maxMacs, cfg.limits.ipsPerVm,
           this.drops.get('ip-limit') ?? 0, this.drops.get('guest-table-full') ?? 0, (p) => p.ips.size),
         macs: this.tableStats(this.macs.size, cfg.maxMacs, cfg.limits.macsPerVm, this.macs.refusedPort, this.macs.refused, (p) => this.macs.countOf(p)),
+        ...this.tcp.limitStats(),
       },
     };
   }

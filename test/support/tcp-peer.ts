@@ -15,6 +15,8 @@ import { createKernels, type Kernels, type BackendName } from '../../src/kernels
 import { RxBatch } from '../../src/engine/rx-batch.js';
 import { TxBatch, type TxSink } from '../../src/engine/tx-batch.js';
 import { TcpStack, type TcpOptions, type TcpPort } from '../../src/engine/tcp/index.js';
+import type { TcpLimits } from '../../src/engine/tcp/stack.js';
+import type { Quota } from '../../src/engine/quota.js';
 import { CF_INSERT_TCP_SYN, D_KIND, KIND_TCP, D_REASON } from '../../assembly/layout.js';
 import { nullLogger } from '../../src/log.js';
 import { FrameDecoder, HDR_BE32 } from '../../src/transport/decoder.js';
@@ -65,7 +67,12 @@ export interface HarnessOptions {
    * batch takes them from in place. Default: each frame is pushed (copied) on its own.
    */
   reads?: { bufBytes: number; maxRead: number; seed?: number };
+  /** The stack's bounds (TcpHost.limits) and host-socket quota. */
+  limits?: Partial<TcpLimits>;
+  hostSockets?: Quota;
 }
+
+type HarnessLink = TxSink & { congested: boolean; backlog?: number; highWater?: number };
 
 /** The engine's TCP wiring, minus everything else the engine does. */
 export class TcpHarness {
@@ -76,8 +83,11 @@ export class TcpHarness {
   readonly tx: TxBatch;
   readonly port: TcpPort;
   /** The fake VM link: set `congested` to act like a transport above its high-water mark, `highWater` to give it one. */
-  readonly link: TxSink & { congested: boolean; backlog?: number; highWater?: number };
+  readonly link: HarnessLink;
   readonly mtu: number;
+  /** More VMs (addPort): a guest frame goes to the port its source IP was given to, else to `port`. */
+  private readonly ports = new Map<number, TcpPort>();
+  private readonly portByIp = new Map<number, TcpPort>();
   now = 0;
   /** Frames the engine sent toward the guest since the last take. */
   out: Uint8Array[] = [];
@@ -110,7 +120,7 @@ export class TcpHarness {
         this.k.k.classify(table, n, descs, this.flowTable, clock() >>> 0, CF_INSERT_TCP_SYN);
       },
       (_i, portId, ptr, len, d) => {
-        if (this.k.u8[d + D_KIND] === KIND_TCP) this.stack.input(this.port, ptr, len, d);
+        if (this.k.u8[d + D_KIND] === KIND_TCP) this.stack.input(this.ports.get(portId) ?? this.port, ptr, len, d);
         else this.dropped++;
       },
       () => this.flushTx(),
@@ -125,6 +135,9 @@ export class TcpHarness {
       log: nullLogger,
       mtu: this.mtu,
       resolveDestination: o.resolve ?? (() => '127.0.0.1'),
+      limits: o.limits,
+      hostSockets: o.hostSockets,
+      flowCapacity: cap,
     }, o.tcp);
     if (o.reads !== undefined) {
       this.rx.addReadAreas(1, o.reads.bufBytes);
@@ -152,10 +165,26 @@ export class TcpHarness {
     }
   }
 
+  /** Another VM, whose guest frames are those with source address `ip`; its frames out land in `out` too. */
+  addPort(id: number, ip: number): TcpPort {
+    const link: HarnessLink = {
+      send: (buf: Uint8Array, off: number, len: number) => {
+        this.out.push(buf.slice(off, off + len));
+      },
+      congested: false,
+    };
+    const port = { id, link };
+    this.ports.set(id, port);
+    this.portByIp.set(ip, port);
+    return port;
+  }
+
   fromGuest(frame: Uint8Array): void {
     const reader = this.reader;
     if (reader === undefined) {
-      this.rx.push(this.port.id, frame, 0, frame.length);
+      const src = this.portByIp.size > 0 && frame.length >= 34
+        ? this.portByIp.get(((frame[26] << 24) | (frame[27] << 16) | (frame[28] << 8) | frame[29]) >>> 0) : undefined;
+      this.rx.push((src ?? this.port).id, frame, 0, frame.length);
       return;
     }
     const bytes = new Uint8Array(4 + frame.length);

@@ -110,6 +110,22 @@ export class Conn {
   bytesIn = 0;
   bytesOut = 0;
 
+  // resource accounting (see TcpStack's budgets)
+  /** Counted in the stack's flows quota (given back once, in remove). */
+  flowCounted = false;
+  /** Counted in the half-open quota: host connect in progress or SYN-ACK unanswered. */
+  halfOpen = false;
+  /** Holds one unit of the host-socket quota, given back when the socket closes. */
+  socketCounted = false;
+  /** When an unfinished handshake is dropped (stack time, ms), or Infinity. */
+  handshakeBy = Infinity;
+  /** Byte-budget units held for host→guest bytes (queued + the next read's buffer, beyond the floor). */
+  sndTaken = 0;
+  /** Byte-budget units held for guest→host bytes (staged + the socket's backlog, beyond the floor). */
+  rcvTaken = 0;
+  /** Size of the buffer the socket's next read lands in (what it may read without asking again). */
+  readSize = 0;
+
   constructor(
     public id: number,
     readonly port: TcpPort,

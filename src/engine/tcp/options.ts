@@ -2,9 +2,13 @@
  * TCP stack tunables and their defaults. Every per-flow bound lives here so
  * memory per flow is a known function of the configuration:
  *   guest→host bytes buffered ≤ rcvBufBytes (Node socket's writable buffer)
- *   host→guest bytes buffered ≤ the flow's send buffer (sndBufBytes) + one socket read (≤ 256 KiB)
+ *   host→guest bytes buffered ≤ the flow's send buffer (sndBufBytes), its next read included
  *   out-of-order bytes held: only in the shared reasm pool (reasmSlots × reasmBufBytes of kernel memory).
  * and for the whole stack: slab memory held by read reservations ≤ readReservations × 1 MiB.
+ * Across flows, the engine's limits bound both directions together per VM and
+ * in all (tcpBufferBytesPerVm / tcpBufferBytes, see TcpStack): beyond a floor
+ * of two segments per flow and direction, a flow's windows and reads shrink
+ * to its fair share as its VM or everyone nears the bound.
  */
 import type net from 'node:net';
 
@@ -61,6 +65,13 @@ export interface TcpOptions {
   maxRetries?: number;
   /** SYN-ACK / SYN retransmissions before a half-open flow is dropped (default 6). */
   maxSynRetries?: number;
+  /**
+   * A handshake not completed this long after our SYN-ACK (or SYN, for a
+   * forwarded connection) drops the flow and closes its host connection
+   * (default 10 000 ms). Without it a guest that never answers holds a host
+   * connection for the ~127 s of SYN-ACK retransmissions.
+   */
+  handshakeTimeoutMs?: number;
   /** Bytes one flow may send per event-loop turn before yielding to the others (default 1 MiB). */
   burstBytes?: number;
   /**
@@ -120,6 +131,7 @@ export function resolveTcpOptions(o: TcpOptions = {}): ResolvedTcpOptions {
     initialRtoMs: pos(o.initialRtoMs, 1000),
     maxRetries: pos(o.maxRetries, 15),
     maxSynRetries: pos(o.maxSynRetries, 6),
+    handshakeTimeoutMs: pos(o.handshakeTimeoutMs, 10_000),
     burstBytes: pos(o.burstBytes, 1 << 20, 1),
     challengeAcksPerSecond: pos(o.challengeAcksPerSecond, 1000, 0),
     delayedAckMs: Math.min(pos(o.delayedAckMs, 1, 0), 200),

@@ -30,6 +30,15 @@
  *   established flow has no deadline at all.
  * - We decline SACK and timestamps (never offered in our SYN/SYN-ACK), so the
  *   guest sends neither; window scaling is used both ways when the guest offers it.
+ * - Bounds per VM and in all (the engine's limits), each with its policy when
+ *   full: flows (half-open included) and handshakes in progress: the SYN gets
+ *   RST; a handshake unfinished after handshakeTimeoutMs: dropped, host
+ *   connection reset; host sockets (the engine's quota, shared with UDP): RST
+ *   to the guest, a forwarded connection refused; reassembly slots: the
+ *   out-of-order segment is dropped (the guest sends it again); buffered bytes
+ *   both ways: windows and host reads shrink toward a fair share, host sockets
+ *   pause, and guest bytes that still do not fit are dropped. Each flow keeps
+ *   a floor of two segments per direction so it always progresses.
  */
 import net from 'node:net';
 import { randomFillSync } from 'node:crypto';
@@ -44,6 +53,8 @@ import {
   FLOW_FOUND, FLOW_NEW, FLOW_FULL, OPT_MSS, OPT_WSCALE, FT_FULL, FT_EXISTS,
 } from '../../../assembly/layout.js';
 import { formatIPv4 } from '../../wire/addr.js';
+import { Quota, type QuotaStats } from '../quota.js';
+import type { ResolvedLimits } from '../config.js';
 import { Conn, St, Timer, type TcpPort } from './conn.js';
 import { kernelSlabsFor, resolveTcpOptions, sndBufFor, type ResolvedTcpOptions, type TcpOptions } from './options.js';
 import { Slabs, SLAB_BYTES } from './slabs.js';
@@ -125,7 +136,24 @@ export interface TcpHost {
    * (the gateway's own services), or null to refuse (RST).
    */
   resolveDestination(dstIp: number, dstPort: number): string | { open(): net.Socket } | null;
+  /**
+   * Host sockets for all guests (the engine's, shared with the UDP NAT): each
+   * host socket the stack holds for a VM's flow takes one unit until it
+   * closes. Default: unbounded.
+   */
+  hostSockets?: Quota;
+  /** The TCP bounds of the engine's limits (defaults for any left out). */
+  limits?: Partial<TcpLimits>;
+  /** Flows the flow table holds (default 16384): the global bound on flows. */
+  flowCapacity?: number;
 }
+
+export type TcpLimits = Pick<ResolvedLimits, 'tcpFlowsPerVm' | 'tcpHalfOpenPerVm' | 'tcpBufferBytes' | 'tcpBufferBytesPerVm' | 'tcpReasmSlotsPerVm'>;
+
+const MIB = 1024 * 1024;
+const DEFAULT_LIMITS: TcpLimits = {
+  tcpFlowsPerVm: 4096, tcpHalfOpenPerVm: 256, tcpBufferBytes: 256 * MIB, tcpBufferBytesPerVm: 64 * MIB, tcpReasmSlotsPerVm: 0,
+};
 
 export interface TcpFlowInfo {
   proto: 'tcp';
@@ -148,6 +176,7 @@ const COUNTER_NAMES = [
   'oooTooManyHoles', 'dupSegments', 'zeroWindowProbesSent', 'windowUpdates', 'hostErrors', 'closed',
   'aborted', 'guestFins', 'hostFins', 'forwardsOpened', 'forwardsRefused', 'gaveUp', 'segmentsIn', 'segmentsOut',
   'hostReadsInPlace', 'hostReadsCopied', 'hostWritesInPlace', 'hostWritesFromKernelSlabs', 'hostSocketsMadeAhead', 'segmentsFromKernelSlabs',
+  'refusedVmFlows', 'refusedHalfOpen', 'refusedHostSockets', 'refusedReasmSlots', 'handshakeTimeouts', 'rcvBudgetDrops', 'sndBudgetPauses',
 ] as const;
 type CounterName = (typeof COUNTER_NAMES)[number];
 
@@ -237,6 +266,39 @@ export class TcpStack {
   private spare: SpareSocket | null = null;
   private spareWanted = false;
   readonly counters: Record<CounterName, number>;
+  /** Flows per VM, half-open and forwarded ones included; the global bound is the flow table. */
+  private readonly flowQuota: Quota;
+  /** Flows per VM in the handshake (host connect in progress or SYN-ACK unanswered). */
+  private readonly halfOpenQuota: Quota;
+  /**
+   * Bytes held for the guests, per VM and in all: host→guest bytes read and not
+   * yet acknowledged plus the buffer each socket's next read may fill, and
+   * guest→host bytes staged or queued in the host socket. Each flow holds up
+   * to floorBytes per direction outside it (its guarantee of progress);
+   * everything beyond is taken from this quota before it can arrive (a read's
+   * buffer is sized to what was taken), or, for guest data, dropped when it
+   * does not fit (the guest retransmits). Windows and reads shrink toward
+   * each flow's fair share as a VM or everyone nears the bound, so it is
+   * rarely met head-on.
+   */
+  private readonly bytes: Quota;
+  /** Reassembly slots per VM (the pool is reasmSlots). */
+  private readonly reasmQuota: Quota;
+  private readonly hostSockets: Quota;
+  /**
+   * Bytes a flow may hold per direction without the byte budget: two segments,
+   * and no more than a quarter of a VM's budget spread over its flow bound (or
+   * of the global budget over the flow table), so floors never hold more than
+   * half of either budget's size on top of it.
+   */
+  readonly floorBytes: number;
+  /** Per VM: flows holding byte-budget units; a flow's fair share divides the budget among them. */
+  private readonly activeByVm = new Map<number, number>();
+  private activeAll = 0;
+  /** Flows holding receive budget: re-checked each tick, since a socket's backlog drains with no event below its high-water mark. */
+  private readonly rcvHolders = new Set<Conn>();
+  /** The shared read buffer cut to floorBytes: a cold or paused socket's next read. */
+  private readonly floorView: Buffer;
 
   constructor(private readonly host: TcpHost, opts?: TcpOptions) {
     this.o = resolveTcpOptions(opts);
@@ -270,6 +332,17 @@ export class TcpStack {
     for (let i = 0; i < poolSlabs; i++) pool.push(Buffer.from(k.u8.buffer, k.u8.byteOffset + k.alloc(SLAB_BYTES, 64), SLAB_BYTES));
     this.kslabs = new Slabs(pool);
     this.challengeTokens = this.o.challengeAcksPerSecond;
+    const lim: TcpLimits = { ...DEFAULT_LIMITS, ...host.limits };
+    const flowCap = host.flowCapacity ?? 16384;
+    this.flowQuota = new Quota('tcpFlows', flowCap, Math.min(lim.tcpFlowsPerVm, flowCap));
+    this.halfOpenQuota = new Quota('tcpHalfOpen', flowCap, Math.min(lim.tcpHalfOpenPerVm, flowCap));
+    this.bytes = new Quota('tcpBufferBytes', lim.tcpBufferBytes, Math.min(lim.tcpBufferBytesPerVm, lim.tcpBufferBytes));
+    const reasmPerVm = lim.tcpReasmSlotsPerVm > 0 ? lim.tcpReasmSlotsPerVm : Math.max(1, this.o.reasmSlots >> 1);
+    this.reasmQuota = new Quota('tcpReasmSlots', this.o.reasmSlots, Math.min(reasmPerVm, this.o.reasmSlots));
+    this.hostSockets = host.hostSockets ?? new Quota('hostSockets', 1 << 30, 1 << 30);
+    this.floorBytes = Math.max(256, Math.min(2 * this.ourMss,
+      Math.floor(this.bytes.perVm / (4 * this.flowQuota.perVm)), Math.floor(this.bytes.total / (4 * flowCap))));
+    this.floorView = this.readBuf.subarray(0, this.floorBytes);
   }
 
   /** Initial sequence numbers are unpredictable (RFC 6528's goal) so a third party cannot guess a flow's window. */
@@ -374,8 +447,34 @@ export class TcpStack {
       this.rstForSegment(port, ptr, d, SYN);
       return;
     }
+    // The VM's bounds, cheapest give-back first: every refusal returns the table entry classify made.
+    const vm = port.id;
+    const hostSocket = typeof target !== 'object';
+    let refusal: 'refusedVmFlows' | 'refusedHalfOpen' | 'refusedHostSockets' | null = null;
+    if (!this.flowQuota.take(vm)) refusal = 'refusedVmFlows';
+    else if (!this.halfOpenQuota.take(vm)) {
+      this.flowQuota.give(vm);
+      refusal = 'refusedHalfOpen';
+    } else if (hostSocket && !this.hostSockets.take(vm)) {
+      this.flowQuota.give(vm);
+      this.halfOpenQuota.give(vm);
+      refusal = 'refusedHostSockets';
+    }
+    if (refusal !== null) {
+      this.counters[refusal]++;
+      k.k.flowRemove(this.host.flowTable, PROTO_TCP, guestIp, guestPort, dstIp, dstPort);
+      this.rstForSegment(port, ptr, d, SYN);
+      const q = refusal === 'refusedVmFlows' ? this.flowQuota : refusal === 'refusedHalfOpen' ? this.halfOpenQuota : this.hostSockets;
+      this.host.log.limited(`tcp-${refusal}`, 'warn', `TCP SYN refused: ${q.name} bound reached`, {
+        vm, used: q.usedBy(vm), perVm: q.perVm, usedAll: q.used, total: q.total,
+      });
+      return;
+    }
     const now = this.host.now();
     const c = new Conn(id, port, k.u8.slice(ptr + 6, ptr + 12), guestIp, guestPort, dstIp, dstPort, now);
+    c.flowCounted = true;
+    c.halfOpen = true;
+    c.socketCounted = hostSocket;
     this.readSynOptions(c, d);
     c.irs = dv.getUint32(d + D_SEQ, true);
     c.rcvNxt = seqAdd(c.irs, 1);
@@ -486,8 +585,17 @@ export class TcpStack {
     c.state = St.SynRcvd;
     c.retries = 0;
     this.sendSynAck(c);
-    this.arm(c, Timer.Rto, this.host.now() + c.rto);
+    const now = this.host.now();
+    c.handshakeBy = now + this.o.handshakeTimeoutMs;
+    this.arm(c, Timer.Rto, Math.min(now + c.rto, c.handshakeBy));
     this.host.scheduleTx();
+  }
+
+  /** The handshake is over (or the flow is): its half-open unit goes back. */
+  private leaveHalfOpen(c: Conn): void {
+    if (!c.halfOpen) return;
+    c.halfOpen = false;
+    this.halfOpenQuota.give(c.port.id);
   }
 
   private sendSynAck(c: Conn): void {
@@ -577,6 +685,8 @@ export class TcpStack {
       }
       c.state = St.Established;
       this.counters.established++;
+      c.handshakeBy = Infinity;
+      this.leaveHalfOpen(c);
       c.sndUna = ack;
       c.sndWnd = win << c.sndShift;
       c.sndWl1 = seq;
@@ -606,10 +716,18 @@ export class TcpStack {
   }
 
   private rcvBudget(c: Conn): number {
-    const queued = (c.socket !== null ? c.socket.writableLength : 0) + c.stageBytes;
+    const queued = this.rcvQueued(c);
     let held = 0;
-    if (c.reasmSlot >= 0) held = this.host.kernels.k.reasmHeld(this.reasmPtrs[c.reasmSlot]);
-    return Math.max(0, this.rcvLimit(c) - queued - held);
+    if (c.reasmSlot >= 0) {
+      const r = this.reasmPtrs[c.reasmSlot];
+      held = this.host.kernels.k.reasmHeld(r) + this.host.kernels.k.reasmReadable(r);
+    }
+    return Math.max(0, Math.min(this.rcvLimit(c) - queued - held, this.rcvRoom(c, queued)));
+  }
+
+  /** Guest bytes staged for c's host socket or waiting in its write queue. */
+  private rcvQueued(c: Conn): number {
+    return (c.socket !== null ? c.socket.writableLength : 0) + c.stageBytes;
   }
 
   /** Per-flow receive cap: rcvBufBytes, this flow's share of its VM's window, and 64 KiB without window scaling. */
@@ -685,8 +803,11 @@ export class TcpStack {
       }
       if (c.sndUna === c.sndMax) this.disarm(c);
       else this.arm(c, Timer.Rto, now + c.rto);
-      if (c.paused && c.q.length <= sndBufFor(this.o, c.mss) >> 1) {
+      this.reconcileSnd(c);
+      if (c.paused && !c.hostEnded && c.q.length <= this.sndAllowance(c) >> 1) {
         c.paused = false;
+        // The paused socket's next read lands in the buffer it was given (its floor's size).
+        this.reconcileSnd(c);
         c.socket?.resume();
       }
       this.markDirty(c);
@@ -754,7 +875,19 @@ export class TcpStack {
     const wnd = this.acceptWindow(c);
     if (len > wnd) len = wnd;
     if (len <= 0) return;
+    // Within the window but beyond the byte budget (windows advertised before the VM neared
+    // it): the rest is dropped, and the guest sends it again once the host has taken some.
+    const room = this.rcvRoom(c, this.rcvQueued(c));
+    if (len > room) {
+      this.counters.rcvBudgetDrops++;
+      len = room;
+      if (len <= 0) {
+        this.queueAck(c);
+        return;
+      }
+    }
     this.deliver(c, k.u8, p, len);
+    this.reconcileRcv(c);
     c.rcvNxt = seqAdd(c.rcvNxt, len);
     // RFC 1122 §4.2.3.2 / RFC 5681: at least every second full-sized segment is acknowledged at once.
     c.rcvUnacked += len;
@@ -767,10 +900,19 @@ export class TcpStack {
     const k = this.host.kernels;
     if (c.reasmSlot < 0) {
       this.counters.oooSegments++;
-      const slot = this.reasmFree.pop();
+      // A VM at its share of the pool gets no more slots, so one VM cannot hold them all.
+      // The segment is dropped and the duplicate ACK makes the guest send it again.
+      const vm = c.port.id;
+      // Counted as the VM's bound only while the pool still has slots for others.
+      const atShare = this.reasmFree.length > 0 && this.reasmQuota.usedBy(vm) >= this.reasmQuota.perVm;
+      const took = this.reasmQuota.take(vm);
+      const slot = took ? this.reasmFree.pop() : undefined;
       if (slot === undefined) {
-        // No buffer: drop it; the duplicate ACK below makes the guest retransmit.
-        this.counters.oooNoBuffer++;
+        if (took) this.reasmQuota.give(vm);
+        if (atShare) {
+          this.counters.refusedReasmSlots++;
+          this.host.log.limited('tcp-reasm-vm', 'debug', 'reassembly slot refused: VM at its share of the pool', { vm, perVm: this.reasmQuota.perVm });
+        } else this.counters.oooNoBuffer++;
         this.sendAck(c);
         return;
       }
@@ -787,31 +929,37 @@ export class TcpStack {
       this.queueAck(c);
       return;
     }
-    const res = k.k.reasmWrite(r, off, p, len);
+    // The buffer counts offsets from the end of what it holds readable (bytes left there
+    // while the byte budget was full), which may lie past rcv.nxt.
+    const res = k.k.reasmWrite(r, off - k.k.reasmReadable(r), p, len);
     if (res < 0) {
       if (res === -2) this.counters.oooTooManyHoles++;
       else this.counters.outOfWindow++;
     }
-    let readable = k.k.reasmReadable(r);
+    // Reassembled bytes are taken in as far as the byte budget allows; the rest stays in the
+    // buffer (acknowledged later, when an arrival or retransmission finds room).
+    let readable = Math.min(k.k.reasmReadable(r), Math.max(0, this.rcvRoom(c, this.rcvQueued(c))));
     while (readable > 0) {
       const rp = k.k.reasmReadPtr(r) >>> 0;
-      const n = k.k.reasmReadChunk(r);
+      const n = Math.min(k.k.reasmReadChunk(r), readable);
       this.deliver(c, k.u8, rp, n);
       k.k.reasmConsume(r, n);
       c.rcvNxt = seqAdd(c.rcvNxt, n);
       readable -= n;
     }
+    this.reconcileRcv(c);
     // An out-of-order arrival is acknowledged at once, one duplicate ACK per
     // segment (RFC 5681 §4.2), or the guest's fast retransmit never sees three.
     if (off > 0) this.sendAck(c);
     else this.queueAck(c);
-    if (k.k.reasmHeld(r) === 0) this.releaseReasm(c);
+    if (k.k.reasmHeld(r) === 0 && k.k.reasmReadable(r) === 0) this.releaseReasm(c);
     if (c.finPending !== -1 && c.finPending === c.rcvNxt) this.guestFin(c);
   }
 
   private releaseReasm(c: Conn): void {
     if (c.reasmSlot < 0) return;
     this.reasmFree.push(c.reasmSlot);
+    this.reasmQuota.give(c.port.id);
     c.reasmSlot = -1;
   }
 
@@ -859,6 +1007,7 @@ export class TcpStack {
     }
     parts.length = 0;
     c.stageBytes = 0;
+    this.reconcileRcv(c);
   }
 
   /** Write a flow's parts through slab pieces: the path for small parts and for sockets with a backlog. */
@@ -1009,6 +1158,7 @@ export class TcpStack {
     c.sndWl1 = seq;
     c.sndWl2 = ack;
     c.state = St.Established;
+    c.handshakeBy = Infinity;
     c.retries = 0;
     this.counters.established++;
     this.counters.forwardsOpened++;
@@ -1029,17 +1179,45 @@ export class TcpStack {
    */
   private readTarget(c: Conn): Uint8Array {
     if (c.readRes !== null) return c.readRes;
-    if (!c.hotReads || c.paused || c.state === St.Closed || this.readReservations >= this.o.readReservations) return this.readBuf;
+    if (c.state === St.Closed) {
+      c.readSize = 0;
+      return this.readBuf;
+    }
+    // The read may fill what this buffer holds, so that much is taken from the byte budget
+    // first: a socket that has not been reading in bulk (or is paused) gets its floor only,
+    // so idle flows hold nothing of the budget.
+    let size = this.floorBytes;
+    if (!c.paused) {
+      const room = this.sndAllowance(c) - c.q.length;
+      size = Math.min(c.hotReads ? READ_BYTES : this.floorBytes, room);
+      if (size <= 0) {
+        this.pauseForBudget(c);
+        size = this.floorBytes;
+      }
+    }
+    c.readSize = size;
+    this.reconcileSnd(c);
+    if (!c.hotReads || c.paused || this.readReservations >= this.o.readReservations) {
+      return size >= READ_BYTES ? this.readBuf : size === this.floorBytes ? this.floorView : this.readBuf.subarray(0, size);
+    }
     let from = this.kslabs;
-    let piece = from.tryTake(READ_BYTES);
+    let piece = from.tryTake(size);
     if (piece === null) {
       from = this.slabs;
-      piece = from.take(READ_BYTES);
+      piece = from.take(size);
     }
     c.readRes = piece;
     c.readResDone = from.lastDone;
     this.readReservations++;
     return piece;
+  }
+
+  /** c's socket stops reading: its queue is at what c may hold. */
+  private pauseForBudget(c: Conn): void {
+    if (c.paused) return;
+    c.paused = true;
+    if (c.q.length < sndBufFor(this.o, c.mss)) this.counters.sndBudgetPauses++;
+    c.socket?.pause();
   }
 
   /** Gives back c's read reservation; only once its socket can no longer read into it. */
@@ -1058,7 +1236,11 @@ export class TcpStack {
   }
 
   private onHostRead(c: Conn, n: number, buf: Uint8Array): boolean {
-    c.hotReads = n >= HOT_READ_BYTES;
+    // A read that filled its buffer (the floor, for a socket just woken) left more behind. A
+    // small one ends the bulk reads: the next buffer, held while the socket idles, is the floor.
+    c.hotReads = n >= HOT_READ_BYTES || n >= c.readSize;
+    // What arrived now sits in the queue; readTarget sizes (and takes) the next read.
+    c.readSize = 0;
     if (buf === c.readRes) {
       this.counters.hostReadsInPlace++;
       if (c.state === St.Closed) {
@@ -1087,10 +1269,10 @@ export class TcpStack {
     }
     c.q.push(b, release);
     c.bytesOut += b.length;
-    if (!c.paused && c.q.length > sndBufFor(this.o, c.mss)) {
-      c.paused = true;
-      c.socket?.pause();
-    }
+    // Within what the read's buffer took; a socket without onread (an embedder's, a gateway
+    // service) delivers what it has, counted as far as the budget allows.
+    this.reconcileSnd(c);
+    if (!c.paused && c.q.length >= this.sndAllowance(c)) this.pauseForBudget(c);
     if (c.state === St.Established) {
       this.markDirty(c);
       this.host.scheduleTx();
@@ -1100,6 +1282,8 @@ export class TcpStack {
   private onHostEnd(c: Conn): void {
     if (c.state === St.Closed) return;
     c.hostEnded = true;
+    // No read follows the end: its buffer's share goes back.
+    this.reconcileSnd(c);
     this.counters.hostFins++;
     if (c.state === St.Established) {
       this.markDirty(c);
@@ -1108,8 +1292,9 @@ export class TcpStack {
   }
 
   private onHostDrain(c: Conn): void {
-    if (c.state === St.Closed || !this.starved.has(c)) return;
-    this.windowUpdate(c);
+    if (c.state === St.Closed) return;
+    this.reconcileRcv(c);
+    if (this.starved.has(c)) this.windowUpdate(c);
   }
 
   private onHostError(c: Conn, err: Error): void {
@@ -1129,9 +1314,85 @@ export class TcpStack {
   private onHostClose(c: Conn): void {
     // The handle is closed: nothing reads into the reservation any more.
     this.releaseReadReservation(c);
+    // Every path that ends a host socket (reset, end, error, never connected) ends here, once.
+    if (c.socketCounted) {
+      c.socketCounted = false;
+      this.hostSockets.give(c.port.id);
+    }
     // Without an error a close follows both FINs; the guest side finishes on its own.
     // A socket closed before it ever connected (destroyed by a test, an agent) is a refusal.
     if (c.state === St.Connecting || c.state === St.SynSent) this.resetGuest(c);
+  }
+
+  // ---- byte budget -------------------------------------------------------------
+
+  /**
+   * Budget units c may still take: what its VM and everyone have left, and no
+   * more than its fair share (the VM's budget, and the global one, split among
+   * the flows holding some) less what it holds. A flow past its share keeps
+   * what it has and takes nothing more until it drains.
+   */
+  private headroom(c: Conn): number {
+    const vm = c.port.id;
+    const mine = c.sndTaken + c.rcvTaken;
+    const me = mine > 0 ? 0 : 1;
+    const share = Math.min(
+      Math.floor(this.bytes.perVm / ((this.activeByVm.get(vm) ?? 0) + me)),
+      Math.floor(this.bytes.total / (this.activeAll + me)));
+    return Math.max(0, Math.min(this.bytes.room(vm), share - mine));
+  }
+
+  /** Host→guest bytes c may hold (queue plus next read): its send buffer, or less as the budget nears its bound. */
+  private sndAllowance(c: Conn): number {
+    return Math.min(sndBufFor(this.o, c.mss), this.floorBytes + c.sndTaken + this.headroom(c));
+  }
+
+  /** Guest→host bytes c may still take in, given `queued` already queued. */
+  private rcvRoom(c: Conn, queued: number): number {
+    return this.floorBytes + c.rcvTaken + this.headroom(c) - queued;
+  }
+
+  /** Hold `want` units for one direction of c: gives back at once; takes as far as the budget allows. */
+  private setTaken(c: Conn, snd: boolean, want: number): void {
+    const had = snd ? c.sndTaken : c.rcvTaken;
+    if (want === had) return;
+    const vm = c.port.id;
+    const before = c.sndTaken + c.rcvTaken;
+    let now = want;
+    if (want > had) {
+      const t = Math.min(want - had, this.bytes.room(vm));
+      now = had;
+      if (t > 0 && this.bytes.take(vm, t)) now += t;
+    } else this.bytes.give(vm, had - want);
+    if (snd) c.sndTaken = now;
+    else c.rcvTaken = now;
+    const after = c.sndTaken + c.rcvTaken;
+    if ((before > 0) !== (after > 0)) {
+      const d = after > 0 ? 1 : -1;
+      const n = (this.activeByVm.get(vm) ?? 0) + d;
+      if (n > 0) this.activeByVm.set(vm, n);
+      else this.activeByVm.delete(vm);
+      this.activeAll += d;
+    }
+  }
+
+  /** c's host→guest holding: its queue, and the buffer its socket reads into next while it reads. */
+  private reconcileSnd(c: Conn): void {
+    const reading = !c.paused && !c.hostEnded && c.state !== St.Closed && c.socket !== null;
+    const held = c.state === St.Closed ? 0 : c.q.length + (reading ? c.readSize : 0);
+    this.setTaken(c, true, Math.max(0, held - this.floorBytes));
+  }
+
+  /** c's guest→host holding, sampled: a socket's backlog shrinks as its writes complete. */
+  private reconcileRcv(c: Conn): void {
+    const want = c.state === St.Closed ? 0 : Math.max(0, this.rcvQueued(c) - this.floorBytes);
+    this.setTaken(c, false, want);
+    if (c.rcvTaken > 0) {
+      if (!this.rcvHolders.has(c)) {
+        this.rcvHolders.add(c);
+        this.ensureInterval();
+      }
+    } else this.rcvHolders.delete(c);
   }
 
   // ---- output ----------------------------------------------------------------
@@ -1495,6 +1756,12 @@ export class TcpStack {
     if (c.state === St.Closed) return;
     if (c.state === St.Connecting) this.pending--;
     c.state = St.Closed;
+    this.leaveHalfOpen(c);
+    if (c.flowCounted) {
+      c.flowCounted = false;
+      this.flowQuota.give(c.port.id);
+    }
+    this.rcvHolders.delete(c);
     this.host.kernels.k.flowRemove(this.host.flowTable, PROTO_TCP, c.guestIp, c.guestPort, c.remoteIp, c.remotePort);
     if (this.conns[c.id] === c) this.conns[c.id] = undefined;
     this.all.delete(c);
@@ -1505,6 +1772,8 @@ export class TcpStack {
     this.delayedAcks.delete(c);
     this.releaseReasm(c);
     c.q.consume(c.q.length);
+    this.setTaken(c, true, 0);
+    this.setTaken(c, false, 0);
     const s = c.socket;
     if (s !== null && !s.destroyed) {
       if (reset) resetSocket(s);
@@ -1532,7 +1801,7 @@ export class TcpStack {
     if (this.interval !== null || this.o.manualTimers || this.closedDown) return;
     this.interval = setInterval(() => {
       this.tick(this.host.now());
-      if (this.timed.size === 0 && this.starved.size === 0 && this.interval !== null) {
+      if (this.timed.size === 0 && this.starved.size === 0 && this.rcvHolders.size === 0 && this.interval !== null) {
         clearInterval(this.interval);
         this.interval = null;
       }
@@ -1549,6 +1818,7 @@ export class TcpStack {
     } finally {
       this.copyPayloads = false;
     }
+    for (const c of this.rcvHolders) this.reconcileRcv(c);
     for (const c of this.starved) this.windowUpdate(c);
     if (this.o.manualTimers && this.delayedAcks.size > 0) this.releaseHeldAcks(now);
     if (any) this.host.scheduleTx();
@@ -1576,6 +1846,12 @@ export class TcpStack {
     c.retries++;
     c.rto = Math.min(c.rto * 2, this.o.maxRtoMs);
     if (c.state === St.SynRcvd || c.state === St.SynSent) {
+      if (now >= c.handshakeBy) {
+        // The guest never finished the handshake: the flow and its host connection go.
+        this.counters.handshakeTimeouts++;
+        this.resetGuest(c);
+        return;
+      }
       if (c.retries > this.o.maxSynRetries) {
         this.counters.gaveUp++;
         this.resetGuest(c);
@@ -1584,7 +1860,7 @@ export class TcpStack {
       this.counters.retransmits++;
       if (c.state === St.SynRcvd) this.sendSynAck(c);
       else this.sendSyn(c);
-      this.arm(c, Timer.Rto, now + c.rto);
+      this.arm(c, Timer.Rto, Math.min(now + c.rto, c.handshakeBy));
       return;
     }
     if (c.state !== St.Established || c.sndMax === c.sndUna) return;
@@ -1624,18 +1900,46 @@ export class TcpStack {
   /**
    * Open a connection to guestIp:guestPort from srcIp:srcPort and pipe it
    * with `socket` (already connected on the host side). Returns false, and
-   * destroys the socket, when the flow table refuses the flow.
+   * destroys the socket, when the flow table refuses the flow, or the VM is
+   * at its flow bound, or the host-socket budget (the accepted socket is one
+   * of its descriptors: past the budget a local flood of a forwarded port
+   * would run the process out of them, for every VM) is full.
    */
   connectToGuest(port: TcpPort, guestMac: Uint8Array, guestIp: number, guestPort: number, srcIp: number, srcPort: number, socket: net.Socket): boolean {
     const k = this.host.kernels;
     const now = this.host.now();
+    const vm = port.id;
+    let refusal: 'refusedVmFlows' | 'refusedHostSockets' | null = null;
+    if (this.closedDown) refusal = null;
+    else if (!this.flowQuota.take(vm)) refusal = 'refusedVmFlows';
+    else if (!this.hostSockets.take(vm)) {
+      this.flowQuota.give(vm);
+      refusal = 'refusedHostSockets';
+    }
+    if (refusal !== null) {
+      this.counters[refusal]++;
+      this.counters.forwardsRefused++;
+      const q = refusal === 'refusedVmFlows' ? this.flowQuota : this.hostSockets;
+      this.host.log.limited(`tcp-forward-${refusal}`, 'warn', `forwarded TCP connection refused: ${q.name} bound reached`, {
+        vm, used: q.usedBy(vm), perVm: q.perVm, usedAll: q.used, total: q.total,
+      });
+      socket.destroy();
+      return false;
+    }
     const id = this.closedDown ? FT_FULL : k.k.flowInsert(this.host.flowTable, PROTO_TCP, guestIp, guestPort, srcIp, srcPort, now);
     if (id === FT_FULL || id === FT_EXISTS || id < 0) {
       this.counters.flowTableFull++;
+      if (!this.closedDown) {
+        this.flowQuota.give(vm);
+        this.hostSockets.give(vm);
+      }
       socket.destroy();
       return false;
     }
     const c = new Conn(id, port, guestMac.slice(0, 6), guestIp, guestPort, srcIp, srcPort, now);
+    c.flowCounted = true;
+    c.socketCounted = true;
+    c.handshakeBy = now + this.o.handshakeTimeoutMs;
     c.iss = this.newIss();
     c.sndUna = c.iss;
     c.sndNxt = c.iss;
@@ -1649,7 +1953,7 @@ export class TcpStack {
     this.all.add(c);
     this.attachSocket(c, socket);
     this.sendSyn(c);
-    this.arm(c, Timer.Rto, now + c.rto);
+    this.arm(c, Timer.Rto, Math.min(now + c.rto, c.handshakeBy));
     this.host.scheduleTx();
     return true;
   }
@@ -1706,6 +2010,31 @@ export class TcpStack {
     for (const c of [...this.all]) if (c.port.id === portId) this.remove(c, true);
     this.portSenders.delete(portId);
     this.waiting.delete(portId);
+    // remove() gave back each flow's share; anything left would be a leak, and must not outlive the VM.
+    // Host sockets go back as each closes (their descriptors are open until then).
+    this.flowQuota.release(portId);
+    this.halfOpenQuota.release(portId);
+    this.bytes.release(portId);
+    this.reasmQuota.release(portId);
+    this.activeAll -= this.activeByVm.get(portId) ?? 0;
+    this.activeByVm.delete(portId);
+  }
+
+  /** The stack's bounds, for the engine's stats().limits. */
+  limitStats(): Record<'tcpFlows' | 'tcpHalfOpen' | 'tcpBufferBytes' | 'tcpReasmSlots', QuotaStats> {
+    return {
+      tcpFlows: this.flowQuota.stats(),
+      tcpHalfOpen: this.halfOpenQuota.stats(),
+      tcpBufferBytes: this.bytes.stats(),
+      tcpReasmSlots: this.reasmQuota.stats(),
+    };
+  }
+
+  /** Bytes the flows hold now, budget and floors together: send queues and guest bytes queued toward host sockets. */
+  bufferedBytes(portId?: number): number {
+    let n = 0;
+    for (const c of this.all) if (portId === undefined || c.port.id === portId) n += c.q.length + this.rcvQueued(c);
+    return n;
   }
 
   flows(): TcpFlowInfo[] {
@@ -1731,7 +2060,7 @@ export class TcpStack {
     const reasmInUse = this.reasmPtrs.length - this.reasmFree.length;
     return {
       flows: this.all.size, pendingConnects: this.pending, reasmInUse, readReservations: this.readReservations,
-      kernelSlabs: this.kslabs.allocated, ...this.counters,
+      kernelSlabs: this.kslabs.allocated, bufferedBytes: this.bufferedBytes(), floorBytes: this.floorBytes, ...this.counters,
     };
   }
 
