@@ -136,9 +136,13 @@ export function dnsTcpQueries(n: number, name: string, firstId = 1): Buffer {
   return Buffer.concat(parts);
 }
 
-/** A name that sends a backtracking matcher of `^([a-z0-9]+-?)+$` into exponential time: `len` letters then '!'. */
+/**
+ * A name that sends a backtracking matcher of `^([a-z0-9]+-?)+$` into exponential time: `len`
+ * letters then '_', which fails the pattern only at the end. ('_' because a name with a byte
+ * outside letters, digits, '-', '_' and '*' is never looked up in the zones.)
+ */
 export function regexpAttackName(len: number, zone: string): string {
-  return `${'a'.repeat(Math.max(1, Math.min(len, 62)))}!.${zone}`;
+  return `${'a'.repeat(Math.max(1, Math.min(len, 62)))}_.${zone}`;
 }
 
 /** One DNS query over UDP from the hostile VM to the gateway. */
@@ -200,7 +204,7 @@ export interface HostileCounters {
   synAcks: number; dataSegmentsIn: number;
   dhcpOffers: number; dhcpAcks: number;
   dnsAnswers: number;
-  /** The slowest answer to a dns-regexp query (ms), and those not answered within 10 s. */
+  /** The slowest answer to a dns-regexp query (ms), and those not answered within 10 s (or by the interval's end). */
   regexpSlowestMs: number; regexpUnanswered: number;
 }
 
@@ -476,7 +480,7 @@ export class HostileVm {
       const id = 0x7000 + i;
       const t0 = Date.now();
       const answered = new Promise<boolean>((res) => {
-        const t = setTimeout(() => res(false), 10_000);
+        const t = setTimeout(() => res(false), Math.max(0, Math.min(10_000, deadline - t0)));
         this.dnsWait.set(id, () => { clearTimeout(t); res(true); });
       });
       this.send(dnsUdpFrame(regexpAttackName(30, this.env.regexpZone), id, 40000 + (i % 1000)));

@@ -23,14 +23,13 @@
 import crypto from 'node:crypto';
 import dgram from 'node:dgram';
 import net from 'node:net';
+import { parseArgs } from 'node:util';
 import dnsPacket from 'dns-packet';
 
-const argv = process.argv.slice(2);
-const mode = argv[0];
-const opt = (name, def) => {
-  const i = argv.indexOf('--' + name);
-  return i > 0 && i + 1 < argv.length ? argv[i + 1] : def;
-};
+const mode = process.argv[2];
+const OPTIONS = ['bulk', 'udp', 'big', 'syn', 'big-bytes', 'id', 'target', 'dns', 'echo', 'bulk-mib', 'churn-per-s', 'dns-per-s', 'udp-per-s', 'names', 'name-ips'];
+const { values } = parseArgs({ args: process.argv.slice(3), options: Object.fromEntries(OPTIONS.map((o) => [o, { type: 'string' }])) });
+const opt = (name, def) => values[name] ?? def;
 const HOST = '127.0.0.1';
 const CHUNK = 64 << 10;
 const BLOCK = crypto.randomBytes(CHUNK);

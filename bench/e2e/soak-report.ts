@@ -241,7 +241,7 @@ export function renderSoak(r: SoakResult): string {
   const regexp = r.rows.filter((row) => row.attack === 'dns-regexp' && row.hostile);
   if (regexp.length > 0) {
     out.push(`dns-regexp: slowest answer ${Math.max(...regexp.map((x) => x.hostile!.regexpSlowestMs))} ms, ` +
-      `${regexp.reduce((n, x) => n + x.hostile!.regexpUnanswered, 0)} queries unanswered within 10 s.`, '');
+      `${regexp.reduce((n, x) => n + x.hostile!.regexpUnanswered, 0)} queries unanswered within 10 s or by the end of their interval.`, '');
   }
   const last = [...r.rows].reverse().find((row) => row.engine?.drops);
   if (last?.engine) {
