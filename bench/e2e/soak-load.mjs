@@ -166,6 +166,8 @@ if (mode === 'servers') {
       else next = Date.now();
     }
   };
+  // lost: bytes a transfer that ended cleanly did not deliver intact (short at the peer's FIN,
+  // or a wrong hash). A transfer that stalls or is reset fails without losing bytes silently.
   const bulkFail = (lost, why) => {
     c.bulkFail++;
     c.lostBytes += lost;
@@ -175,7 +177,7 @@ if (mode === 'servers') {
   /** One transfer; a stall of STALL_MS without progress fails it. */
   const transfer = (dir) => new Promise((resolve) => {
     const s = net.connect({ host: target, port: bulkPort, noDelay: true });
-    let progress = Date.now(), sent = 0, done = false;
+    let progress = Date.now(), done = false;
     const finish = (ok, lost, why) => {
       if (done) return;
       done = true;
@@ -185,19 +187,19 @@ if (mode === 'servers') {
       s.destroy();
       resolve();
     };
-    const watch = setInterval(() => { if (Date.now() - progress > STALL_MS) finish(false, dir === 'up' ? sent : bulkBytes, `${dir}: stalled`); }, 1000);
-    s.on('error', (e) => finish(false, dir === 'up' ? sent : bulkBytes, `${dir}: ${e.message}`));
+    const watch = setInterval(() => { if (Date.now() - progress > STALL_MS) finish(false, 0, `${dir}: stalled ${STALL_MS / 1000} s`); }, 1000);
+    s.on('error', (e) => finish(false, 0, `${dir}: ${e.message}`));
     s.on('connect', async () => {
       const r = reader(s);
       s.write(`${dir === 'up' ? 'UP' : 'DOWN'} ${bulkBytes}\n`);
       if (dir === 'up') {
         let sha;
         try {
-          sha = await sendStream(s, bulkBytes, (n) => { sent += n; c.upBytes += n; progress = Date.now(); });
-        } catch (e) { return finish(false, sent, `up: ${e.message}`); }
+          sha = await sendStream(s, bulkBytes, (n) => { c.upBytes += n; progress = Date.now(); });
+        } catch (e) { return finish(false, 0, `up: ${e.message}`); }
         const l = await r.line();
         const m = l && /^(\d+) ([0-9a-f]{64})$/.exec(l);
-        if (!m) return finish(false, bulkBytes, 'up: no verdict from the server');
+        if (!m) return finish(false, 0, 'up: no verdict from the server');
         const got = Number(m[1]);
         if (got !== bulkBytes) return finish(false, bulkBytes - got, `up: server got ${got} of ${bulkBytes}`);
         if (m[2] !== sha) { c.bulkCorrupt++; return finish(false, bulkBytes, 'up: hash mismatch'); }
@@ -207,7 +209,7 @@ if (mode === 'servers') {
         const got = await r.take(bulkBytes, (b) => { h.update(b); c.downBytes += b.length; progress = Date.now(); });
         if (got < bulkBytes) return finish(false, bulkBytes - got, `down: got ${got} of ${bulkBytes}`);
         const l = await r.line();
-        if (l === null) return finish(false, bulkBytes, 'down: no hash from the server');
+        if (l === null) return finish(false, 0, 'down: no hash from the server');
         if (l !== h.digest('hex')) { c.bulkCorrupt++; return finish(false, bulkBytes, 'down: hash mismatch'); }
         finish(true);
       }

@@ -68,6 +68,8 @@ export interface SoakResult {
   rows: SoakRow[];
   /** Each guest's counters after its last transfers finished (the run's totals). */
   final: GuestCounters[];
+  /** Each guest from the last interval's end to its totals: the transfers in hand finishing (at most 30 s). */
+  drain?: GuestRow[];
   verdict: SoakVerdict;
   notes: string[];
 }
@@ -145,7 +147,10 @@ export function soakVerdict(rows: SoakRow[], final: GuestCounters[], cycle: numb
   const ok = final.reduce((n, g) => n + g.bulkOk, 0);
   const lostBytes: Check = final.length === 0
     ? { pass: null, detail: 'no final counters from the guests' }
-    : { pass: lost === 0 && fails === 0, detail: `${ok} hash-checked transfers intact, ${fails} failed (${corrupt} with a wrong hash), ${lost} bytes lost` };
+    : {
+      pass: lost === 0 && corrupt === 0,
+      detail: `${ok} hash-checked transfers intact, ${corrupt} with a wrong hash, ${lost} bytes lost; ${fails} failed in all (stalled or reset count here, not as lost bytes)`,
+    };
   const warm = warmupRows(rows, cycle);
   const rss = flatCheck(rows, warm, 'rssPeakMiB', FLAT.rssMiB, 'MiB');
   const fds = flatCheck(rows, warm, 'fdsPeak', FLAT.fds, 'fds');
@@ -236,6 +241,10 @@ export function renderSoak(r: SoakResult): string {
       `${row.dhcpOffer === undefined ? '-' : row.dhcpOffer ? 'yes' : '**no**'} | ${h ? `${h.txFrames}/${h.rxFrames}/${h.stolenFrames}` : '-'} |`);
   }
   out.push('');
+  if (r.drain !== undefined && r.drain.length > 0) {
+    out.push(`After the last interval, finishing the transfers in hand: ${r.drain.map((g) => `${g.id} ${g.bulkOk} intact, ${g.bulkFail} failed` +
+      `${g.lostBytes ? `, ${g.lostBytes} bytes lost` : ''}${g.firstBulkErr ? ` (${g.firstBulkErr})` : ''}`).join('; ')}.`, '');
+  }
   const errs = r.rows.flatMap((row) => row.guests.filter((g) => g.firstBulkErr).map((g) => `interval ${row.index}, ${g.id}: ${g.firstBulkErr}`));
   if (errs.length > 0) out.push('First failed transfer per interval: ' + errs.join('; ') + '.', '');
   const regexp = r.rows.filter((row) => row.attack === 'dns-regexp' && row.hostile);

@@ -231,10 +231,11 @@ export async function runSoak(o: Opts, logDir: string): Promise<void> {
     for (const l of loads) if (!l.done) l.proc.kill('SIGTERM');
     await Promise.race([Promise.all(loads.map((l) => l.exited)), sleep(40_000)]);
     result.final = loads.map(guestCounters).filter((c): c is GuestCounters => c !== undefined);
+    result.drain = result.final.map((c) => guestDelta(prev.find((p) => p?.id === c.id), c, 1));
     for (const r of relays) await stopBg(r);
     await stopBg(engine);
     const exit = lastLine(engineLog, 'vnetkit-engine: SIGTERM');
-    if (exit === undefined) notes.push('The engine printed no stats at exit (it did not stop cleanly on SIGTERM).');
+    if (exit === undefined) notes.push('The engine did not print its stats within 5 s of SIGTERM and was killed (its event loop was busy or it had died).');
     await stopBg(servers);
     await stopBg(echo);
     write();
