@@ -249,8 +249,9 @@ export function renderSoak(r: SoakResult): string {
   if (errs.length > 0) out.push('First failed transfer per interval: ' + errs.join('; ') + '.', '');
   const regexp = r.rows.filter((row) => row.attack === 'dns-regexp' && row.hostile);
   if (regexp.length > 0) {
-    out.push(`dns-regexp: slowest answer ${Math.max(...regexp.map((x) => x.hostile!.regexpSlowestMs))} ms, ` +
-      `${regexp.reduce((n, x) => n + x.hostile!.regexpUnanswered, 0)} queries unanswered within 10 s or by the end of their interval.`, '');
+    const answered = regexp.reduce((n, x) => n + (x.hostile!.regexpAnswered ?? 0), 0);
+    out.push(`dns-regexp: ${answered} queries answered${answered > 0 ? ` (slowest in ${Math.max(...regexp.map((x) => x.hostile!.regexpSlowestMs))} ms)` : ''}, ` +
+      `${regexp.reduce((n, x) => n + x.hostile!.regexpUnanswered, 0)} unanswered within 10 s or by the end of their interval.`, '');
   }
   const last = [...r.rows].reverse().find((row) => row.engine?.drops);
   if (last?.engine) {
