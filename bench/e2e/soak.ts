@@ -216,6 +216,9 @@ export async function runSoak(o: Opts, logDir: string): Promise<void> {
         engine: await engineExcerpt(engine),
       };
       prev = cur;
+      for (const [k, l] of loads.entries()) {
+        if (l.done && !notes.some((n) => n.startsWith(`${GUESTS[k].id}'s load`))) notes.push(`${GUESTS[k].id}'s load process exited during interval ${i} (see ${l.logFile}).`);
+      }
       result.rows.push(row);
       write();
       log(`soak #${i} ${attack ?? 'baseline'}: RSS ${row.rssMiB} MiB (peak ${row.rssPeakMiB}), fds ${row.fds} (peak ${row.fdsPeak}), ` +
