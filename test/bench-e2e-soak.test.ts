@@ -51,10 +51,13 @@ describe('soak report', () => {
     expect(guestDelta(cur, cur, 60).firstBulkErr).toBeUndefined();
   });
 
-  it('warm-up is the baseline and the first full cycle when a later interval exists, else half the attacked intervals', () => {
+  it('warm-up is the baseline and the first full cycle; a run no longer than that is not judged for flatness', () => {
     const cycle = ATTACKS.length;
     expect(warmupRows(runOf(1 + cycle + 3, () => [100, 40]), cycle)).toBe(1 + cycle);
-    expect(warmupRows(runOf(1 + cycle, () => [100, 40]), cycle)).toBe(1 + Math.ceil(cycle / 2));
+    const short = soakVerdict(runOf(1 + cycle, (i) => [100 + 50 * i, 40 + i]), [counters('a'), counters('b')], cycle);
+    expect(short.rss.pass).toBeNull();
+    expect(short.fds.pass).toBeNull();
+    expect(short.pass).toBe(false);
   });
 
   it('passes a run whose RSS and fds stay flat after warm-up, and fails one that keeps growing', () => {
@@ -70,6 +73,17 @@ describe('soak report', () => {
     expect(bad.rss.pass).toBe(false);
     expect(bad.fds.pass).toBe(false);
     expect(bad.pass).toBe(false);
+  });
+
+  it('fails a slow leak that a large warm-up peak hides: the same attack ends higher cycle after cycle', () => {
+    const n = 1 + 3 * ATTACKS.length;
+    // a 1 GiB spike in the first cycle, then every interval ends 2 MiB higher than the one before
+    const rows = runOf(n, (i) => [i === 2 ? 1024 : 100 + 2 * i, 50]);
+    rows[2].rssPeakMiB = 1024;
+    const v = soakVerdict(rows, [counters('a'), counters('b')], ATTACKS.length);
+    expect(v.rss.pass).toBe(false);
+    expect(v.rss.detail).toContain('same attack, later cycle: at most +36 MiB');
+    expect(v.fds.pass).toBe(true);
   });
 
   it('fails on a dead engine, on lost bytes and on a wrong hash', () => {

@@ -113,26 +113,47 @@ export const FLAT = { rssMiB: 16, fds: 16, fraction: 0.1 } as const;
 export const THROUGHPUT_TARGET = 0.8;
 
 /**
- * Rows that are warm-up: the baseline and the first full attack cycle when the run holds at
- * least one more interval after it, else the baseline and the first half of the attacked rows.
+ * Rows that are warm-up: the baseline and the first full attack cycle, so that what follows
+ * compares like with like (each attack holds different things). A run no longer than that
+ * cannot be judged for flatness.
  */
 export function warmupRows(rows: SoakRow[], cycle: number): number {
   const attacked = rows.filter((r) => r.phase === 'attack').length;
-  const base = rows.length - attacked;
-  return attacked > cycle ? base + cycle : base + Math.ceil(attacked / 2);
+  return rows.length - attacked + cycle;
 }
 
-function flatCheck(rows: SoakRow[], warm: number, key: 'rssPeakMiB' | 'fdsPeak', slack: number, unit: string): Check {
+/**
+ * Flat after warm-up, two ways: the peak after warm-up is not above the warm-up's peak (a
+ * resource that keeps growing), and each attack's interval ends no higher in its last
+ * cycle than in its first (a slow leak a large warm-up spike would hide from the peaks).
+ */
+function flatCheck(rows: SoakRow[], warm: number, keys: { peak: 'rssPeakMiB' | 'fdsPeak'; end: 'rssMiB' | 'fds' }, slack: number, unit: string): Check {
   const before = rows.slice(0, warm), after = rows.slice(warm);
-  if (before.length === 0 || after.length === 0) return { pass: null, detail: 'too short to judge (no interval after warm-up)' };
-  const w = Math.max(...before.map((r) => r[key])), l = Math.max(...after.map((r) => r[key]));
+  if (before.length === 0 || after.length === 0) {
+    return { pass: null, detail: `too short to judge: the warm-up is the baseline and the first full attack cycle (${warm} intervals), and no interval follows it` };
+  }
+  const w = Math.max(...before.map((r) => r[keys.peak])), l = Math.max(...after.map((r) => r[keys.peak]));
   const allowed = Math.max(slack, FLAT.fraction * w);
   const growth = l - w;
-  return {
-    pass: growth <= allowed,
-    detail: `peak ${round(w)} ${unit} in warm-up (${before.length} intervals), ${round(l)} ${unit} after (${after.length}): ` +
-      `${growth >= 0 ? '+' : ''}${round(growth)} ${unit}, allowed +${round(allowed)}`,
-  };
+  const sign = (x: number) => `${x >= 0 ? '+' : ''}${round(x)}`;
+  let detail = `peak ${round(w)} ${unit} in warm-up (${before.length} intervals, baseline ${round(rows[0][keys.end])}), ${round(l)} ${unit} after (${after.length}): ` +
+    `${sign(growth)} ${unit}, allowed +${round(allowed)}`;
+  let pass = growth <= allowed;
+  let worst: { attack: string; first: number; last: number } | undefined;
+  const seen = new Map<string, SoakRow>();
+  for (const r of rows) {
+    if (r.phase !== 'attack' || r.attack === undefined) continue;
+    const first = seen.get(r.attack);
+    if (first === undefined) seen.set(r.attack, r);
+    else if (worst === undefined || r[keys.end] - first[keys.end] > worst.last - worst.first) worst = { attack: r.attack, first: first[keys.end], last: r[keys.end] };
+  }
+  if (worst !== undefined) {
+    const d = worst.last - worst.first;
+    const ok = d <= Math.max(slack, FLAT.fraction * worst.first);
+    pass &&= ok;
+    detail += `; same attack, later cycle: at most ${sign(d)} ${unit} (${worst.attack}, ${round(worst.first)} → ${round(worst.last)})`;
+  }
+  return { pass, detail };
 }
 
 /** The verdict against the targets: zero crashes, zero lost bytes, RSS and fds flat after warm-up, throughput ≥ 80 %. */
@@ -152,8 +173,8 @@ export function soakVerdict(rows: SoakRow[], final: GuestCounters[], cycle: numb
       detail: `${ok} hash-checked transfers intact, ${corrupt} with a wrong hash, ${lost} bytes lost; ${fails} failed in all (stalled or reset count here, not as lost bytes)`,
     };
   const warm = warmupRows(rows, cycle);
-  const rss = flatCheck(rows, warm, 'rssPeakMiB', FLAT.rssMiB, 'MiB');
-  const fds = flatCheck(rows, warm, 'fdsPeak', FLAT.fds, 'fds');
+  const rss = flatCheck(rows, warm, { peak: 'rssPeakMiB', end: 'rssMiB' }, FLAT.rssMiB, 'MiB');
+  const fds = flatCheck(rows, warm, { peak: 'fdsPeak', end: 'fds' }, FLAT.fds, 'fds');
   const throughput = throughputCheck(rows);
   const pass = [crashes, lostBytes, rss, fds, throughput].every((c) => c.pass === true);
   return { crashes, lostBytes, rss, fds, throughput, pass };
@@ -264,5 +285,9 @@ export function renderSoak(r: SoakResult): string {
 }
 
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
-  console.log(renderSoak(JSON.parse(readFileSync(process.argv[2], 'utf8')) as SoakResult));
+  // The verdict is worked out again from the rows, so a stored result reads with today's rules.
+  const r = JSON.parse(readFileSync(process.argv[2], 'utf8')) as SoakResult;
+  const { ATTACKS } = await import('./hostile-vm.js');
+  r.verdict = soakVerdict(r.rows, r.final, ATTACKS.length);
+  console.log(renderSoak(r));
 }
