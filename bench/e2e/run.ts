@@ -83,13 +83,23 @@ Options:
                       built with the release WASM build, so concurrent edits cannot leak in)
   --out DIR           default bench/results/e2e (e2e.json + e2e.md; e2e-quick.* with --quick,
                       e2e-profile.* with --profile-only, e2e-perf.* with --perf-only)
+  --soak              instead of the comparison: the trust-boundary soak (bench/e2e/soak.ts).
+                      One vnetkit-simd engine, two namespace guests with mixed load (bulk both
+                      ways hash-checked, connection churn, DNS, UDP) and a hostile fake VM on
+                      the same socket cycling through attacks; every interval one row of engine
+                      RSS, open fds and each guest's throughput. Writes soak.{json,md} to
+                      bench/results/soak (or --out). Own namespaces (vnksoak0/1) and ports
+  --soak-minutes N    soak length, default 30: the first interval unattacked (the baseline)
+  --soak-interval S   seconds per row and per attack, default 60
+  --soak-scale F      multiplies every attack's count (flows, SYNs, MACs...), default 1
+  --soak-name STEM    output file stem, default soak
   --help
 Logs and sockets: /tmp/vnetkit-e2e (VNETKIT_E2E_RUN). One bench at a time: fixed names
 (netns vnke2e0/vnke2e1) and ports (127.0.0.1:5201 iperf3, :5202 probe).`;
 
-const HERE = dirname(fileURLToPath(import.meta.url));
-const REPO = resolve(HERE, '../..');
-const RUN = process.env.VNETKIT_E2E_RUN ?? '/tmp/vnetkit-e2e';
+export const HERE = dirname(fileURLToPath(import.meta.url));
+export const REPO = resolve(HERE, '../..');
+export const RUN = process.env.VNETKIT_E2E_RUN ?? '/tmp/vnetkit-e2e';
 const NS = 'vnke2e0';
 const NS2 = 'vnke2e1';
 const TAP = 'tap0';
@@ -97,19 +107,20 @@ const GUEST_MAC = '52:54:00:12:34:56';
 const PEER_MAC = '52:54:00:12:34:99';
 const IPERF_PORT = 5201;
 const PROBE_PORT = 5202;
-const ENGINE_BUNDLE = 'bench/e2e/vnetkit-engine.mjs';
+export const ENGINE_BUNDLE = 'bench/e2e/vnetkit-engine.mjs';
 const SOCK = join(RUN, 'engine.sock');
 const ALL_PEERS: PeerName[] = ['vnetkit-simd', 'vnetkit-js', 'slirp', 'passt', 'relay'];
 
 // ---- options ----------------------------------------------------------------------------------
 
-interface Opts {
+export interface Opts {
   quick: boolean; peers: PeerName[]; mtus: number[]; streams: number[]; dirs: ('up' | 'down')[];
   runs: number; time: number; omit: number; conn: number; connWarmup: number; rr: number; linkSndbuf: number; tsx: boolean;
   profile: boolean; profileOnly: boolean; profilePar: number; perf: boolean; perfOnly: boolean; worktree: boolean; out: string;
+  soak: boolean; soakMinutes: number; soakInterval: number; soakScale: number; soakName: string;
 }
 
-function parseOpts(argv: string[]): Opts {
+export function parseOpts(argv: string[]): Opts {
   const quick = argv.includes('--quick');
   const o: Opts = {
     quick,
@@ -131,7 +142,12 @@ function parseOpts(argv: string[]): Opts {
     perf: false,
     perfOnly: false,
     worktree: false,
-    out: join(REPO, 'bench/results/e2e'),
+    out: join(REPO, argv.includes('--soak') ? 'bench/results/soak' : 'bench/results/e2e'),
+    soak: false,
+    soakMinutes: 30,
+    soakInterval: 60,
+    soakScale: 1,
+    soakName: 'soak',
   };
   const list = (s: string) => s.split(/[,\s]+/).filter(Boolean);
   for (let i = 0; i < argv.length; i++) {
@@ -162,6 +178,11 @@ function parseOpts(argv: string[]): Opts {
       case '--perf-only': o.perf = true; o.perfOnly = true; break;
       case '--worktree': o.worktree = true; break;
       case '--out': o.out = resolve(v()); break;
+      case '--soak': o.soak = true; break;
+      case '--soak-minutes': o.soakMinutes = Number(v()); break;
+      case '--soak-interval': o.soakInterval = Number(v()); break;
+      case '--soak-scale': o.soakScale = Number(v()); break;
+      case '--soak-name': o.soakName = v(); break;
       case '-h': case '--help': console.log(HELP); process.exit(0);
       default: die(`unknown option ${a} (--help)`);
     }
@@ -173,25 +194,29 @@ function parseOpts(argv: string[]): Opts {
   if (!Number.isInteger(o.conn) || o.conn < 0 || !Number.isInteger(o.connWarmup) || o.connWarmup < 0) die('bad --conn/--conn-warmup');
   if (!Number.isInteger(o.profilePar) || o.profilePar < 1 || o.profilePar > 64) die('bad --profile-par (1..64)');
   if (!Number.isInteger(o.linkSndbuf) || o.linkSndbuf < 0 || o.linkSndbuf > 0x7fffffff) die('bad --link-sndbuf');
+  if (!(o.soakMinutes > 0 && o.soakMinutes <= 24 * 60)) die('bad --soak-minutes (0..1440)');
+  if (!Number.isInteger(o.soakInterval) || o.soakInterval < 5 || o.soakInterval > 3600) die('bad --soak-interval (5..3600 s)');
+  if (!(o.soakScale > 0 && o.soakScale <= 10)) die('bad --soak-scale (0..10)');
+  if (!/^[\w.-]+$/.test(o.soakName)) die('bad --soak-name');
   return o;
 }
 
-function log(msg: string): void {
+export function log(msg: string): void {
   process.stderr.write(`e2e: ${msg}\n`);
 }
-class Fatal extends Error {}
+export class Fatal extends Error {}
 /** Throws: main() stops every process this run started and removes the namespaces first. */
-function die(msg: string): never {
+export function die(msg: string): never {
   throw new Fatal(msg);
 }
 
 // ---- processes --------------------------------------------------------------------------------
 
-interface Bg { name: string; proc: ChildProcess; exited: Promise<void>; done: boolean; logFile: string }
+export interface Bg { name: string; proc: ChildProcess; exited: Promise<void>; done: boolean; logFile: string }
 const live = new Set<Bg>();
 
 let interrupted = false;
-function startBg(name: string, cmd: string, args: string[], logFile: string, cwd?: string): Bg {
+export function startBg(name: string, cmd: string, args: string[], logFile: string, cwd?: string): Bg {
   // the measuring loop keeps going while an interrupt cleans up: start nothing new then
   if (interrupted) throw new Fatal('interrupted');
   const fd = openSync(logFile, 'a');
@@ -205,7 +230,7 @@ function startBg(name: string, cmd: string, args: string[], logFile: string, cwd
 }
 
 /** SIGTERM this one process, SIGKILL after 5 s. Never by name: other benches may share the box. */
-async function stopBg(bg: Bg | undefined): Promise<void> {
+export async function stopBg(bg: Bg | undefined): Promise<void> {
   if (bg === undefined || bg.done) return;
   bg.proc.kill('SIGTERM');
   const t = setTimeout(() => { if (!bg.done) bg.proc.kill('SIGKILL'); }, 5000);
@@ -216,7 +241,7 @@ async function stopBg(bg: Bg | undefined): Promise<void> {
 interface CmdResult { code: number; stdout: string; stderr: string }
 /** Foreground commands in flight (an iperf3 client, a probe), so an interrupt can stop them too. */
 const inFlight = new Set<ChildProcess>();
-function run(cmd: string, args: string[], timeoutMs = 60_000, cwd?: string): Promise<CmdResult> {
+export function run(cmd: string, args: string[], timeoutMs = 60_000, cwd?: string): Promise<CmdResult> {
   return new Promise((res) => {
     const child = execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 64 << 20, cwd, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
       inFlight.delete(child);
@@ -226,13 +251,13 @@ function run(cmd: string, args: string[], timeoutMs = 60_000, cwd?: string): Pro
     inFlight.add(child);
   });
 }
-async function must(cmd: string, args: string[], timeoutMs?: number, cwd?: string): Promise<string> {
+export async function must(cmd: string, args: string[], timeoutMs?: number, cwd?: string): Promise<string> {
   const r = await run(cmd, args, timeoutMs, cwd);
   if (r.code !== 0) die(`${cmd} ${args.join(' ')} failed (${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
   return r.stdout;
 }
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const inNs = (ns: string | null, cmd: string, args: string[]): [string, string[]] =>
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export const inNs = (ns: string | null, cmd: string, args: string[]): [string, string[]] =>
   ns === null ? [cmd, args] : ['ip', ['netns', 'exec', ns, cmd, ...args]];
 
 // ---- CPU accounting from /proc ------------------------------------------------------------------
@@ -272,7 +297,7 @@ const TOOLS: [string, string][] = [['ip', 'iproute2'], ['ss', 'iproute2'], ['ipe
 async function have(cmd: string): Promise<boolean> {
   return (await run('sh', ['-c', `command -v ${cmd}`])).code === 0;
 }
-async function ensureTools(peers: PeerName[], perf: boolean): Promise<void> {
+export async function ensureTools(peers: PeerName[], perf: boolean): Promise<void> {
   const need = TOOLS.filter(([c]) => (c !== 'qemu-system-x86_64' || peers.includes('slirp')) && (c !== 'passt' || peers.includes('passt')));
   if (perf) need.push(['perf', 'linux-perf']);
   const missing: string[] = [];
@@ -286,7 +311,7 @@ async function ensureTools(peers: PeerName[], perf: boolean): Promise<void> {
 }
 
 /** The bench's C helpers (relay.c, accept-exec.c), rebuilt when their source is newer. */
-async function buildTool(name: string): Promise<string> {
+export async function buildTool(name: string): Promise<string> {
   const src = join(HERE, `${name}.c`);
   const bin = join(RUN, 'bin', name);
   mkdirSync(dirname(bin), { recursive: true });
@@ -302,7 +327,7 @@ async function buildTool(name: string): Promise<string> {
  * the bounds-checked test build most of the time, and other engineers edit it while a
  * 20-minute run is going.
  */
-async function prepareTree(worktree: boolean, bundle: boolean): Promise<{ dir: string; commit: string; dirty: boolean }> {
+export async function prepareTree(worktree: boolean, bundle: boolean): Promise<{ dir: string; commit: string; dirty: boolean }> {
   const commit = (await must('git', ['-C', REPO, 'rev-parse', 'HEAD'])).trim();
   const dirty = (await must('git', ['-C', REPO, 'status', '--porcelain', '--', 'src', 'assembly'])).trim() !== '';
   const dir = join(RUN, 'tree');
@@ -329,14 +354,14 @@ async function prepareTree(worktree: boolean, bundle: boolean): Promise<{ dir: s
   return { dir, commit, dirty: worktree && dirty };
 }
 
-async function version(cmd: string, args: string[]): Promise<string> {
+export async function version(cmd: string, args: string[]): Promise<string> {
   const r = await run(cmd, args, 10_000);
   return (r.stdout + r.stderr).split('\n').find((l) => l.trim() !== '')?.trim() ?? '?';
 }
 
 // ---- namespaces -------------------------------------------------------------------------------
 
-async function nsExists(ns: string): Promise<boolean> {
+export async function nsExists(ns: string): Promise<boolean> {
   return (await run('ip', ['netns', 'list'])).stdout.split('\n').some((l) => l.split(' ')[0] === ns);
 }
 async function nsDown(): Promise<void> {
@@ -347,13 +372,13 @@ async function nsDown(): Promise<void> {
     await run('ip', ['netns', 'del', ns]);
   }
 }
-async function mkNs(ns: string): Promise<void> {
+export async function mkNs(ns: string): Promise<void> {
   await must('ip', ['netns', 'add', ns]);
   // no IPv6: nothing may configure an address or a default route through the engine
   await must('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
   await must('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
 }
-async function mkTap(ns: string, tap: string, mac: string, cidr: string, mtu: number): Promise<void> {
+export async function mkTap(ns: string, tap: string, mac: string, cidr: string, mtu: number): Promise<void> {
   await must('ip', ['-n', ns, 'tuntap', 'add', 'dev', tap, 'mode', 'tap']);
   await must('ip', ['-n', ns, 'link', 'set', tap, 'address', mac, 'mtu', String(mtu)]);
   await must('ip', ['-n', ns, 'addr', 'add', cidr, 'dev', tap]);
@@ -371,15 +396,15 @@ async function nsUp(guestCidr: string, mtu: number, loopPeerCidr?: string): Prom
   }
 }
 
-async function listening(ns: string | null, port: number): Promise<boolean> {
+export async function listening(ns: string | null, port: number): Promise<boolean> {
   const [c, a] = inNs(ns, 'ss', ['-Hltn', `sport = :${port}`]);
   return (await run(c, a)).stdout.trim() !== '';
 }
-async function waitListening(ns: string | null, port: number, ms: number): Promise<boolean> {
+export async function waitListening(ns: string | null, port: number, ms: number): Promise<boolean> {
   for (const end = Date.now() + ms; Date.now() < end; await sleep(50)) if (await listening(ns, port)) return true;
   return false;
 }
-async function waitFile(path: string, ms: number, bg?: Bg): Promise<boolean> {
+export async function waitFile(path: string, ms: number, bg?: Bg): Promise<boolean> {
   for (const end = Date.now() + ms; Date.now() < end; await sleep(50)) {
     if (existsSync(path)) return true;
     if (bg?.done) return false;
@@ -401,7 +426,7 @@ interface PeerSpec {
  */
 interface EngineRun { prof?: string; perfMap?: boolean }
 
-interface Tools { relay: string; acceptExec: string }
+export interface Tools { relay: string; acceptExec: string }
 
 function peerSpec(name: PeerName, tools: Tools, tree: string, linkSndbuf: number, tsx: boolean): PeerSpec {
   const relayBin = tools.relay;
@@ -467,14 +492,19 @@ async function startSession(name: PeerName, spec: PeerSpec, mtu: number, relayBi
   if (!(await waitFile(SOCK, 20_000, engine))) return `engine did not create ${SOCK} (see ${engine.logFile})`;
   const relay = startBg('relay', relayBin, ['--netns', NS, '--tap', TAP, '--connect', SOCK, '--wait', '10'], join(logDir, `relay-${name}-${mtu}.log`));
   const s: Session = { name, spec, mtu, engine, relay, probe };
-  // ready = one full TCP transaction passes end to end
-  for (const end = Date.now() + 15_000; Date.now() < end; await sleep(300)) {
-    const [c, a] = inNs(NS, 'node', [join(HERE, 'probe.mjs'), 'conn', '--host', spec.target, '--port', String(PROBE_PORT), '--n', '1', '--timeout', '1']);
-    if ((await run(c, a, 5000)).code === 0) return s;
-    if (engine.done || relay.done) break;
-  }
+  if (await waitTransaction(NS, spec.target, PROBE_PORT, [engine, relay], 15_000)) return s;
   await stopSession(s);
   return `no TCP transaction through ${name} within 15 s${engine.done ? ' (engine exited)' : ''} (see ${engine.logFile})`;
+}
+
+/** Ready = one full TCP transaction (probe.mjs conn) from `ns` to target:port passes end to end. */
+export async function waitTransaction(ns: string, target: string, port: number, procs: Bg[], ms: number): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end; await sleep(300)) {
+    const [c, a] = inNs(ns, 'node', [join(HERE, 'probe.mjs'), 'conn', '--host', target, '--port', String(port), '--n', '1', '--timeout', '1']);
+    if ((await run(c, a, 5000)).code === 0) return true;
+    if (procs.some((p) => p.done)) return false;
+  }
+  return false;
 }
 
 async function stopSession(s: Session): Promise<void> {
@@ -573,6 +603,11 @@ async function connRun(s: Session, kind: 'conn' | 'rr', n: number, par: number, 
 
 /** Set once this run holds RUN/lock: only then are the namespaces its own to delete. */
 let ownsBench = false;
+/** Extra clean-up the soak registers (its namespaces), run by cleanupAll after the processes stop. */
+const cleanups: (() => Promise<void>)[] = [];
+export function onCleanup(fn: () => Promise<void>): void {
+  cleanups.push(fn);
+}
 const LOCK = join(RUN, 'lock');
 
 /** One bench at a time: the namespace names, ports and socket path are fixed. */
@@ -602,6 +637,7 @@ async function cleanupAll(): Promise<void> {
   for (const c of inFlight) c.kill('SIGTERM');
   await Promise.all([...live].map((b) => stopBg(b)));
   if (ownsBench) {
+    for (const fn of cleanups.splice(0)) await fn().catch((e) => log(`clean-up: ${(e as Error).message}`));
     await nsDown();
     rmSync(LOCK, { force: true });
     ownsBench = false;
@@ -740,6 +776,16 @@ async function main(): Promise<void> {
   process.on('SIGTERM', onSig);
 
   const t0 = Date.now();
+  if (o.soak) {
+    try {
+      await ensureTools(['vnetkit-simd'], false);
+      const { runSoak } = await import('./soak.js');
+      await runSoak(o, logDir);
+    } finally {
+      await cleanupAll();
+    }
+    return;
+  }
   await ensureTools(o.peers, o.perf);
   HZ = Number((await must('getconf', ['CLK_TCK'])).trim()) || 100;
   const tools: Tools = { relay: await buildTool('relay'), acceptExec: await buildTool('accept-exec') };
@@ -894,8 +940,11 @@ async function main(): Promise<void> {
   log(`done in ${result.meta.seconds} s: ${join(o.out, stem)}.{json,md}`);
 }
 
-main().catch(async (e) => {
-  process.stderr.write(e instanceof Fatal ? `e2e: ERROR: ${e.message}\n` : `e2e: ${(e as Error).stack ?? e}\n`);
-  await cleanupAll();
-  process.exit(1);
-});
+// soak.ts imports the machinery above: only the script run as the program starts a bench.
+if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().catch(async (e) => {
+    process.stderr.write(e instanceof Fatal ? `e2e: ERROR: ${e.message}\n` : `e2e: ${(e as Error).stack ?? e}\n`);
+    await cleanupAll();
+    process.exit(1);
+  });
+}

@@ -13,10 +13,16 @@
  * VNETKIT_BENCH_TCP='{"sndBufBytes":4194304}' passes TCP tunables (src/engine/tcp/options.ts)
  * through, for trying a setting without a commit. The bench records none by default.
  * VNETKIT_BENCH_SEND_BUFFER=BYTES sets the VM link's sendBufferBytes the same way (0 = system default).
+ * VNETKIT_BENCH_ENGINE='{"dhcpStart":"192.168.65.100","dns":{"upstreams":[...]}}' adds engine
+ * options (the soak's DNS upstream, zones and DHCP pool); a zone the engine refuses at load is
+ * dropped and reported as "zones refused: ..." so the soak can still run against it.
+ * --fake-pinger yes: echo requests to other addresses are answered "no reply" without spawning
+ * `ping`, so a guest's echo flood never sends anything off the machine; SIGUSR2 prints
+ * "stats {json}" (engine.stats() plus the fake pinger's calls) on stdout.
  */
 import { Session } from 'node:inspector/promises';
 import { writeFileSync } from 'node:fs';
-import { createEngine, createLogger, type BackendName, type LogLevel } from '../../src/index.js';
+import { createEngine, createLogger, type BackendName, type Engine, type EngineOptions, type LogLevel } from '../../src/index.js';
 
 function usage(msg: string): never {
   process.stderr.write(`vnetkit-engine: ${msg}\nusage: vnetkit-engine.ts --sock PATH | --fd N [--mtu N] [--backend wasm-simd|wasm|js] [--subnet CIDR] [--cpu-prof FILE] [--log-level LEVEL]\n`);
@@ -39,6 +45,8 @@ if (!['wasm-simd', 'wasm', 'js'].includes(backend)) usage(`unknown backend ${bac
 const subnet = args.get('subnet') ?? '192.168.65.0/24';
 const profFile = args.get('cpu-prof');
 const level = (args.get('log-level') ?? 'warn') as LogLevel;
+const fakePinger = args.get('fake-pinger') === 'yes';
+let pings = 0;
 
 let session: Session | undefined;
 if (profFile !== undefined) {
@@ -53,16 +61,27 @@ if (profFile !== undefined) {
 
 const tcp = process.env.VNETKIT_BENCH_TCP ? JSON.parse(process.env.VNETKIT_BENCH_TCP) : undefined;
 if (tcp !== undefined) process.stdout.write(`tcp options ${JSON.stringify(tcp)}\n`);
-const engine = createEngine({
+const extra: EngineOptions = process.env.VNETKIT_BENCH_ENGINE ? JSON.parse(process.env.VNETKIT_BENCH_ENGINE) : {};
+const options = (dns: EngineOptions['dns']): EngineOptions => ({
+  ...extra,
   subnet,
   tcp,
   mtu,
   backend,
   // The bench guest uses a static address and never asks for DNS; keep the engine from
   // reading the host's resolver or hosts file so its start-up is the same on every machine.
-  dns: { upstreams: [], hostsFile: null },
+  dns: { upstreams: [], hostsFile: null, ...dns },
+  ...(fakePinger ? { pinger: async () => { pings++; return false; } } : {}),
   log: createLogger({ level }),
 });
+let engine: Engine;
+try {
+  engine = createEngine(options(extra.dns));
+} catch (e) {
+  if (extra.dns?.zones === undefined) throw e;
+  process.stdout.write(`zones refused: ${(e as Error).message}\n`);
+  engine = createEngine(options({ ...extra.dns, zones: undefined }));
+}
 const sendBufferBytes = process.env.VNETKIT_BENCH_SEND_BUFFER ? Number(process.env.VNETKIT_BENCH_SEND_BUFFER) : undefined;
 const listener = sock !== undefined ? await engine.listen(`unix://${sock}`, { framing: 'qemu', sendBufferBytes }) : undefined;
 const attached = fd !== undefined ? engine.attachFd(fd, { framing: 'qemu', sendBufferBytes }) : undefined;
@@ -91,4 +110,5 @@ async function stop(sig: string): Promise<void> {
   process.exit(0);
 }
 process.on('SIGTERM', () => void stop('SIGTERM'));
+process.on('SIGUSR2', () => process.stdout.write(`stats ${JSON.stringify({ ...engine.stats(), fakePings: pings })}\n`));
 process.on('SIGINT', () => void stop('SIGINT'));
