@@ -10,10 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createEngine, type Engine } from '../src/engine/engine.js';
 import { GuestClient, ethType, ipProto, udpPorts } from './support/guest-client.js';
+import { fragmentUdp } from './support/frames.js';
 import { parseIPv4 } from '../src/wire/addr.js';
-import { emitUdp } from '../src/wire/udp.js';
-import { emitIpv4 } from '../src/wire/ipv4.js';
-import { emitEthernet, ETHERTYPE_IPV4 } from '../src/wire/ethernet.js';
 
 const HOST = parseIPv4('192.168.65.2');
 const GW_MAC = new Uint8Array([0xf6, 0x16, 0x36, 0xbc, 0xf9, 0xc6]);
@@ -22,22 +20,6 @@ const macB = new Uint8Array([0x52, 0x54, 0, 0x12, 0x34, 0x57]);
 const ipA = parseIPv4('192.168.65.3');
 const ipB = parseIPv4('192.168.65.4');
 
-/** A UDP datagram as IPv4 fragments of at most `mtu` bytes, IP id `ident`. */
-function fragmentUdp(src: Uint8Array, srcIp: number, srcPort: number, dstIp: number, dstPort: number, payload: Uint8Array, ident: number, mtu = 1500): Uint8Array[] {
-  const udp = new Uint8Array(8 + payload.length);
-  emitUdp({ srcPort, dstPort, payload }, udp, 0, srcIp, dstIp);
-  const per = (mtu - 20) & ~7;
-  const out: Uint8Array[] = [];
-  for (let off = 0; off < udp.length; off += per) {
-    const n = Math.min(per, udp.length - off);
-    const f = new Uint8Array(34 + n);
-    let o = emitEthernet({ dst: GW_MAC, src, ethertype: ETHERTYPE_IPV4 }, f, 0);
-    o += emitIpv4({ src: srcIp, dst: dstIp, protocol: 17, payloadLen: n, ttl: 64, ident, moreFrags: off + n < udp.length, fragOffset: off }, f, o);
-    f.set(udp.subarray(off, off + n), o);
-    out.push(f);
-  }
-  return out;
-}
 
 describe.each(['wasm-simd', 'js'] as const)('fragment slots per VM (%s backend)', (backend) => {
   let engine: Engine | undefined;
@@ -76,12 +58,12 @@ describe.each(['wasm-simd', 'js'] as const)('fragment slots per VM (%s backend)'
     const { a, b, port, got } = await setup();
     const payload = new Uint8Array(3000).map((_, i) => (i * 13) & 0xff);
     // A: the first fragment of 50 datagrams, never the rest.
-    for (let id = 1; id <= 50; id++) a.send(fragmentUdp(macA, ipA, 30000, HOST, port, payload, id)[0]);
+    for (let id = 1; id <= 50; id++) a.send(fragmentUdp(macA, GW_MAC, ipA, 30000, HOST, port, payload, { ident: id })[0]);
     // Its frames are handled before B's: a round trip through the gateway says so.
     a.send(a.echoFrame(GW_MAC, ipA, parseIPv4('192.168.65.1'), 1, 1, new Uint8Array(4)));
     await a.next((f) => ethType(f) === 0x0800 && ipProto(f) === 1);
 
-    for (const f of fragmentUdp(macB, ipB, 31000, HOST, port, payload, 0x77)) b.send(f);
+    for (const f of fragmentUdp(macB, GW_MAC, ipB, 31000, HOST, port, payload, { ident: 0x77 })) b.send(f);
     await b.next(isUdpWith('echo:3000'), 2000);
     expect(got).toHaveLength(1);
     expect(Buffer.compare(got[0], Buffer.from(payload))).toBe(0);
@@ -101,7 +83,7 @@ describe.each(['wasm-simd', 'js'] as const)('fragment slots per VM (%s backend)'
       a.send(a.echoFrame(GW_MAC, ipA, parseIPv4('192.168.65.1'), 1, 1, new Uint8Array(4)));
       await a.next((f) => ethType(f) === 0x0800 && ipProto(f) === 1);
     };
-    const frags = (id: number) => fragmentUdp(macA, ipA, 30000, HOST, port, payload, id);
+    const frags = (id: number) => fragmentUdp(macA, GW_MAC, ipA, 30000, HOST, port, payload, { ident: id });
     for (let id = 1; id <= 4; id++) a.send(frags(id)[0]);
     await settle();
     expect(slots().used).toBe(4);
@@ -129,12 +111,12 @@ describe.each(['wasm-simd', 'js'] as const)('fragment slots per VM (%s backend)'
   it('another VM cannot add fragments to a datagram it did not start (even with isolation off, where it may send from that address)', async () => {
     const { a, b, port, got } = await setup(false);
     const payload = new Uint8Array(3000).map((_, i) => i & 0xff);
-    const mine = fragmentUdp(macA, ipA, 30000, HOST, port, payload, 0x55);
+    const mine = fragmentUdp(macA, GW_MAC, ipA, 30000, HOST, port, payload, { ident: 0x55 });
     a.send(mine[0]);
     a.send(a.echoFrame(GW_MAC, ipA, parseIPv4('192.168.65.1'), 1, 1, new Uint8Array(4)));
     await a.next((f) => ethType(f) === 0x0800 && ipProto(f) === 1);
     // B sends the rest under A's address and IP id: refused, A's datagram untouched.
-    for (const f of fragmentUdp(macB, ipA, 30000, HOST, port, payload, 0x55).slice(1)) b.send(f);
+    for (const f of fragmentUdp(macB, GW_MAC, ipA, 30000, HOST, port, payload, { ident: 0x55 }).slice(1)) b.send(f);
     b.send(b.echoFrame(GW_MAC, ipB, parseIPv4('192.168.65.1'), 1, 1, new Uint8Array(4)));
     await b.next((f) => ethType(f) === 0x0800 && ipProto(f) === 1);
     expect(engine!.stats().drops['fragment-other-vm']).toBe(mine.length - 1);

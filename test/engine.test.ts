@@ -8,10 +8,8 @@ import dnsPacket from 'dns-packet';
 import { createEngine, type Engine } from '../src/engine/engine.js';
 import { GuestClient, ethType, ipProto, ipSrc, ipDst, udpPorts } from './support/guest-client.js';
 import { parseIPv4 } from '../src/wire/addr.js';
-import { emitUdp } from '../src/wire/udp.js';
 import { TcpPeer, GUEST_MAC } from './support/tcp-peer.js';
-import { emitIpv4 } from '../src/wire/ipv4.js';
-import { emitEthernet, ETHERTYPE_IPV4 } from '../src/wire/ethernet.js';
+import { fragmentUdp } from './support/frames.js';
 
 const GW = parseIPv4('192.168.65.1');
 const HOST = parseIPv4('192.168.65.2');
@@ -30,22 +28,6 @@ function dhcpDiscover(mac: Uint8Array, xid: number): Uint8Array {
   return m;
 }
 
-/** A UDP datagram as IPv4 fragments of at most `mtu` bytes (what a Linux guest sends for a large datagram). */
-function fragmentUdp(src: Uint8Array, dst: Uint8Array, srcIp: number, srcPort: number, dstIp: number, dstPort: number, payload: Uint8Array, mtu: number): Uint8Array[] {
-  const udp = new Uint8Array(8 + payload.length);
-  emitUdp({ srcPort, dstPort, payload }, udp, 0, srcIp, dstIp);
-  const per = (mtu - 20) & ~7;
-  const out: Uint8Array[] = [];
-  for (let off = 0; off < udp.length; off += per) {
-    const n = Math.min(per, udp.length - off);
-    const f = new Uint8Array(34 + n);
-    let o = emitEthernet({ dst, src, ethertype: ETHERTYPE_IPV4 }, f, 0);
-    o += emitIpv4({ src: srcIp, dst: dstIp, protocol: 17, payloadLen: n, ttl: 64, ident: 0x4242, moreFrags: off + n < udp.length, fragOffset: off }, f, o);
-    f.set(udp.subarray(off, off + n), o);
-    out.push(f);
-  }
-  return out;
-}
 
 function dhcpOption(reply: Uint8Array, code: number): Uint8Array | undefined {
   let i = 240;
@@ -274,7 +256,7 @@ describe.each(['wasm-simd', 'js'] as const)('engine (%s backend)', (backend) => 
       const g = await guest(macA);
       const me = parseIPv4('192.168.65.3');
       const payload = new Uint8Array(4000).map((_, i) => (i * 7) & 0xff);
-      for (const f of fragmentUdp(macA, GW_MAC, me, 40001, HOST, port, payload, 1500)) g.send(f);
+      for (const f of fragmentUdp(macA, GW_MAC, me, 40001, HOST, port, payload, { mtu: 1500 })) g.send(f);
       const frags: Uint8Array[] = [];
       let total = -1;
       let have = 0;

@@ -284,3 +284,21 @@ export function descView(descs: Uint8Array, i: number) {
     icmpCode: dv.getUint8(63),
   };
 }
+
+/** A UDP datagram as IPv4 fragments of at most `mtu` bytes, IP id `ident` (what a Linux guest sends for a large datagram). */
+export function fragmentUdp(src: Uint8Array, dst: Uint8Array, srcIp: number, srcPort: number, dstIp: number, dstPort: number, payload: Uint8Array,
+  o: { ident?: number; mtu?: number } = {}): Uint8Array[] {
+  const udp = new Uint8Array(8 + payload.length);
+  emitUdp({ srcPort, dstPort, payload }, udp, 0, srcIp, dstIp);
+  const per = ((o.mtu ?? 1500) - 20) & ~7;
+  const out: Uint8Array[] = [];
+  for (let off = 0; off < udp.length; off += per) {
+    const n = Math.min(per, udp.length - off);
+    const f = new Uint8Array(34 + n);
+    let at = emitEthernet({ dst, src, ethertype: ETHERTYPE_IPV4 }, f, 0);
+    at += emitIpv4({ src: srcIp, dst: dstIp, protocol: 17, payloadLen: n, ttl: 64, ident: o.ident ?? 0x4242, moreFrags: off + n < udp.length, fragOffset: off }, f, at);
+    f.set(udp.subarray(off, off + n), at);
+    out.push(f);
+  }
+  return out;
+}
