@@ -134,6 +134,38 @@ describe('byte budget', () => {
     expect(h.stack.size).toBe(1);
   }, 60_000);
 
+  it('a VM with many flows thins only its own flows\' shares: another VM\'s one flow still gets its whole send buffer', async () => {
+    // A's flows each hold a little (256 KiB, all their server sends), so many of them hold some of
+    // the budget; split by flows instead of by VMs, B's one flow would get 1/33 of the global bound.
+    const small = await listen((s) => s.end(seededBytes(256 * 1024, 6)));
+    const large = await listen((s) => s.end(seededBytes(4 * MIB, 7)));
+    const { h, sim } = setup({ flowCapacity: 4096, limits: { tcpBufferBytesPerVm: 8 * MIB, tcpBufferBytes: 16 * MIB } });
+    const a = new ZeroWindowGuest(sim, GUEST_IP);
+    sim.peers.push(a as unknown as TcpPeer);
+    const N = 200;
+    for (let j = 0; j < N; j++) sim.up.push(syn(GUEST_IP, 20000 + j, small.port));
+    expect(await sim.run(() => a.established.size >= N, 10_000)).toBe(true);
+    const queuedBy = (ip: string) => h.stack.flows().filter((f) => f.guest.startsWith(`${ip}:`)).reduce((n, f) => n + f.sndQueued, 0);
+    let last = -1;
+    for (let i = 0; i < 200; i++) {
+      await sim.run(() => false, 50);
+      const q = queuedBy('192.168.65.3');
+      if (q === last) break;
+      last = q;
+    }
+    expect(h.stack.limitStats().tcpBufferBytes.maxVmUsed).toBeGreaterThan(6 * MIB);
+
+    // VM B's guest also stops reading: its one flow may still fill its send buffer (1 MiB at MTU 1500).
+    h.addPort(2, GUEST_B);
+    const b = new ZeroWindowGuest(sim, GUEST_B);
+    sim.peers.push(b as unknown as TcpPeer);
+    sim.up.push(syn(GUEST_B, 50000, large.port));
+    expect(await sim.run(() => b.established.size === 1, 5000)).toBe(true);
+    await sim.run(() => queuedBy('192.168.65.4') >= MIB, 5000);
+    expect(queuedBy('192.168.65.4')).toBeGreaterThanOrEqual(MIB);
+    expect(h.stack.limitStats().tcpBufferBytes.used).toBeLessThanOrEqual(16 * MIB);
+  }, 60_000);
+
   it('guest data beyond the budget is dropped, never queued: a host that does not read holds the VM to its budget', async () => {
     const perVm = 4 * MIB;
     // Host sockets that never read: what the guest sends piles up in their write queues.

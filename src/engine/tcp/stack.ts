@@ -292,9 +292,8 @@ export class TcpStack {
    * half of either budget's size on top of it.
    */
   readonly floorBytes: number;
-  /** Per VM: flows holding byte-budget units; a flow's fair share divides the budget among them. */
+  /** Per VM: flows holding byte-budget units (VMs with none are absent); fair shares divide the budgets among them. */
   private readonly activeByVm = new Map<number, number>();
-  private activeAll = 0;
   /** Flows holding receive budget: re-checked each tick, since a socket's backlog drains with no event below its high-water mark. */
   private readonly rcvHolders = new Set<Conn>();
   /** The shared read buffer cut to floorBytes: a cold or paused socket's next read. */
@@ -1328,17 +1327,19 @@ export class TcpStack {
 
   /**
    * Budget units c may still take: what its VM and everyone have left, and no
-   * more than its fair share (the VM's budget, and the global one, split among
-   * the flows holding some) less what it holds. A flow past its share keeps
+   * more than its fair share less what it holds. The global budget is split
+   * among the VMs holding some, then each VM's part (never above its own
+   * bound) among its flows holding some: a VM opening many flows thins only
+   * its own flows' shares, never another VM's. A flow past its share keeps
    * what it has and takes nothing more until it drains.
    */
   private headroom(c: Conn): number {
     const vm = c.port.id;
     const mine = c.sndTaken + c.rcvTaken;
-    const me = mine > 0 ? 0 : 1;
-    const share = Math.min(
-      Math.floor(this.bytes.perVm / ((this.activeByVm.get(vm) ?? 0) + me)),
-      Math.floor(this.bytes.total / (this.activeAll + me)));
+    const flows = this.activeByVm.get(vm) ?? 0;
+    const vms = this.activeByVm.size + (flows > 0 ? 0 : 1);
+    const vmPart = Math.min(this.bytes.perVm, Math.floor(this.bytes.total / vms));
+    const share = Math.floor(vmPart / (flows + (mine > 0 ? 0 : 1)));
     return Math.max(0, Math.min(this.bytes.room(vm), share - mine));
   }
 
@@ -1372,7 +1373,6 @@ export class TcpStack {
       const n = (this.activeByVm.get(vm) ?? 0) + d;
       if (n > 0) this.activeByVm.set(vm, n);
       else this.activeByVm.delete(vm);
-      this.activeAll += d;
     }
   }
 
@@ -2016,7 +2016,6 @@ export class TcpStack {
     this.halfOpenQuota.release(portId);
     this.bytes.release(portId);
     this.reasmQuota.release(portId);
-    this.activeAll -= this.activeByVm.get(portId) ?? 0;
     this.activeByVm.delete(portId);
   }
 
