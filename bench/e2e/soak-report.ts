@@ -46,6 +46,8 @@ export interface SoakRow {
 export interface EngineExcerpt {
   vms?: number; tcpFlows?: number; udpFlows?: number; dhcpLeases?: number; fakePings?: number;
   drops?: Record<string, number>; limits?: Record<string, unknown>;
+  /** The engine's process.memoryUsage() in MiB: what JS and Buffers hold, beside the RSS the allocator keeps. */
+  memory?: { heapUsedMiB: number; heapTotalMiB: number; arrayBuffersMiB: number; externalMiB: number };
 }
 
 export interface Check { pass: boolean | null; detail: string }

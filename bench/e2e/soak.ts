@@ -88,7 +88,10 @@ async function engineExcerpt(engine: Bg): Promise<EngineExcerpt | undefined> {
     if (l !== undefined && l !== before) {
       try {
         const s = JSON.parse(l.slice(6));
-        return { vms: s.vms, tcpFlows: s.tcp?.flows, udpFlows: s.udp?.flows, dhcpLeases: s.dhcp?.leases, fakePings: s.fakePings, drops: s.drops, limits: s.limits };
+        const mib = (n: unknown) => Math.round(Number(n ?? 0) / 104857.6) / 10;
+        const memory = s.memory === undefined ? undefined
+          : { heapUsedMiB: mib(s.memory.heapUsed), heapTotalMiB: mib(s.memory.heapTotal), arrayBuffersMiB: mib(s.memory.arrayBuffers), externalMiB: mib(s.memory.external) };
+        return { vms: s.vms, tcpFlows: s.tcp?.flows, udpFlows: s.udp?.flows, dhcpLeases: s.dhcp?.leases, fakePings: s.fakePings, drops: s.drops, limits: s.limits, memory };
       } catch { return undefined; }
     }
   }
@@ -221,7 +224,7 @@ export async function runSoak(o: Opts, logDir: string): Promise<void> {
       }
       result.rows.push(row);
       write();
-      log(`soak #${i} ${attack ?? 'baseline'}: RSS ${row.rssMiB} MiB (peak ${row.rssPeakMiB}), fds ${row.fds} (peak ${row.fdsPeak}), ` +
+      log(`soak #${i} ${attack ?? 'baseline'}: RSS ${row.rssMiB} MiB (peak ${row.rssPeakMiB}, JS heap ${row.engine?.memory?.heapUsedMiB ?? '?'}, buffers ${row.engine?.memory?.arrayBuffersMiB ?? '?'}), fds ${row.fds} (peak ${row.fdsPeak}), ` +
         `${row.guests.map((g) => `${g.id} ${g.mbps} Mbit/s lost ${g.lostBytes}`).join(', ')}, DHCP offer ${dhcpOffer ?? '-'}${alive ? '' : ', ENGINE DEAD'}`);
       if (!alive) {
         notes.push(`The engine died during interval ${i} (see ${engineLog}).`);

@@ -18,7 +18,7 @@
  * dropped and reported as "zones refused: ..." so the soak can still run against it.
  * --fake-pinger yes: echo requests to other addresses are answered "no reply" without spawning
  * `ping`, so a guest's echo flood never sends anything off the machine; SIGUSR2 prints
- * "stats {json}" (engine.stats() plus the fake pinger's calls) on stdout.
+ * "stats {json}" (engine.stats(), the fake pinger's calls, process.memoryUsage()) on stdout.
  */
 import { Session } from 'node:inspector/promises';
 import { writeFileSync } from 'node:fs';
@@ -110,5 +110,6 @@ async function stop(sig: string): Promise<void> {
   process.exit(0);
 }
 process.on('SIGTERM', () => void stop('SIGTERM'));
-process.on('SIGUSR2', () => process.stdout.write(`stats ${JSON.stringify({ ...engine.stats(), fakePings: pings })}\n`));
+// memory: what the JS heap and Buffers hold, to tell growth the engine keeps from pages the allocator keeps.
+process.on('SIGUSR2', () => process.stdout.write(`stats ${JSON.stringify({ ...engine.stats(), fakePings: pings, memory: process.memoryUsage() })}\n`));
 process.on('SIGINT', () => void stop('SIGINT'));
