@@ -95,6 +95,12 @@ const LEND_MIN_PART = 8 * 1024;
 const READ_BYTES = 256 * 1024;
 /** A read this big marks a bulk sender: its next read gets a reservation (see TcpOptions.readReservations). */
 const HOT_READ_BYTES = 32 * 1024;
+/**
+ * Copied host reads at least this big go into shared slabs; smaller ones get memory of their
+ * own. A piece in a slab keeps the whole slab alive, so this bounds the slab memory a flow
+ * that never drains keeps alive to 16 times its own bytes (see onHostRead).
+ */
+const SLAB_COPY_MIN = 64 * 1024;
 
 /**
  * Abort a host socket: an RST where it is TCP. Node refuses resetAndDestroy
@@ -1254,6 +1260,15 @@ export class TcpStack {
     }
     if (c.state === St.Closed) return true;
     this.counters.hostReadsCopied++;
+    if (n < SLAB_COPY_MIN) {
+      // A small piece gets memory of its own: cut from a shared slab, it would keep the whole
+      // slab alive for as long as its flow keeps it (a guest that never acknowledges), and a
+      // few such pieces among other flows' would hold many slabs for a few KiB each.
+      const own = Buffer.allocUnsafeSlow(n);
+      own.set(buf.subarray(0, n));
+      this.onHostData(c, own);
+      return !c.paused;
+    }
     const piece = this.slabs.take(n);
     const done = this.slabs.lastDone;
     piece.set(buf.subarray(0, n));
