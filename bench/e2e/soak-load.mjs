@@ -4,8 +4,8 @@
 //   soak-load.mjs servers --bulk P --udp P --big P --syn P [--big-bytes N]
 //       On 127.0.0.1 only: P bulk (hash-checked transfers, below), UDP echo, a "big sender"
 //       that writes N bytes (default 4 MiB) to every connection (the zero-window attack's
-//       target), and a listener that accepts and holds connections (the SYN flood's target).
-//       Prints "listening" when all four are up.
+//       target), and a listener that accepts and holds connections (the SYN flood's target);
+//       only those whose port is given. Prints "listening" when they are up.
 //   soak-load.mjs guest --id NAME --target IP --dns IP --bulk P --echo P --udp P
 //                       [--bulk-mib 32] [--churn-per-s 40] [--dns-per-s 10] [--udp-per-s 20]
 //                       [--names a,b] [--name-ips x,y]
@@ -135,8 +135,13 @@ if (mode === 'servers') {
   const udp = dgram.createSocket('udp4');
   udp.on('message', (m, r) => udp.send(m, r.port, r.address));
   const up = (srv, port) => new Promise((res) => srv.listen({ host: HOST, port, backlog: 4096 }, res));
-  await up(bulk, +opt('bulk')), await up(bigSrv, +opt('big')), await up(synSrv, +opt('syn'));
-  await new Promise((res) => udp.bind(+opt('udp'), HOST, res));
+  // Only the servers named: the soak runs the guests' servers and the attack's targets as two
+  // processes, so a thousand sockets pushing into zero windows do not share the event loop that
+  // serves the well-behaved guests' downloads (an attacker's server is its own machine).
+  if (opt('bulk') !== undefined) await up(bulk, +opt('bulk'));
+  if (opt('big') !== undefined) await up(bigSrv, +opt('big'));
+  if (opt('syn') !== undefined) await up(synSrv, +opt('syn'));
+  if (opt('udp') !== undefined) await new Promise((res) => udp.bind(+opt('udp'), HOST, res));
   console.log('listening');
   const stop = () => process.exit(0);
   process.on('SIGTERM', stop);

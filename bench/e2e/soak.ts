@@ -109,8 +109,13 @@ export async function runSoak(o: Opts, logDir: string): Promise<void> {
   const notes: string[] = [];
 
   // Host side: servers on 127.0.0.1 and the DNS upstream (an in-process responder, never the machine's resolver).
-  const servers = startBg('soak-servers', 'node', [join(HERE, 'soak-load.mjs'), 'servers', '--bulk', String(PORTS.bulk), '--udp', String(PORTS.udp),
-    '--big', String(PORTS.big), '--syn', String(PORTS.syn)], join(logDir, 'soak-servers.log'));
+  // The guests' servers and the attack's targets are separate processes, as an attacker's
+  // servers would be other machines: the zero-window flows' big sender keeps a thousand sockets
+  // busy, which in one event loop would slow the guests' downloads without the engine's doing.
+  const servers = startBg('soak-servers', 'node', [join(HERE, 'soak-load.mjs'), 'servers', '--bulk', String(PORTS.bulk), '--udp', String(PORTS.udp)],
+    join(logDir, 'soak-servers.log'));
+  const attackServers = startBg('soak-attack-servers', 'node', [join(HERE, 'soak-load.mjs'), 'servers', '--big', String(PORTS.big), '--syn', String(PORTS.syn)],
+    join(logDir, 'soak-attack-servers.log'));
   const echo = startBg('probe-server', 'node', [join(HERE, 'probe.mjs'), 'server', '--bind', '127.0.0.1', '--port', String(PORTS.echo)], join(logDir, 'soak-echo.log'));
   for (const p of [PORTS.bulk, PORTS.big, PORTS.syn, PORTS.echo]) if (!(await waitListening(null, p, 10_000))) die(`soak server on ${p} did not start (see ${logDir})`);
   const upstream = await startDnsUpstream();
@@ -243,6 +248,7 @@ export async function runSoak(o: Opts, logDir: string): Promise<void> {
     const exit = lastLine(engineLog, 'vnetkit-engine: SIGTERM');
     if (exit === undefined) notes.push('The engine did not print its stats within 5 s of SIGTERM and was killed (its event loop was busy or it had died).');
     await stopBg(servers);
+    await stopBg(attackServers);
     await stopBg(echo);
     write();
   }
