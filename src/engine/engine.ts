@@ -29,7 +29,7 @@ import { buildArpReply, buildIcmpEchoReply, buildPortUnreachable, buildUdpPortUn
 import { DhcpServer } from '../services/dhcp.js';
 import { DnsServer } from '../services/dns.js';
 import { attachFd, attachStream, listen as listenTransport, createSimpleNegotiator, checkSendBufferBytes, type VmLink, type FrameHold, type Framing, type Listener, type VpnkitRequest } from '../transport/index.js';
-import { guestReachable } from '../transport/listen.js';
+import { guestReachable, isLoopback } from '../transport/listen.js';
 import { nullLogger, type Logger } from '../log.js';
 import { ErrorCodes, VnetkitError } from '../errors.js';
 import { PcapWriter } from '../wire/pcap.js';
@@ -454,7 +454,8 @@ export class Engine extends EventEmitter {
    * listener through the host alias. It is a guest talking, never a new VM (dropped and counted).
    */
   private readonly isOwnNatSocket = (address: string, port: number): boolean => {
-    if (!isLoopbackAddress(address) || !this.udp.ownsLocalPort(port)) return false;
+    // A dual-stack socket reports an IPv4 peer as ::ffff:a.b.c.d.
+    if (!isLoopback(address.startsWith('::ffff:') ? address.slice(7) : address) || !this.udp.ownsLocalPort(port)) return false;
     this.drop('dgram-from-own-nat-socket');
     return true;
   };
@@ -1210,10 +1211,6 @@ export class Engine extends EventEmitter {
     this.udp.close();
     this.dns.close();
   }
-}
-
-function isLoopbackAddress(a: string): boolean {
-  return a.startsWith('127.') || a === '::1' || a.startsWith('::ffff:127.');
 }
 
 function udpChannelKey(guestIp: number, guestPort: number, ip: number, port: number): string {
