@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Quota } from '../src/engine/quota.js';
+import { Quota, takeEach } from '../src/engine/quota.js';
 import { hostSocketBudget } from '../src/engine/fd-limit.js';
 import { resolveLimits } from '../src/engine/config.js';
 
@@ -48,5 +48,18 @@ describe('limits', () => {
     expect(l.hostSocketsPerVm).toBe(500);
     expect(() => resolveLimits({ hostSocketsPerVm: 2000, hostSockets: 1000 })).toThrow(/hostSocketsPerVm/);
     expect(() => resolveLimits({ tcpFlowsPerVm: -1 })).toThrow(/tcpFlowsPerVm/);
+  });
+});
+
+describe('takeEach', () => {
+  it('takes one of each or none: the refusing quota is returned and the others are given back', () => {
+    const a = new Quota('a', 10, 10);
+    const b = new Quota('b', 10, 1);
+    const c = new Quota('c', 10, 10);
+    expect(takeEach(1, [a, b, c])).toBeNull();
+    expect([a.used, b.used, c.used]).toEqual([1, 1, 1]);
+    expect(takeEach(1, [a, b, c])).toBe(b);
+    expect([a.used, b.used, c.used]).toEqual([1, 1, 1]);
+    expect(b.refusedVm).toBe(1);
   });
 });

@@ -86,3 +86,17 @@ export class Quota {
     return { used: this.used, total: this.total, perVm: this.perVm, refusedVm: this.refusedVm, refusedTotal: this.refusedTotal, maxVmUsed };
   }
 }
+
+/**
+ * Take one unit of each of `quotas` for `vm`, all or nothing: the first that refuses is
+ * returned (its refusal counted) after the ones already taken are given back; null when
+ * every one was taken.
+ */
+export function takeEach(vm: number, quotas: readonly Quota[]): Quota | null {
+  for (let i = 0; i < quotas.length; i++) {
+    if (quotas[i].take(vm)) continue;
+    for (let j = 0; j < i; j++) quotas[j].give(vm);
+    return quotas[i];
+  }
+  return null;
+}

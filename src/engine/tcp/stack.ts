@@ -53,7 +53,7 @@ import {
   FLOW_FOUND, FLOW_NEW, FLOW_FULL, OPT_MSS, OPT_WSCALE, FT_FULL, FT_EXISTS,
 } from '../../../assembly/layout.js';
 import { formatIPv4 } from '../../wire/addr.js';
-import { Quota, type QuotaStats } from '../quota.js';
+import { Quota, takeEach, type QuotaStats } from '../quota.js';
 import type { ResolvedLimits } from '../config.js';
 import { Conn, St, Timer, type TcpPort } from './conn.js';
 import { kernelSlabsFor, resolveTcpOptions, sndBufFor, type ResolvedTcpOptions, type TcpOptions } from './options.js';
@@ -455,24 +455,11 @@ export class TcpStack {
     // The VM's bounds, cheapest give-back first: every refusal returns the table entry classify made.
     const vm = port.id;
     const hostSocket = typeof target !== 'object';
-    let refusal: 'refusedVmFlows' | 'refusedHalfOpen' | 'refusedHostSockets' | null = null;
-    if (!this.flowQuota.take(vm)) refusal = 'refusedVmFlows';
-    else if (!this.halfOpenQuota.take(vm)) {
-      this.flowQuota.give(vm);
-      refusal = 'refusedHalfOpen';
-    } else if (hostSocket && !this.hostSockets.take(vm)) {
-      this.flowQuota.give(vm);
-      this.halfOpenQuota.give(vm);
-      refusal = 'refusedHostSockets';
-    }
-    if (refusal !== null) {
-      this.counters[refusal]++;
+    const refused = takeEach(vm, hostSocket ? [this.flowQuota, this.halfOpenQuota, this.hostSockets] : [this.flowQuota, this.halfOpenQuota]);
+    if (refused !== null) {
       k.k.flowRemove(this.host.flowTable, PROTO_TCP, guestIp, guestPort, dstIp, dstPort);
       this.rstForSegment(port, ptr, d, SYN);
-      const q = refusal === 'refusedVmFlows' ? this.flowQuota : refusal === 'refusedHalfOpen' ? this.halfOpenQuota : this.hostSockets;
-      this.host.log.limited(`tcp-${refusal}`, 'warn', `TCP SYN refused: ${q.name} bound reached`, {
-        vm, used: q.usedBy(vm), perVm: q.perVm, usedAll: q.used, total: q.total,
-      });
+      this.refusedBy(refused, vm, 'tcp', 'TCP SYN refused');
       return;
     }
     const now = this.host.now();
@@ -1910,6 +1897,15 @@ export class TcpStack {
     this.arm(c, Timer.Persist, now + c.rto);
   }
 
+  /** A connection refused at quota `q`'s bound: counted under its refusal counter and logged a few times per interval. */
+  private refusedBy(q: Quota, vm: number, logKey: string, what: string): void {
+    const counter = q === this.flowQuota ? 'refusedVmFlows' : q === this.halfOpenQuota ? 'refusedHalfOpen' : 'refusedHostSockets';
+    this.counters[counter]++;
+    this.host.log.limited(`${logKey}-${counter}`, 'warn', `${what}: ${q.name} bound reached`, {
+      vm, used: q.usedBy(vm), perVm: q.perVm, usedAll: q.used, total: q.total,
+    });
+  }
+
   // ---- host → guest connections (port forwarding) --------------------------
 
   /**
@@ -1924,20 +1920,10 @@ export class TcpStack {
     const k = this.host.kernels;
     const now = this.host.now();
     const vm = port.id;
-    let refusal: 'refusedVmFlows' | 'refusedHostSockets' | null = null;
-    if (this.closedDown) refusal = null;
-    else if (!this.flowQuota.take(vm)) refusal = 'refusedVmFlows';
-    else if (!this.hostSockets.take(vm)) {
-      this.flowQuota.give(vm);
-      refusal = 'refusedHostSockets';
-    }
-    if (refusal !== null) {
-      this.counters[refusal]++;
+    const refused = this.closedDown ? null : takeEach(vm, [this.flowQuota, this.hostSockets]);
+    if (refused !== null) {
       this.counters.forwardsRefused++;
-      const q = refusal === 'refusedVmFlows' ? this.flowQuota : this.hostSockets;
-      this.host.log.limited(`tcp-forward-${refusal}`, 'warn', `forwarded TCP connection refused: ${q.name} bound reached`, {
-        vm, used: q.usedBy(vm), perVm: q.perVm, usedAll: q.used, total: q.total,
-      });
+      this.refusedBy(refused, vm, 'tcp-forward', 'forwarded TCP connection refused');
       socket.destroy();
       return false;
     }
