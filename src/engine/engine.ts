@@ -772,7 +772,7 @@ export class Engine extends EventEmitter {
   /** An address of the subnet a guest can hold (not the network or broadcast address, nor 0). */
   private ownable(ip: number): boolean {
     const cfg = this.config;
-    return ip !== 0 && ((ip & cfg.mask) >>> 0) === cfg.network && ip !== cfg.network && ip !== cfg.broadcast;
+    return ip !== 0 && inSubnet(ip, cfg.network, cfg.prefix) && ip !== cfg.network && ip !== cfg.broadcast;
   }
 
   /**
